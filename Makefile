@@ -1,0 +1,53 @@
+# make test: lint + the whole test suite. make bench: the suite that fits this machine, then the report.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUITE ?= auto
+RESULTS ?= results
+ARGS ?=
+# Real MNIST for tests and runs: an explicit BENCH_DATA_DIR wins; else the workspace's shared copy when
+# present; else the harness downloads it into its default data folder.
+SHARED_MNIST := $(wildcard ../shared/data/mnist)
+ifeq ($(origin BENCH_DATA_DIR),undefined)
+ifneq ($(SHARED_MNIST),)
+export BENCH_DATA_DIR := $(abspath $(SHARED_MNIST))
+endif
+endif
+
+.PHONY: setup lint test bench report data lock clean
+
+setup: $(VENV)/.installed
+
+# Re-runs only when the project or the lock changes: setup is idempotent.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+data: setup
+	$(BIN)/bench data
+
+bench: setup
+	$(BIN)/bench run --suite $(SUITE) --results-dir $(RESULTS) $(ARGS); status=$$?; \
+	$(BIN)/bench report --results-dir $(RESULTS) && exit $$status
+
+report: setup
+	$(BIN)/bench report --results-dir $(RESULTS)
+
+# Regenerate the lock from a fresh env of the top-level pins (review the diff before committing).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet torch==2.9.0 torchvision==0.24.0 pytorch-lightning==2.6.6 fastai==2.8.12 \
+		tensorboard pandas matplotlib tabulate pytest pytest-benchmark ruff
+	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""The host CPU. Timing needs no synchronisation; peak memory is the process's peak RSS."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+
+import torch
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class CPU:
+    name = "cpu"
+    lightning_accelerator = "cpu"
+    peak_memory_kind = "process-rss"
+
+    def available(self) -> bool:
+        return True
+
+    def device_count(self) -> int:
+        return 1  # one process using torch's intra-op threads; see threads in env
+
+    def device_name(self) -> str:
+        return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+
+    def torch_device(self):
+        return torch.device("cpu")
+
+    def synchronize(self) -> None:
+        pass
+
+    def mark(self) -> float:
+        return time.perf_counter()
+
+    def seconds_between(self, a: float, b: float) -> float:
+        return b - a
+
+    def unsupported(self, precision: str, devices: int, framework: str) -> str | None:
+        if devices != 1:
+            return "the cpu backend runs one process; use torch threads (OMP_NUM_THREADS), not --devices"
+        if precision == "tf32":
+            return "TF32 is an NVIDIA tensor-core mode; CPUs have no TF32 math"
+        if precision == "fp16-mixed":
+            return (
+                "no honest fp16 mixed precision on CPU: Lightning silently runs 16-mixed as bf16-mixed there, "
+                "and fp16 autocast on CPU has no grad-scaled training path in the frameworks benchmarked"
+            )
+        return None
+
+    def apply_precision(self, precision: str) -> None:
+        # oneDNN can run fp32 matmuls in reduced precision when asked; fp32 here means full fp32.
+        torch.backends.mkldnn.matmul.fp32_precision = "ieee"
+
+    def reset_peak_memory(self) -> None:
+        pass  # RSS high-water mark cannot be reset; each cell is its own process, so it covers that cell
+
+    def peak_memory_bytes(self) -> int | None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+    def env(self) -> dict:
+        return {
+            "device_kind": "cpu",
+            "cpu_model": cpu_model(),
+            "torch_threads": torch.get_num_threads(),
+            "mkldnn_matmul_fp32_precision": torch.backends.mkldnn.matmul.fp32_precision,
+        }
+
+
+BACKEND = CPU()

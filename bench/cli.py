@@ -1,0 +1,144 @@
+"""``bench``: data, run, report, list."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+
+from bench import precision
+from bench.precision import UnknownName
+
+DEFAULT_RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR", "results"))
+
+
+def _csv(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+def _devices(value: str) -> list:
+    return [v if v == "all" else int(v) for v in _csv(value)]
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench import data
+
+    folder = data.locate(args.data_dir)
+    print(f"MNIST raw files: {folder} (validated)")
+    x, _ = data.tensors("train", folder)
+    data.tensors("test", folder)
+    print(f"normalised tensors cached: train {tuple(x.shape)}, under {data.cache_dir()}")
+    if args.png:
+        print(f"mnist_png folders: {data.png_folders(folder)}")
+    return 0
+
+
+def build_cells(args: argparse.Namespace):
+    from bench import suite
+
+    name = suite.resolve_auto() if args.suite == "auto" else args.suite
+    name, raw = suite.load(name)
+    for key, value in (
+        ("workloads", args.workload),
+        ("precisions", args.precision),
+        ("backend", args.device),
+        ("devices", args.devices),
+        ("epochs", args.epochs),
+        ("repeats", args.repeats),
+        ("limit_train", args.limit_train),
+        ("allocator", args.allocator),
+    ):
+        if value is not None:
+            raw[key] = value
+            if key in ("epochs", "limit_train"):  # the command line wins over per-workload overrides too
+                for over in raw.get("workload", {}).values():
+                    over.pop(key, None)
+    settings = suite.validate(name, raw)
+    return name, settings, suite.expand(name, settings)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench import runner
+
+    name, _, cells = build_cells(args)
+    if args.dry_run:
+        for cell in cells:
+            why = runner.unsupported_reason(cell)
+            print(
+                f"{cell.cell_id} repeat {cell.repeat} epochs {cell.epochs} fingerprint {cell.fingerprint}"
+                + (f"  [unsupported here: {why}]" if why else "")
+            )
+        print(f"{len(cells)} cells in suite {name}; nothing run (--dry-run)")
+        return 0
+    from bench import data
+
+    data.locate(args.data_dir)  # fail once, before any cell, when MNIST cannot be had
+    host = os.environ.get("BENCH_HOST") or socket.gethostname()
+    run_id = args.run_id or f"{name}-{host}"
+    return runner.sweep(cells, Path(args.results_dir), run_id, args.data_dir)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench import report
+
+    out = report.write(Path(args.results_dir), baseline=args.baseline)
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench import backends, suite, workloads
+
+    print("suites:     " + ", ".join(suite.suite_names()) + " (or auto, or a path to a .toml file)")
+    print("workloads:  " + ", ".join(workloads.WORKLOADS))
+    print("precisions: " + ", ".join(precision.PRECISIONS))
+    print("backends:   " + ", ".join(backends.BACKENDS) + f" (detected here: {backends.detect()})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="find or download MNIST, validate it, build the cached derived forms")
+    d.add_argument("--data-dir", help="folder with the four MNIST .gz files (default: $BENCH_DATA_DIR)")
+    d.add_argument("--png", action="store_true", help="also build the mnist_png folders (fastai workload)")
+    d.set_defaults(func=cmd_data)
+
+    r = sub.add_parser("run", help="run a suite: one subprocess per cell, records appended, resumable")
+    r.add_argument("--suite", default="auto", help="packaged suite name, a .toml path, or auto (default)")
+    r.add_argument("--workload", type=_csv, help="comma-separated workloads (overrides the suite)")
+    r.add_argument("--precision", type=_csv, help="comma-separated precisions")
+    r.add_argument("--device", help="backend: cpu, cuda (default: the suite's, auto-detected)")
+    r.add_argument("--devices", type=_devices, help="comma-separated device counts, or all")
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--repeats", type=int)
+    r.add_argument("--limit-train", type=int, help="train on the first N training images")
+    r.add_argument("--allocator", help="auto, tcmalloc, jemalloc, glibc-tuned, glibc")
+    r.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
+    r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
+    r.add_argument("--run-id", help="folder under the results dir (default: <suite>-<host>; same id resumes)")
+    r.add_argument("--dry-run", action="store_true", help="list the cells and what is unsupported here")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="merge every records.jsonl under the results dir into a report")
+    rep.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
+    rep.add_argument("--baseline", default="cpu/fp32", help="speedup baseline as backend/precision")
+    rep.set_defaults(func=cmd_report)
+
+    sub.add_parser("list", help="list suites, workloads, precisions, backends").set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.data import DataError
+    from bench.suite import SuiteError
+
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UnknownName, SuiteError, DataError, ValueError) as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,65 @@
+"""The environment every record carries: host, CPU, accelerator, software versions, git commit, container."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from bench import allocator
+from bench.backends.cpu import cpu_model
+
+PACKAGES = ("torch", "torchvision", "pytorch-lightning", "fastai", "torch-xla", "numpy", "pandas", "tensorboard")
+
+
+def _git_commit() -> str | None:
+    if os.environ.get("BENCH_GIT_COMMIT"):  # set by the images, which carry no .git
+        return os.environ["BENCH_GIT_COMMIT"]
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if sha.returncode != 0:
+        return None
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def collect(backend) -> dict:
+    """Everything about where and how a cell ran. ``backend`` adds its device details."""
+    return {
+        "host": os.environ.get("BENCH_HOST") or socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": cpu_model(),
+        "python": platform.python_version(),
+        "packages": _versions(),
+        "git_commit": _git_commit(),
+        "container_image": os.environ.get("BENCH_IMAGE"),
+        "container_image_digest": os.environ.get("BENCH_IMAGE_DIGEST"),
+        "in_container": os.path.exists("/.dockerenv"),
+        "allocator": allocator.describe(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "backend": backend.env(),
+    }

@@ -1,0 +1,121 @@
+"""What is timed and how: the measurement rules of docs/methodology.md, shared by every workload's loop.
+
+A workload calls ``epoch_start`` at the start of each epoch (the first call starts the time-to-accuracy clock),
+``step_end`` after every optimizer step, ``eval_start``/``eval_end`` around evaluation, then ``epoch_end``.
+Interval boundaries take a wall-clock timestamp after synchronising the device. Steps in between get a
+device-side mark (``backend.mark``: a CUDA event, a plain timestamp on CPU) so the queue is never drained
+mid-epoch, except once at the end of warmup.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from bench.backends import Backend, now
+
+
+@dataclass
+class Meter:
+    backend: Backend
+    warmup_steps: int
+    tta_target: float
+    started: float = field(default_factory=time.perf_counter)  # start of setup
+    train_t0: float | None = None  # first training step: the time-to-accuracy clock starts here
+    warmup_end: float | None = None
+    steps: int = 0
+    steady_samples: int = 0
+    steady_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    tta_seconds: float | None = None
+    step_times: list[float] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)
+    accuracy: float | None = None
+    _epoch: dict = field(default_factory=dict)
+    _seg_t0: float | None = None  # start of the current steady-state segment
+    _seg_samples: int = 0
+    _marks: list = field(default_factory=list)  # device marks of the steady steps in this segment
+
+    def epoch_start(self) -> None:
+        t = now(self.backend)
+        if self.train_t0 is None:
+            self.train_t0 = t
+            if self.warmup_steps == 0:
+                self.warmup_end = t
+        self._epoch = {"t0": t, "samples": 0}
+        if self.warmup_end is not None:
+            self._begin_segment(t)
+
+    def _begin_segment(self, t: float) -> None:
+        self._seg_t0, self._seg_samples = t, 0
+        self._marks = [self.backend.mark()]
+
+    def step_end(self, samples: int) -> None:
+        """After an optimizer step over ``samples`` samples (global, across devices)."""
+        self.steps += 1
+        self._epoch["samples"] += samples
+        if self._seg_t0 is not None:
+            self._seg_samples += samples
+            self._marks.append(self.backend.mark())
+        elif self.steps == self.warmup_steps:
+            # Warmup (first steps, compilation, allocator growth) ends here, with an empty device queue.
+            self.warmup_end = now(self.backend)
+            self._begin_segment(self.warmup_end)
+
+    def eval_start(self) -> None:
+        t = now(self.backend)
+        self._epoch["train_seconds"] = t - self._epoch["t0"]
+        if self._seg_t0 is not None:
+            self.steady_seconds += t - self._seg_t0
+            self.steady_samples += self._seg_samples
+            marks = self._marks
+            self.step_times += [self.backend.seconds_between(a, b) for a, b in itertools.pairwise(marks)]
+            self._seg_t0 = None
+        self._eval_t0 = t
+
+    def eval_end(self, accuracy: float) -> bool:
+        """Evaluation finished; returns True the first time ``accuracy`` reaches the target."""
+        t = now(self.backend)
+        self.eval_seconds += t - self._eval_t0
+        self.accuracy = accuracy
+        self._epoch["elapsed"] = t - self.train_t0
+        if self.tta_seconds is None and accuracy >= self.tta_target:
+            self.tta_seconds = t - self.train_t0
+            return True
+        return False
+
+    def epoch_end(self, epoch: int, train_loss: float) -> None:
+        e = self._epoch
+        self.curve.append(
+            {
+                "epoch": epoch,
+                "elapsed_seconds": e.get("elapsed"),
+                "train_seconds": e.get("train_seconds"),
+                "samples": e["samples"],
+                "train_loss": train_loss,
+                "test_accuracy": self.accuracy,
+            }
+        )
+
+    def summary(self) -> dict:
+        """The record's timing fields; throughput is null when no step ran past warmup."""
+        times = sorted(self.step_times)
+        end = time.perf_counter()
+        warmup = self.warmup_end - self.train_t0 if self.warmup_end is not None and self.train_t0 else None
+        return {
+            "throughput_samples_per_s": self.steady_samples / self.steady_seconds if self.steady_seconds else None,
+            "step_time_ms_median": 1000 * statistics.median(times) if times else None,
+            "step_time_ms_p90": 1000 * times[math.ceil(0.9 * len(times)) - 1] if times else None,
+            "steady_steps": len(times),
+            "steady_samples": self.steady_samples,
+            "warmup_steps": min(self.warmup_steps, self.steps),
+            "tta_seconds": self.tta_seconds,
+            "setup_seconds": (self.train_t0 or end) - self.started,
+            "warmup_seconds": warmup,
+            "train_seconds": self.steady_seconds,
+            "eval_seconds": self.eval_seconds,
+            "total_seconds": end - self.started,
+        }

@@ -1,0 +1,70 @@
+"""The harness's own precision names, and how each one is recognised in a running model.
+
+Each backend maps these names to what its frameworks accept and says which ones it cannot run honestly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRECISIONS = ("fp32", "tf32", "fp16-mixed", "bf16-mixed", "bf16-true")
+
+# What Lightning's Trainer is given for each name. tf32 is fp32 with TF32 math switched on by the backend.
+LIGHTNING = {
+    "fp32": "32-true",
+    "tf32": "32-true",
+    "fp16-mixed": "16-mixed",
+    "bf16-mixed": "bf16-mixed",
+    "bf16-true": "bf16-true",
+}
+
+
+class UnknownName(ValueError):
+    """An unknown workload, precision, backend or suite name; the message lists the valid ones."""
+
+
+def check(name: str) -> str:
+    if name not in PRECISIONS:
+        raise UnknownName(f"unknown precision {name!r}; valid: {', '.join(PRECISIONS)}")
+    return name
+
+
+@dataclass
+class Observed:
+    """Dtypes seen in a real training forward pass: a layer's parameter and its output activation."""
+
+    param_dtype: str
+    activation_dtype: str
+    tf32_enabled: bool
+
+    def effective(self) -> str:
+        """The harness precision name that these dtypes amount to."""
+        p, a = self.param_dtype, self.activation_dtype
+        if p == "torch.float32" and a == "torch.float32":
+            return "tf32" if self.tf32_enabled else "fp32"
+        if p == "torch.float32" and a == "torch.float16":
+            return "fp16-mixed"
+        if p == "torch.float32" and a == "torch.bfloat16":
+            return "bf16-mixed"
+        if p == "torch.bfloat16" and a == "torch.bfloat16":
+            return "bf16-true"
+        return f"other(params={p}, activations={a})"
+
+
+class Probe:
+    """Watches the first forward pass of a layer during training and records the dtypes it ran in."""
+
+    def __init__(self, module) -> None:
+        self.observed: Observed | None = None
+        self._handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output) -> None:
+        import torch
+
+        on_cuda = module.weight.device.type == "cuda"
+        modes = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+        self.observed = Observed(str(module.weight.dtype), str(output.dtype), tf32_enabled=on_cuda and "tf32" in modes)
+        self._handle.remove()
+
+    def effective(self) -> str | None:
+        return self.observed.effective() if self.observed else None

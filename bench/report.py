@@ -1,0 +1,289 @@
+"""Records of any number of runs and machines → REPORT.md, report.html (plots embedded) and summary.csv.
+
+Rows are hardware × device count × precision per workload. Cells that did not run or did not finish are
+shown with their reason; rows whose configuration differs from the workload's usual one are flagged.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: plots go to files
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from bench import records
+from bench.precision import PRECISIONS
+
+ROW = ["workload", "host", "hardware", "backend", "device_count", "precision"]
+CONFIG = ["batch_size", "epochs", "limit_train", "limit_test"]  # must match for figures to compare
+
+
+def frame(recs: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(recs)
+    for col in records.FIELDS:
+        if col not in df:
+            df[col] = None
+    df["host"] = [(e or {}).get("host") for e in df["env"]]
+    df["hardware"] = df["device_name"].fillna(df["backend"])
+    df["allocator"] = [((e or {}).get("allocator") or {}).get("name") for e in df["env"]]
+    order = {p: i for i, p in enumerate(PRECISIONS)}
+    df["_p"] = df["precision"].map(order)
+    return df.sort_values(["workload", "host", "backend", "device_count", "_p", "repeat"]).reset_index(drop=True)
+
+
+def _fmt(x: float | None, spec: str = ",.0f") -> str:
+    return "" if x is None or pd.isna(x) else format(x, spec)
+
+
+def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """One row per workload × hardware × device count × precision, with medians and spreads over repeats."""
+    rows = []
+    for key, g in df.groupby(ROW, sort=False, dropna=False):
+        ok = g[g["status"] == "ok"]
+        others = g[g["status"] != "ok"]
+        row = dict(zip(ROW, key))
+        tput = pd.to_numeric(ok["throughput_samples_per_s"])
+        tta = pd.to_numeric(ok["tta_seconds"])
+        row.update(
+            status="ok" if len(ok) else others["status"].iloc[0],
+            repeats_ok=len(ok),
+            repeats=len(g),
+            throughput_median=tput.median() if len(tput.dropna()) else None,
+            throughput_min=tput.min(),
+            throughput_max=tput.max(),
+            step_ms_median=pd.to_numeric(ok["step_time_ms_median"]).median(),
+            step_ms_p90=pd.to_numeric(ok["step_time_ms_p90"]).median(),
+            accuracy_median=pd.to_numeric(ok["final_accuracy"]).median(),
+            tta_target=g["tta_target"].iloc[0],
+            tta_median=tta.median() if tta.notna().any() else None,
+            tta_reached=f"{int(tta.notna().sum())}/{len(ok)}",
+            warmup_s_median=pd.to_numeric(ok["warmup_seconds"]).median(),
+            setup_s_median=pd.to_numeric(ok["setup_seconds"]).median(),
+            peak_memory_mib=pd.to_numeric(ok["peak_memory_bytes"]).median() / 2**20,
+            peak_memory_kind=g["peak_memory_kind"].dropna().iloc[0] if g["peak_memory_kind"].notna().any() else None,
+            precision_effective=",".join(sorted(set(ok["precision_effective"].dropna()))),
+            allocator=",".join(sorted(set(g["allocator"].dropna()))),
+            reason="; ".join(sorted({f"{s}: {r}" for s, r in zip(others["status"], others["reason"])})),
+            **{c: g[c].dropna().iloc[0] if g[c].notna().any() else None for c in CONFIG},
+        )
+        rows.append(row)
+    s = pd.DataFrame(rows)
+    if s.empty:
+        return s
+    s["comparable"] = ""
+    b_backend, _, b_precision = baseline.partition("/")
+    s["speedup"] = None
+    for _, g in s.groupby("workload", sort=False):
+        usual = g[CONFIG].astype(str).mode().iloc[0]
+        for i, r in g.iterrows():
+            if r["status"] != "ok":
+                s.loc[i, "comparable"] = ""
+                continue
+            diff = [f"{c} {r[c]} (usual {usual[c]})" for c in CONFIG if str(r[c]) != usual[c]]
+            s.loc[i, "comparable"] = "not comparable: " + ", ".join(diff) if diff else "yes"
+        base = g[
+            (g["backend"] == b_backend)
+            & (g["precision"] == b_precision)
+            & (g["device_count"] == 1)
+            & (s.loc[g.index, "comparable"] == "yes")
+            & g["throughput_median"].notna()
+        ]
+        if len(base):
+            ref = base.iloc[0]
+            s.loc[g.index, "speedup"] = g["throughput_median"] / ref["throughput_median"]
+            s.loc[g.index, "baseline"] = f"{ref['hardware']} {b_precision} on {ref['host']}"
+    return s
+
+
+def _table(s: pd.DataFrame) -> pd.DataFrame:
+    """The human-facing columns, formatted."""
+    t = pd.DataFrame(
+        {
+            "hardware": s["hardware"] + " @" + s["host"].astype(str),
+            "devices": s["device_count"],
+            "precision": s["precision"],
+            "status": [
+                st if st != "ok" else f"ok {r}/{n}" for st, r, n in zip(s["status"], s["repeats_ok"], s["repeats"])
+            ],
+            "samples/s median (min–max)": [
+                f"{_fmt(m)} ({_fmt(lo)}–{_fmt(hi)})" if m is not None and not pd.isna(m) else ""
+                for m, lo, hi in zip(s["throughput_median"], s["throughput_min"], s["throughput_max"])
+            ],
+            "step ms p50/p90": [
+                f"{_fmt(a, '.2f')}/{_fmt(b, '.2f')}" if not pd.isna(a) else ""
+                for a, b in zip(s["step_ms_median"], s["step_ms_p90"])
+            ],
+            "speedup": [_fmt(x, ".2f") + "x" if x is not None and not pd.isna(x) else "" for x in s["speedup"]],
+            "final acc": [_fmt(x, ".4f") for x in s["accuracy_median"]],
+            "TTA s (reached)": [
+                f"{_fmt(t, '.1f') or 'not reached'} ({r})" if st == "ok" else ""
+                for t, r, st in zip(s["tta_median"], s["tta_reached"], s["status"])
+            ],
+            "warmup s": [_fmt(x, ".2f") for x in s["warmup_s_median"]],
+            "peak MiB": [
+                f"{_fmt(m)} {k}" if pd.notna(m) else "" for m, k in zip(s["peak_memory_mib"], s["peak_memory_kind"])
+            ],
+            "allocator": s["allocator"],
+            "comparable": s["comparable"],
+            "notes": s["reason"],
+        }
+    )
+    return t
+
+
+def overhead(s: pd.DataFrame) -> pd.DataFrame:
+    """Framework throughput against the plain-PyTorch loop on the same hardware, devices and precision."""
+    keys = ["host", "hardware", "backend", "device_count", "precision"]
+    ref = s[s["workload"] == "torch-convnet"].set_index(keys)["throughput_median"]
+    rows = []
+    for _, r in s[(s["workload"] != "torch-convnet") & s["workload"].str.endswith("convnet")].iterrows():
+        k = tuple(r[keys])
+        if k in ref.index and pd.notna(r["throughput_median"]) and pd.notna(ref[k]):
+            rows.append(
+                {
+                    "workload": r["workload"],
+                    "hardware": f"{r['hardware']} @{r['host']}",
+                    "devices": r["device_count"],
+                    "precision": r["precision"],
+                    "framework samples/s": _fmt(r["throughput_median"]),
+                    "plain torch samples/s": _fmt(ref[k]),
+                    "ratio": f"{r['throughput_median'] / ref[k]:.3f}",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _accuracy_plot(df: pd.DataFrame, workload: str, target: float) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ok = df[(df["workload"] == workload) & (df["status"] == "ok")]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (key, g) in enumerate(ok.groupby(["host", "hardware", "device_count", "precision"], sort=False)):
+        for j, curve in enumerate(g["curve"]):
+            pts = [(c["elapsed_seconds"], c["test_accuracy"]) for c in curve or [] if c.get("elapsed_seconds")]
+            if pts:
+                x, y = zip(*pts)
+                label = f"{key[1]} x{key[2]} {key[3]}" if j == 0 else None
+                ax.plot(x, y, marker=".", color=colors[n % len(colors)], alpha=0.8, label=label)
+    ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target}")
+    ax.set(xlabel="wall-clock seconds since the first training step", ylabel="test accuracy", title=workload)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _throughput_plot(s: pd.DataFrame, workload: str) -> plt.Figure:
+    g = s[(s["workload"] == workload) & s["throughput_median"].notna()]
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(g), 1)))
+    labels = [f"{h} x{d} {p}" for h, d, p in zip(g["hardware"], g["device_count"], g["precision"])]
+    med = g["throughput_median"].astype(float)
+    err = [med - g["throughput_min"].astype(float), g["throughput_max"].astype(float) - med]
+    ax.barh(labels, med, xerr=err, capsize=3)
+    ax.invert_yaxis()
+    ax.set(xlabel="training samples/s (median, min–max over repeats)", title=workload)
+    fig.tight_layout()
+    return fig
+
+
+def _png(fig: plt.Figure, path: Path) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    path.write_bytes(buf.getvalue())
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _environments(df: pd.DataFrame) -> pd.DataFrame:
+    rows = {}
+    for e in df["env"]:
+        e = e or {}
+        pk = e.get("packages") or {}
+        rows.setdefault(
+            e.get("host"),
+            {
+                "host": e.get("host"),
+                "cpu": e.get("cpu_model"),
+                "cores": e.get("cpu_count"),
+                "accelerator": (e.get("backend") or {}).get("gpu_name") or "",
+                "torch": pk.get("torch"),
+                "lightning": pk.get("pytorch-lightning"),
+                "python": e.get("python"),
+                "allocator": (e.get("allocator") or {}).get("name"),
+                "image": e.get("container_image") or "",
+                "commit": (e.get("git_commit") or "")[:12],
+            },
+        )
+    return pd.DataFrame(list(rows.values()))
+
+
+def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
+    recs = records.read_all(results_dir)
+    if not recs:
+        raise ValueError(f"no records.jsonl under {results_dir}; run `bench run` first")
+    df = frame(recs)
+    s = summarise(df, baseline)
+    out = Path(results_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    s.drop(columns=[], errors="ignore").to_csv(out / "summary.csv", index=False)
+    md = [
+        "# Benchmark report",
+        "",
+        f"{len(df)} records from {df['run_id'].nunique()} runs on "
+        f"{df['host'].nunique()} hosts. Throughput counts steady-state training steps only (warmup and "
+        "evaluation excluded); TTA is one clock from the first training step to the first evaluation at or "
+        f"above the target. Speedup is against {baseline} of the same workload. See docs/methodology.md.",
+        "",
+    ]
+    body = [f"<h1>Benchmark report</h1><p>{html.escape(md[2])}</p>"]
+    for workload, g in s.groupby("workload", sort=False):
+        table = _table(g)
+        acc = _png(_accuracy_plot(df, workload, float(g["tta_target"].iloc[0])), out / f"{workload}-accuracy.png")
+        tput = _png(_throughput_plot(s, workload), out / f"{workload}-throughput.png")
+        base = g["baseline"].dropna().iloc[0] if "baseline" in g and g["baseline"].notna().any() else "none found"
+        md += [
+            f"## {workload}",
+            "",
+            f"Speedup baseline: {base}.",
+            "",
+            table.to_markdown(index=False),
+            "",
+            f"![accuracy]({workload}-accuracy.png)",
+            "",
+            f"![throughput]({workload}-throughput.png)",
+            "",
+        ]
+        body += [
+            f"<h2>{html.escape(workload)}</h2><p>Speedup baseline: {html.escape(base)}.</p>",
+            table.to_html(index=False, border=0),
+            f'<img src="data:image/png;base64,{acc}">',
+            f'<img src="data:image/png;base64,{tput}">',
+        ]
+    ov = overhead(s)
+    if len(ov):
+        md += [
+            "## Framework overhead against the plain-PyTorch loop",
+            "",
+            "ratio = framework throughput / `torch-convnet` throughput on the same hardware and precision.",
+            "",
+            ov.to_markdown(index=False),
+            "",
+        ]
+        body += ["<h2>Framework overhead against the plain-PyTorch loop</h2>", ov.to_html(index=False, border=0)]
+    envs = _environments(df)
+    md += ["## Environments", "", envs.to_markdown(index=False), ""]
+    body += ["<h2>Environments</h2>", envs.to_html(index=False, border=0)]
+    (out / "REPORT.md").write_text("\n".join(md))
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+        "td,th{padding:3px 8px;border-bottom:1px solid #ddd}img{max-width:100%;display:block;margin:1em 0}"
+    )
+    (out / "report.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Benchmark report"
+        f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )
+    return out / "REPORT.md"

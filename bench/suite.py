@@ -1,0 +1,210 @@
+"""Suites (TOML) and their expansion into cells: workloads × device counts × precisions × repeats.
+
+A suite file holds top-level settings and optional per-workload overrides under ``[workload.<name>]``.
+Names are validated before anything runs; an unknown key or name fails with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from bench import allocator, backends, precision, workloads
+from bench.precision import UnknownName
+
+# Every setting a suite may hold, with its type and default. None means "the workload's default".
+SETTINGS: dict[str, tuple[type | tuple, object]] = {
+    "description": (str, ""),
+    "backend": (str, "auto"),
+    "workloads": (list, None),
+    "precisions": (list, ["fp32"]),
+    "devices": (list, [1]),
+    "repeats": (int, 1),
+    "seed": (int, 0),
+    "epochs": (int, None),
+    "batch_size": (int, None),
+    "limit_train": (int, None),
+    "limit_test": (int, None),
+    "num_workers": (int, None),
+    "tta_target": ((int, float), 0.99),
+    "stop_at_target": (bool, False),
+    "warmup_steps": (int, 50),
+    "timeout_s": (int, 3600),
+    "allocator": (str, "auto"),
+}
+PER_WORKLOAD = (
+    "epochs",
+    "batch_size",
+    "limit_train",
+    "limit_test",
+    "num_workers",
+    "tta_target",
+    "stop_at_target",
+    "warmup_steps",
+    "timeout_s",
+)
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One benchmark configuration × one repeat: everything the worker needs, and nothing else."""
+
+    workload: str
+    backend: str
+    precision: str
+    devices: int
+    repeat: int
+    seed: int
+    epochs: int
+    batch_size: int
+    limit_train: int | None
+    limit_test: int | None
+    num_workers: int
+    tta_target: float
+    stop_at_target: bool
+    warmup_steps: int
+    allocator: str
+    timeout_s: int
+    suite: str
+
+    @property
+    def cell_id(self) -> str:
+        return f"{self.workload}/{self.backend}x{self.devices}/{self.precision}"
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.workload}.{self.backend}x{self.devices}.{self.precision}.r{self.repeat}"
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies what is measured: same fingerprint, same measurement (suite name and timeout aside)."""
+        config = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("suite", "timeout_s")}
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Cell:
+        return cls(**json.loads(text))
+
+
+def suite_names() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".toml") for p in resources.files("bench.suites").iterdir() if p.name.endswith(".toml")
+    )
+
+
+def load(name_or_path: str) -> tuple[str, dict]:
+    """Read a packaged suite by name, or a suite file by path. Returns (suite name, raw settings)."""
+    path = Path(name_or_path)
+    if name_or_path in suite_names():
+        text = resources.files("bench.suites").joinpath(f"{name_or_path}.toml").read_text()
+        name = name_or_path
+    elif path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise SuiteError(f"suite file {path} not found")
+        text, name = path.read_text(), path.stem
+    else:
+        raise UnknownName(f"unknown suite {name_or_path!r}; valid: {', '.join(suite_names())}, or a .toml path")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SuiteError(f"suite {name_or_path}: not valid TOML: {e}") from e
+    return name, raw
+
+
+def _check(where: str, key: str, value: object) -> None:
+    typ = SETTINGS[key][0]
+    # bool is an int in Python; a setting that wants a number must not accept true/false.
+    if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
+        names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+        raise SuiteError(f"{where}: {key} = {value!r} should be a {names}")
+
+
+def validate(name: str, raw: dict) -> dict:
+    """Check every key, type and name; return the settings with defaults filled in."""
+    raw = dict(raw)
+    overrides = raw.pop("workload", {})
+    for key, value in raw.items():
+        if key not in SETTINGS:
+            raise SuiteError(f"suite {name}: unknown key {key!r}; valid: {', '.join(SETTINGS)}, [workload.<name>]")
+        _check(f"suite {name}", key, value)
+    s = {k: raw.get(k, default) for k, (_, default) in SETTINGS.items()}
+    if not s["workloads"]:
+        raise SuiteError(f"suite {name}: `workloads` is required; valid: {', '.join(workloads.WORKLOADS)}")
+    for w in s["workloads"]:
+        workloads.get(w)
+    for p in s["precisions"]:
+        precision.check(p)
+    if s["backend"] != "auto":
+        backends.get(s["backend"])
+    if s["allocator"] not in allocator.ALLOCATORS:
+        raise SuiteError(f"suite {name}: allocator {s['allocator']!r}; valid: {', '.join(allocator.ALLOCATORS)}")
+    for d in s["devices"]:
+        if d != "all" and not (isinstance(d, int) and not isinstance(d, bool) and d >= 1):
+            raise SuiteError(f'suite {name}: devices entry {d!r} should be a positive integer or "all"')
+    if s["repeats"] < 1 or s["warmup_steps"] < 0:
+        raise SuiteError(f"suite {name}: repeats must be >= 1 and warmup_steps >= 0")
+    for w, over in overrides.items():
+        workloads.get(w)
+        for key, value in over.items():
+            if key not in PER_WORKLOAD:
+                raise SuiteError(f"suite {name}: [workload.{w}] key {key!r}; valid: {', '.join(PER_WORKLOAD)}")
+            _check(f"suite {name} [workload.{w}]", key, value)
+    s["workload"] = overrides
+    return s
+
+
+def expand(name: str, s: dict) -> list[Cell]:
+    """Cells in run order. Repeats are the outer loop, so repeats of one cell are interleaved with the others."""
+    backend_name = backends.detect() if s["backend"] == "auto" else s["backend"]
+    backend = backends.get(backend_name)
+    cells = []
+    for repeat in range(s["repeats"]):
+        for w in s["workloads"]:
+            module = workloads.get(w)
+            over = {**s, **s["workload"].get(w, {})}
+
+            def pick(key: str, over: dict = over, module=module):
+                return over[key] if over.get(key) is not None else module.DEFAULTS[key]
+
+            counts = [max(1, backend.device_count()) if d == "all" else d for d in s["devices"]]
+            for devices in dict.fromkeys(counts):  # "all" may equal another entry: run it once
+                for p in s["precisions"]:
+                    cells.append(
+                        Cell(
+                            workload=w,
+                            backend=backend_name,
+                            precision=p,
+                            devices=devices,
+                            repeat=repeat,
+                            seed=s["seed"] + repeat,
+                            epochs=pick("epochs"),
+                            batch_size=pick("batch_size"),
+                            limit_train=over["limit_train"],
+                            limit_test=over["limit_test"],
+                            num_workers=pick("num_workers"),
+                            tta_target=float(over["tta_target"]),
+                            stop_at_target=over["stop_at_target"],
+                            warmup_steps=over["warmup_steps"],
+                            allocator=s["allocator"],
+                            timeout_s=over["timeout_s"],
+                            suite=name,
+                        )
+                    )
+    return cells
+
+
+def resolve_auto() -> str:
+    """The packaged suite that fits this machine's hardware."""
+    return "gpu" if backends.detect() == "cuda" else "cpu"

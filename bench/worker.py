@@ -1,0 +1,94 @@
+"""One cell in its own process: ``python -m bench.worker <cell-dir>/cell.json``.
+
+Writes ``result.json`` (and ``curve.csv``) into the cell's folder; the runner turns it into a record.
+Isolation per process keeps one cell's allocator state, compiled graphs and crashes away from the next.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import backends, env, workloads
+from bench.meter import Meter
+from bench.suite import Cell
+
+
+@dataclass
+class Context:
+    cell: Cell
+    backend: backends.Backend
+    meter: Meter
+    cell_dir: Path
+    data_dir: str | None
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, default=str, indent=1))
+    os.replace(tmp, path)
+
+
+def _write_curve(path: Path, curve: list[dict]) -> None:
+    if not curve:
+        return
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+
+
+def run_cell(cell: Cell, cell_dir: Path, data_dir: str | None) -> dict:
+    import numpy as np
+    import torch
+
+    backend = backends.get(cell.backend)
+    backend.apply_precision(cell.precision)
+    random.seed(cell.seed)
+    np.random.seed(cell.seed)
+    torch.manual_seed(cell.seed)
+    backend.reset_peak_memory()
+    meter = Meter(backend, cell.warmup_steps, cell.tta_target)
+    ctx = Context(cell, backend, meter, cell_dir, data_dir)
+    try:
+        result = workloads.get(cell.workload).run(ctx)
+    except Exception as e:
+        traceback.print_exc()
+        result = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
+    effective = result.get("precision_effective")
+    if result["status"] == "ok" and effective != cell.precision:
+        # Never report a number under a precision that did not run.
+        result["status"] = "failed"
+        result["reason"] = f"asked for {cell.precision} but the training forward pass ran as {effective}"
+    return {
+        **result,
+        **meter.summary(),
+        "epochs_run": len(meter.curve),
+        "curve": meter.curve,
+        "device_name": backend.device_name(),
+        "peak_memory_bytes": backend.peak_memory_bytes(),
+        "peak_memory_kind": backend.peak_memory_kind,
+        "env": env.collect(backend),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    cell_file = Path((argv or sys.argv[1:])[0])
+    cell_dir = cell_file.parent
+    cell = Cell.from_json(cell_file.read_text())
+    result = run_cell(cell, cell_dir, os.environ.get("BENCH_DATA_DIR"))
+    if result.get("rank", 0) != 0:
+        return 0  # data-parallel ranks other than 0 leave the record to rank 0
+    _write_curve(cell_dir / "curve.csv", result["curve"])
+    _write_json(cell_dir / "result.json", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

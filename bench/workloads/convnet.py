@@ -1,0 +1,56 @@
+"""The seed's MNIST ConvNet (Mastering PyTorch, ch. 14) and its data, shared by the Lightning and plain loops."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from bench import data
+
+EVAL_BATCH_SIZE = 1000  # evaluation batch size changes no result, only how long evaluation takes
+
+
+class ConvNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cn1 = nn.Conv2d(1, 16, 3, 1)
+        self.cn2 = nn.Conv2d(16, 32, 3, 1)
+        self.dp1 = nn.Dropout2d(0.10)
+        self.dp2 = nn.Dropout(0.25)
+        self.fc1 = nn.Linear(4608, 64)
+        self.fc2 = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.cn1(x))
+        x = F.relu(self.cn2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dp1(x)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = self.dp2(x)
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    # The seed applies cross-entropy to log-probabilities; log_softmax is idempotent, so this is the NLL.
+    return F.cross_entropy(output, target)
+
+
+def optimizer(params) -> torch.optim.Optimizer:
+    return torch.optim.Adadelta(params, lr=0.5)
+
+
+def loaders(cell, data_dir: str | None) -> tuple[DataLoader, DataLoader]:
+    """Train loader in the seed's order (no shuffling), test loader over the 10,000 test images."""
+    x, y = data.tensors("train", data_dir)
+    tx, ty = data.tensors("test", data_dir)
+    if cell.limit_train:
+        x, y = x[: cell.limit_train], y[: cell.limit_train]
+    if cell.limit_test:
+        tx, ty = tx[: cell.limit_test], ty[: cell.limit_test]
+    kw = {"num_workers": cell.num_workers, "persistent_workers": cell.num_workers > 0}
+    train = DataLoader(TensorDataset(x, y), batch_size=cell.batch_size, shuffle=False, **kw)
+    test = DataLoader(TensorDataset(tx, ty), batch_size=EVAL_BATCH_SIZE, shuffle=False, **kw)
+    return train, test

@@ -1,0 +1,116 @@
+"""The seed's ConvNet on PyTorch Lightning 2.x: Trainer(accelerator, devices, precision), Adadelta(lr=0.5), batch 32.
+
+Deviations from the seed (evaluation on the test set, no checkpointing, no progress bar) are in docs/workloads.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from bench.precision import LIGHTNING, Probe
+from bench.workloads import convnet
+
+NAME = "lightning-convnet"
+FRAMEWORK = f"pytorch-lightning {pl.__version__}"
+DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0}
+
+
+class LitConvNet(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = convnet.ConvNet()
+        self.loss_sum = self.batches = self.correct = self.seen = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def on_train_epoch_start(self) -> None:
+        self.loss_sum, self.batches = torch.zeros((), device=self.device), 0
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = convnet.loss_fn(self(x), y)
+        self.log("train_loss", loss)
+        self.loss_sum += loss.detach().float()
+        self.batches += 1
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self.seen = torch.zeros((), dtype=torch.long, device=self.device)
+
+    def validation_step(self, batch, batch_idx) -> None:
+        x, y = batch
+        self.correct += (self(x).argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def configure_optimizers(self):
+        return convnet.optimizer(self.parameters())
+
+
+class Timing(pl.Callback):
+    """Feeds Lightning's loop events to the harness meter; validation runs before on_train_epoch_end."""
+
+    def __init__(self, meter, stop_at_target: bool) -> None:
+        self.meter, self.stop_at_target = meter, stop_at_target
+        self.diverged: str | None = None
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.meter.epoch_start()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.meter.step_end(len(batch[0]) * trainer.world_size)
+
+    def on_validation_epoch_start(self, trainer, module) -> None:
+        self.meter.eval_start()
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        correct = trainer.strategy.reduce(module.correct, reduce_op="sum")
+        seen = trainer.strategy.reduce(module.seen, reduce_op="sum")
+        accuracy = (correct / seen).item()
+        module.log("test_accuracy", accuracy, sync_dist=False)
+        if self.meter.eval_end(accuracy) and self.stop_at_target:
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        loss = trainer.strategy.reduce(module.loss_sum / max(module.batches, 1), reduce_op="mean").item()
+        self.meter.epoch_end(trainer.current_epoch, loss)
+        if not math.isfinite(loss):
+            self.diverged = f"train loss {loss} in epoch {trainer.current_epoch}"
+            trainer.should_stop = True
+
+
+def run(ctx) -> dict:
+    cell = ctx.cell
+    train, test = convnet.loaders(cell, ctx.data_dir)
+    module = LitConvNet()
+    probe = Probe(module.model.fc1)
+    timing = Timing(ctx.meter, cell.stop_at_target)
+    trainer = pl.Trainer(
+        accelerator=ctx.backend.lightning_accelerator,
+        devices=cell.devices,
+        precision=LIGHTNING[cell.precision],
+        max_epochs=cell.epochs,
+        logger=TensorBoardLogger(ctx.cell_dir, name="tensorboard", version=""),
+        callbacks=[timing],
+        enable_progress_bar=False,  # a progress bar syncs and prints every step: not in timed regions
+        enable_model_summary=False,
+        enable_checkpointing=False,  # checkpoint writes are I/O, not training; the seed's output is the record
+        num_sanity_val_steps=0,  # evaluation runs once per epoch, inside the time-to-accuracy clock only
+    )
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    return {
+        "status": "diverged" if timing.diverged else "ok",
+        "reason": timing.diverged,
+        "precision_effective": probe.effective(),
+        "observed": vars(probe.observed) if probe.observed else None,
+        "final_accuracy": ctx.meter.accuracy,
+        "train_samples": len(train.dataset),
+        "test_samples": len(test.dataset),
+        "global_batch_size": cell.batch_size * trainer.world_size,
+        "rank": trainer.global_rank,
+    }
