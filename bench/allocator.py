@@ -8,22 +8,22 @@ tunables only act at process start).
 
 from __future__ import annotations
 
-import glob
 import os
 
 ALLOCATORS = ("auto", "tcmalloc", "jemalloc", "glibc-tuned", "glibc")
 # Fixed thresholds switch off glibc's dynamic adjustment. 32 MiB is the largest mmap threshold glibc accepts
 # on 64-bit; the trim threshold keeps freed heap for reuse instead of returning it to the OS every step.
 GLIBC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
-_LIBS = {"tcmalloc": "libtcmalloc*.so*", "jemalloc": "libjemalloc.so*"}
+# tcmalloc's minimal build has no heap-profiler hooks: the allocator alone.
+_LIBS = {"tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"), "jemalloc": ("libjemalloc.so.2",)}
 _LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib", "/lib")
 
 
 def find_library(kind: str) -> str | None:
-    for folder in _LIB_DIRS:
-        hits = sorted(p for p in glob.glob(os.path.join(folder, _LIBS[kind])) if "debug" not in p)
-        if hits:
-            return hits[0]
+    for name in _LIBS[kind]:
+        for folder in _LIB_DIRS:
+            if os.path.isfile(os.path.join(folder, name)):
+                return os.path.join(folder, name)
     return None
 
 

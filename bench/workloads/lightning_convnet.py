@@ -34,7 +34,6 @@ class LitConvNet(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = convnet.loss_fn(self(x), y)
-        self.log("train_loss", loss)
         self.loss_sum += loss.detach().float()
         self.batches += 1
         return loss
@@ -78,6 +77,8 @@ class Timing(pl.Callback):
 
     def on_train_epoch_end(self, trainer, module) -> None:
         loss = trainer.strategy.reduce(module.loss_sum / max(module.batches, 1), reduce_op="mean").item()
+        # Logged once per epoch, as the plain loop does: per-step logging would be extra work only one side does.
+        module.log("train_loss", loss)
         self.meter.epoch_end(trainer.current_epoch, loss)
         if not math.isfinite(loss):
             self.diverged = f"train loss {loss} in epoch {trainer.current_epoch}"
