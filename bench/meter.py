@@ -23,7 +23,7 @@ class Meter:
     backend: Backend
     warmup_steps: int
     tta_target: float
-    started: float = field(default_factory=time.perf_counter)  # start of setup
+    started: float = field(default_factory=lambda: time.perf_counter())  # start of setup
     train_t0: float | None = None  # first training step: the time-to-accuracy clock starts here
     warmup_end: float | None = None
     steps: int = 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -35,6 +36,10 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     order = {p: i for i, p in enumerate(PRECISIONS)}
     df["_p"] = df["precision"].map(order)
     return df.sort_values(["workload", "host", "backend", "device_count", "_p", "repeat"]).reset_index(drop=True)
+
+
+def _norm(value: object) -> str:
+    return "none" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
 def _fmt(x: float | None, spec: str = ",.0f") -> str:
@@ -80,13 +85,13 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     b_backend, _, b_precision = baseline.partition("/")
     s["speedup"] = None
     for _, g in s.groupby("workload", sort=False):
-        usual = g[CONFIG].astype(str).mode().iloc[0]
-        for i, r in g.iterrows():
-            if r["status"] != "ok":
-                s.loc[i, "comparable"] = ""
-                continue
-            diff = [f"{c} {r[c]} (usual {usual[c]})" for c in CONFIG if str(r[c]) != usual[c]]
-            s.loc[i, "comparable"] = "not comparable: " + ", ".join(diff) if diff else "yes"
+        configs = {i: {c: _norm(r[c]) for c in CONFIG} for i, r in g.iterrows()}
+        ok = [tuple(configs[i].items()) for i in g.index if g.loc[i, "status"] == "ok"]
+        usual = dict(Counter(ok).most_common(1)[0][0]) if ok else {}
+        for i in g.index:
+            diff = [f"{c} {v} (usual {usual[c]})" for c, v in configs[i].items() if usual and v != usual[c]]
+            if g.loc[i, "status"] == "ok":
+                s.loc[i, "comparable"] = "not comparable: " + ", ".join(diff) if diff else "yes"
         base = g[
             (g["backend"] == b_backend)
             & (g["precision"] == b_precision)

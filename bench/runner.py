@@ -138,6 +138,10 @@ def unsupported_reason(cell: Cell) -> str | None:
     return backends.get(cell.backend).unsupported(cell.precision, cell.devices, cell.workload)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | None = None) -> int:
     """Run every cell not yet recorded; returns the exit status (1 if any cell of the sweep failed)."""
     run_dir = Path(results_dir) / run_id
@@ -145,6 +149,8 @@ def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | Non
     records.repair(path)
     done = {r.get("fingerprint"): r for r in (records.read(path) if path.exists() else [])}
     statuses = []
+    # SIGTERM (docker stop, a batch scheduler) stops the sweep as cleanly as Ctrl-C does.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for i, cell in enumerate(cells, 1):
             label = f"[{i}/{len(cells)}] {cell.cell_id} repeat {cell.repeat}"
@@ -171,6 +177,9 @@ def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | Non
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished records are in {path}; run the same command again to resume", flush=True)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     bad = sum(s in records.FAILED for s in statuses)
     print(
         f"{len(statuses)} cells: {statuses.count('ok')} ok, {statuses.count('unsupported')} unsupported, "

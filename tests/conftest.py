@@ -1,0 +1,43 @@
+"""Shared fixtures: real MNIST (BENCH_DATA_DIR, or the harness's own lookup) and an isolated cache folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST files; CI points BENCH_DATA_DIR at a local copy."""
+    return data.locate(os.environ.get("BENCH_DATA_DIR"))
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+@pytest.fixture
+def cache(session_cache, monkeypatch) -> Path:
+    """Derived data goes to a folder of the test session, never to the user's cache."""
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(session_cache))
+    return session_cache
+
+
+def bench_env(mnist_dir: Path, cache_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "BENCH_DATA_DIR": str(mnist_dir), "BENCH_CACHE_DIR": str(cache_dir)}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def bench_cli(args: list[str], env: dict[str, str], **kw) -> subprocess.CompletedProcess:
+    """Run the real `bench` command line in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "bench", *args], env=env, capture_output=True, text=True, **kw)

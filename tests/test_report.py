@@ -1,0 +1,80 @@
+"""The report from fixture records: grouping, medians, reasons, comparability, speedup, files written."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench import records, report
+
+
+def rec(workload="torch-convnet", precision="fp32", status="ok", tput=1000.0, repeat=0, **over) -> dict:
+    r = dict.fromkeys(records.FIELDS)
+    r.update(
+        schema_version=1, run_id="fixture", cell_id=f"{workload}/cpux1/{precision}", workload=workload,
+        backend="cpu", device_name="Test CPU", device_count=1, precision=precision, status=status,
+        repeat=repeat, batch_size=32, epochs=10, limit_train=None, limit_test=None, tta_target=0.99,
+        throughput_samples_per_s=tput if status == "ok" else None, step_time_ms_median=10.0,
+        step_time_ms_p90=12.0, final_accuracy=0.991 if status == "ok" else None, tta_seconds=50.0,
+        peak_memory_bytes=2**30, peak_memory_kind="process-rss", precision_effective=precision,
+        curve=[{"epoch": 0, "elapsed_seconds": 10.0, "test_accuracy": 0.98},
+               {"epoch": 1, "elapsed_seconds": 20.0, "test_accuracy": 0.991}],
+        env={"host": "box", "cpu_model": "Test CPU", "allocator": {"name": "glibc-tuned"}, "packages": {}},
+    )  # fmt: skip
+    r.update(over)
+    return r
+
+
+def fixture(tmp_path):
+    path = tmp_path / "run" / "records.jsonl"
+    rows = [
+        *(rec(tput=t, repeat=i) for i, t in enumerate([900.0, 1000.0, 1200.0])),
+        *(rec(precision="bf16-mixed", tput=t, repeat=i) for i, t in enumerate([1800.0, 2000.0, 2100.0])),
+        rec(precision="fp16-mixed", status="unsupported", reason="no honest fp16 on CPU"),
+        rec(precision="bf16-true", status="timeout", reason="no result after 60 s"),
+        rec(workload="lightning-convnet", tput=950.0),
+        rec(workload="lightning-convnet", precision="bf16-mixed", tput=1500.0, epochs=2),
+    ]
+    for r in rows:
+        records.append(path, r)
+    return tmp_path
+
+
+def test_summary_medians_speedup_and_flags(tmp_path):
+    df = report.frame(records.read_all(fixture(tmp_path)))
+    s = report.summarise(df, "cpu/fp32").set_index(["workload", "precision"])
+    fp32 = s.loc[("torch-convnet", "fp32")]
+    assert fp32["throughput_median"] == 1000.0 and (fp32["throughput_min"], fp32["throughput_max"]) == (900, 1200)
+    assert fp32["repeats_ok"] == 3 and fp32["speedup"] == 1.0
+    assert s.loc[("torch-convnet", "bf16-mixed"), "speedup"] == 2.0
+    assert s.loc[("torch-convnet", "fp16-mixed"), "status"] == "unsupported"
+    assert "no honest fp16" in s.loc[("torch-convnet", "fp16-mixed"), "reason"]
+    assert s.loc[("torch-convnet", "bf16-true"), "status"] == "timeout"
+    assert s.loc[("lightning-convnet", "bf16-mixed"), "comparable"].startswith("not comparable: epochs 2")
+
+
+def test_overhead_against_plain_torch(tmp_path):
+    df = report.frame(records.read_all(fixture(tmp_path)))
+    ov = report.overhead(report.summarise(df, "cpu/fp32"))
+    row = ov[ov["precision"] == "fp32"].iloc[0]
+    assert row["ratio"] == "0.950"
+
+
+def test_report_files(tmp_path):
+    out = report.write(fixture(tmp_path))
+    md = out.read_text()
+    assert "## torch-convnet" in md and "## lightning-convnet" in md
+    assert "unsupported" in md and "no honest fp16 on CPU" in md and "timeout" in md
+    assert "1,000 (900–1,200)" in md
+    assert "Framework overhead" in md
+    html = (out.parent / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4  # self-contained: 2 plots per workload
+    csv = pd.read_csv(out.parent / "summary.csv")
+    assert len(csv) == 6
+    assert (out.parent / "torch-convnet-accuracy.png").stat().st_size > 1000
+
+
+def test_report_without_records_names_the_fix(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="run `bench run` first"):
+        report.write(tmp_path)

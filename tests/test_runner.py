@@ -1,0 +1,193 @@
+"""End to end on real MNIST: `bench run` subprocess per cell, records, resume, failures, interruption, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import records
+from tests.conftest import bench_cli, bench_env
+
+pytestmark = pytest.mark.slow
+
+SMALL = """
+backend = "cpu"
+workloads = {workloads}
+precisions = {precisions}
+epochs = 1
+limit_train = 640
+limit_test = 1000
+warmup_steps = 5
+tta_target = 0.5
+"""
+
+
+def suite_file(tmp_path: Path, workloads=("lightning-convnet", "torch-convnet"), precisions=("fp32",), extra=""):
+    path = tmp_path / "small.toml"
+    path.write_text(
+        SMALL.format(workloads=json.dumps(list(workloads)), precisions=json.dumps(list(precisions))) + extra
+    )
+    return path
+
+
+@pytest.fixture
+def env(mnist_dir, session_cache) -> dict[str, str]:
+    return bench_env(mnist_dir, session_cache)
+
+
+def run_records(results: Path) -> list[dict]:
+    return [r for p in results.rglob("records.jsonl") for r in records.read(p)]
+
+
+def workers_of(results: Path) -> list[int]:
+    """PIDs of live worker processes running cells under ``results``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"bench.worker" in cmd and any(str(results).encode() in c for c in cmd):
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.2)
+
+
+def test_smoke_run_records_report_and_resume(tmp_path, env):
+    results = tmp_path / "results"
+    suite = suite_file(tmp_path, precisions=("fp32", "fp16-mixed"))
+    out = bench_cli(["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"], env, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    recs = run_records(results)
+    assert sorted((r["workload"], r["precision"], r["status"]) for r in recs) == [
+        ("lightning-convnet", "fp16-mixed", "unsupported"),
+        ("lightning-convnet", "fp32", "ok"),
+        ("torch-convnet", "fp16-mixed", "unsupported"),
+        ("torch-convnet", "fp32", "ok"),
+    ]
+    for r in recs:
+        assert set(records.FIELDS) <= set(r)
+        assert r["env"]["host"] and r["env"]["packages"]["torch"] and r["env"]["allocator"]["name"]
+    for r in (r for r in recs if r["status"] == "ok"):
+        assert r["precision_effective"] == "fp32"
+        assert r["train_samples"] == 640 and r["test_samples"] == 1000
+        assert r["throughput_samples_per_s"] > 0 and r["steady_steps"] == 20 - 5
+        assert 0.5 <= r["final_accuracy"] <= 1 and r["tta_seconds"] > 0
+        assert r["setup_seconds"] > 0 and r["warmup_seconds"] > 0 and r["eval_seconds"] > 0
+        cell = results / "r" / "cells" / f"{r['workload']}.cpux1.fp32.r0"
+        assert (cell / "curve.csv").read_text().startswith("epoch,elapsed_seconds")
+        assert list(cell.rglob("events.out.tfevents.*")), "TensorBoard event files"
+    unsupported = next(r for r in recs if r["status"] == "unsupported")
+    assert "bf16-mixed" in unsupported["reason"]
+
+    again = bench_cli(["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"], env, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("already recorded") == 4
+    assert len(run_records(results)) == 4
+
+    rep = bench_cli(["report", "--results-dir", str(results)], env, timeout=300)
+    assert rep.returncode == 0, rep.stderr
+    md = (results / "report" / "REPORT.md").read_text()
+    assert "## lightning-convnet" in md and "Framework overhead" in md and "unsupported" in md
+
+
+def test_sigkill_mid_sweep_then_rerun_completes_without_duplicates(tmp_path, env):
+    results = tmp_path / "results"
+    suite = suite_file(tmp_path, workloads=("torch-convnet",), precisions=("fp32", "bf16-mixed", "bf16-true"))
+    args = [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--results-dir", str(results)]
+    proc = subprocess.Popen([*args, "--run-id", "r"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = results / "r" / "records.jsonl"
+    wait_for(lambda: path.exists() and path.read_bytes().count(b"\n") >= 1 and workers_of(results))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    wait_for(lambda: not workers_of(results), timeout=30)  # the running cell died with the sweep
+    with open(path, "ab") as f:
+        f.write(b'{"fingerprint": "torn')  # what a writer killed mid-line would leave
+
+    out = subprocess.run([*args, "--run-id", "r"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "dropping a torn last line" in out.stderr
+    lines = path.read_text().splitlines()
+    recs = [json.loads(line) for line in lines]  # every line is whole
+    assert sorted(r["precision"] for r in recs) == ["bf16-mixed", "bf16-true", "fp32"]
+    assert len({r["fingerprint"] for r in recs}) == 3
+    assert all(r["status"] == "ok" and r["precision_effective"] == r["precision"] for r in recs)
+
+
+def test_timeout_and_crash_become_records_and_the_sweep_goes_on(tmp_path, env):
+    results = tmp_path / "results"
+    extra = "[workload.lightning-convnet]\ntimeout_s = 2\n"
+    suite = suite_file(tmp_path, precisions=("fp32", "bf16-mixed"), extra=extra)
+    args = [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Cells 1-2 (Lightning) time out; then kill the worker of cell 3 as the kernel's OOM killer would.
+    cell3 = results / "r" / "cells" / "torch-convnet.cpux1.fp32.r0"
+    wait_for(lambda: cell3.exists() and workers_of(results), timeout=180)
+    for pid in workers_of(results):
+        os.kill(pid, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, output
+    recs = {(r["workload"], r["precision"]): r for r in run_records(results)}
+    assert recs[("lightning-convnet", "fp32")]["status"] == "timeout"
+    assert recs[("lightning-convnet", "bf16-mixed")]["status"] == "timeout"
+    crashed = recs[("torch-convnet", "fp32")]
+    assert crashed["status"] == "failed" and "killed by signal 9" in crashed["reason"]
+    assert crashed["env"]["host"]
+    assert recs[("torch-convnet", "bf16-mixed")]["status"] == "ok"  # the sweep went on
+    assert "1 ok, 0 unsupported, 3 failed/timeout/diverged" in output
+
+
+def test_interrupt_stops_cleanly_and_keeps_finished_records(tmp_path, env):
+    results = tmp_path / "results"
+    suite = suite_file(tmp_path, workloads=("torch-convnet",), precisions=("fp32", "bf16-mixed"))
+    args = [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    path = results / "r" / "records.jsonl"
+    wait_for(lambda: path.exists() and workers_of(results))
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "run the same command again to resume" in output
+    assert not workers_of(results)
+    assert [r["precision"] for r in records.read(path)] == ["fp32"]
+
+
+def test_unknown_names_fail_before_anything_runs(tmp_path, env):
+    results = tmp_path / "results"
+    out = bench_cli(["run", "--suite", "smoke", "--workload", "nope", "--results-dir", str(results)], env)
+    assert out.returncode == 2
+    assert "unknown workload 'nope'; valid: lightning-convnet, torch-convnet" in out.stderr
+    out = bench_cli(["run", "--suite", "nosuite", "--results-dir", str(results)], env)
+    assert out.returncode == 2 and "valid: cpu, gpu, smoke" in out.stderr
+    assert not results.exists()
+
+
+def test_dry_run_lists_cells_and_runs_nothing(tmp_path, env):
+    results = tmp_path / "results"
+    out = bench_cli(["run", "--suite", "cpu", "--repeats", "1", "--dry-run", "--results-dir", str(results)], env)
+    assert out.returncode == 0, out.stderr
+    assert "10 cells in suite cpu" in out.stdout
+    assert out.stdout.count("[unsupported here:") == 4  # tf32 and fp16-mixed, for both workloads
+    assert not results.exists()
+
+
+def test_missing_data_is_one_clear_error(tmp_path, env):
+    env = {**env, "BENCH_DATA_DIR": str(tmp_path / "nothing"), "BENCH_CACHE_DIR": str(tmp_path / "cache"),
+           "BENCH_MNIST_MIRRORS": "http://127.0.0.1:9/"}  # fmt: skip
+    out = bench_cli(["run", "--suite", "smoke", "--results-dir", str(tmp_path / "results")], env, timeout=120)
+    assert out.returncode == 2
+    assert "Set BENCH_DATA_DIR" in out.stderr or "set BENCH_DATA_DIR" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,114 @@
+"""Suite files: validation with clear errors, expansion into cells, fingerprints."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import suite
+from bench.precision import UnknownName
+from bench.suite import SuiteError
+
+
+def settings(**over) -> dict:
+    raw = {"backend": "cpu", "workloads": ["lightning-convnet", "torch-convnet"], **over}
+    return suite.validate("t", raw)
+
+
+@pytest.mark.parametrize("name", suite.suite_names())
+def test_packaged_suites_are_valid(name):
+    loaded_name, raw = suite.load(name)
+    assert loaded_name == name
+    suite.validate(name, raw)
+
+
+def test_packaged_suites_exist():
+    assert {"smoke", "cpu", "gpu"} <= set(suite.suite_names())
+
+
+def test_expansion_order_interleaves_repeats():
+    cells = suite.expand("t", settings(precisions=["fp32", "bf16-mixed"], repeats=2))
+    assert len(cells) == 2 * 2 * 2
+    assert [(c.repeat, c.workload, c.precision) for c in cells[:4]] == [
+        (0, "lightning-convnet", "fp32"),
+        (0, "lightning-convnet", "bf16-mixed"),
+        (0, "torch-convnet", "fp32"),
+        (0, "torch-convnet", "bf16-mixed"),
+    ]
+    assert {c.seed for c in cells if c.repeat == 1} == {1}
+
+
+def test_workload_defaults_and_overrides():
+    raw = {"epochs": 3, "workload": {"torch-convnet": {"epochs": 5, "limit_train": 100}}}
+    cells = {c.workload: c for c in suite.expand("t", settings(**raw))}
+    assert cells["lightning-convnet"].epochs == 3 and cells["lightning-convnet"].limit_train is None
+    assert cells["torch-convnet"].epochs == 5 and cells["torch-convnet"].limit_train == 100
+    assert cells["torch-convnet"].batch_size == 32  # the seed's
+
+
+def test_seed_epochs_are_the_default():
+    (cell,) = suite.expand("t", settings(workloads=["lightning-convnet"]))
+    assert (cell.epochs, cell.batch_size, cell.precision, cell.devices) == (10, 32, "fp32", 1)
+
+
+def test_devices_all_is_deduplicated_on_one_device():
+    cells = suite.expand("t", settings(workloads=["torch-convnet"], devices=[1, "all"]))
+    assert [c.devices for c in cells] == [1]
+
+
+def test_fingerprint_tracks_what_is_measured():
+    a, b = suite.expand("t", settings(workloads=["torch-convnet"], repeats=2))
+    assert a.fingerprint != b.fingerprint
+    (c,) = suite.expand("other-name", settings(workloads=["torch-convnet"], timeout_s=5))
+    assert c.fingerprint == a.fingerprint  # suite name and timeout do not change the measurement
+    (d,) = suite.expand("t", settings(workloads=["torch-convnet"], epochs=2))
+    assert d.fingerprint != a.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"workloads": ["resnet9000"]}, r"unknown workload 'resnet9000'; valid: lightning-convnet, torch-convnet"),
+        ({"precisions": ["fp8"]}, r"unknown precision 'fp8'; valid: fp32, tf32, fp16-mixed"),
+        ({"backend": "quantum"}, r"unknown backend 'quantum'; valid: cpu, cuda"),
+    ],
+)
+def test_unknown_names_list_the_valid_ones(raw, message):
+    with pytest.raises(UnknownName, match=message):
+        settings(**raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"epoch": 3}, r"unknown key 'epoch'; valid: description, backend"),
+        ({"epochs": "ten"}, r"epochs = 'ten' should be a int"),
+        ({"repeats": True}, r"repeats = True should be a int"),
+        ({"devices": [0]}, r"devices entry 0 should be a positive integer"),
+        ({"allocator": "mine"}, r"allocator 'mine'; valid: auto, tcmalloc"),
+        ({"workload": {"torch-convnet": {"precisions": ["fp32"]}}}, r"\[workload.torch-convnet\] key 'precisions'"),
+        ({"workloads": []}, r"`workloads` is required"),
+    ],
+)
+def test_bad_suite_content_fails_with_the_key(raw, message):
+    with pytest.raises(SuiteError, match=message):
+        settings(**raw)
+
+
+def test_suite_files_by_path(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('workloads = ["torch-convnet"]\nepochs = 1\n')
+    name, raw = suite.load(str(path))
+    assert name == "mine" and raw["epochs"] == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text("workloads = [\n")
+    with pytest.raises(SuiteError, match="not valid TOML"):
+        suite.load(str(bad))
+    with pytest.raises(UnknownName, match="unknown suite 'nosuch'; valid: cpu, gpu, smoke"):
+        suite.load("nosuch")
+    with pytest.raises(SuiteError, match="not found"):
+        suite.load(str(tmp_path / "missing.toml"))
+
+
+def test_cell_round_trips_through_json():
+    (cell,) = suite.expand("t", settings(workloads=["torch-convnet"]))
+    assert suite.Cell.from_json(cell.to_json()) == cell
