@@ -77,7 +77,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     data.locate(args.data_dir)  # fail once, before any cell, when MNIST cannot be had
     host = os.environ.get("BENCH_HOST") or socket.gethostname()
     run_id = args.run_id or f"{name}-{host}"
-    return runner.sweep(cells, Path(args.results_dir), run_id, args.data_dir)
+    status = runner.sweep(cells, Path(args.results_dir), run_id, args.data_dir)
+    if status != 130 and not args.no_report:  # interrupted: stop now, `bench report` can follow
+        from bench import report
+
+        print(f"report: {report.write(Path(args.results_dir), baseline=args.baseline)}")
+    return status
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -121,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     r.add_argument("--run-id", help="folder under the results dir (default: <suite>-<host>; same id resumes)")
     r.add_argument("--dry-run", action="store_true", help="list the cells and what is unsupported here")
+    r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    r.add_argument("--baseline", default="cpu/fp32", help="the report's speedup baseline as backend/precision")
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="merge every records.jsonl under the results dir into a report")

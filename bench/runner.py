@@ -135,7 +135,10 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None) -> di
 
 
 def unsupported_reason(cell: Cell) -> str | None:
-    return backends.get(cell.backend).unsupported(cell.precision, cell.devices, cell.workload)
+    """Why this cell cannot run honestly here, or None. Decided before any process starts."""
+    if cell.devices > 1 and not workloads.get(cell.workload).MULTI_DEVICE:
+        return f"{cell.workload} runs on one device only (it is the single-device reference)"
+    return backends.get(cell.backend).unsupported(cell.precision, cell.devices)
 
 
 def _interrupt(signum, frame) -> None:

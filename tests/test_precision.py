@@ -46,10 +46,10 @@ def test_observed_names():
 
 def test_cpu_refuses_what_it_cannot_run_honestly():
     cpu = backends.get("cpu")
-    assert "bf16-mixed" in cpu.unsupported("fp16-mixed", 1, "lightning-convnet")
-    assert "TF32" in cpu.unsupported("tf32", 1, "torch-convnet")
-    assert cpu.unsupported("fp32", 2, "torch-convnet")
-    assert [p for p in PRECISIONS if cpu.unsupported(p, 1, "torch-convnet") is None] == [
+    assert "bf16-mixed" in cpu.unsupported("fp16-mixed", 1)
+    assert "TF32" in cpu.unsupported("tf32", 1)
+    assert cpu.unsupported("fp32", 2)
+    assert [p for p in PRECISIONS if cpu.unsupported(p, 1) is None] == [
         "fp32",
         "bf16-mixed",
         "bf16-true",
@@ -58,7 +58,7 @@ def test_cpu_refuses_what_it_cannot_run_honestly():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
 def test_cuda_without_gpu_says_why():
-    assert "no CUDA GPU visible" in backends.get("cuda").unsupported("fp32", 1, "torch-convnet")
+    assert "no CUDA GPU visible" in backends.get("cuda").unsupported("fp32", 1)
 
 
 def test_unknown_precision():

@@ -94,14 +94,17 @@ def test_smoke_run_records_report_and_resume(tmp_path, env):
     unsupported = next(r for r in recs if r["status"] == "unsupported")
     assert "bf16-mixed" in unsupported["reason"]
 
+    md = (results / "report" / "REPORT.md").read_text()  # written by `bench run` at the end
+    assert "## lightning-convnet" in md and "Framework overhead" in md and "unsupported" in md
+    (results / "report" / "REPORT.md").unlink()
+
     again = bench_cli(["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"], env, timeout=600)
     assert again.returncode == 0 and again.stdout.count("already recorded") == 4
     assert len(run_records(results)) == 4
 
     rep = bench_cli(["report", "--results-dir", str(results)], env, timeout=300)
     assert rep.returncode == 0, rep.stderr
-    md = (results / "report" / "REPORT.md").read_text()
-    assert "## lightning-convnet" in md and "Framework overhead" in md and "unsupported" in md
+    assert (results / "report" / "report.html").read_text().count("data:image/png;base64,") == 4
 
 
 def test_sigkill_mid_sweep_then_rerun_completes_without_duplicates(tmp_path, env):

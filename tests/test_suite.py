@@ -112,3 +112,10 @@ def test_suite_files_by_path(tmp_path):
 def test_cell_round_trips_through_json():
     (cell,) = suite.expand("t", settings(workloads=["torch-convnet"]))
     assert suite.Cell.from_json(cell.to_json()) == cell
+
+
+def test_single_device_reference_refuses_several_devices():
+    from bench import runner
+
+    (cell,) = suite.expand("t", settings(workloads=["torch-convnet"], backend="cuda", devices=[2]))
+    assert "one device only" in runner.unsupported_reason(cell)

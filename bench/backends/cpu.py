@@ -46,7 +46,7 @@ class CPU:
     def seconds_between(self, a: float, b: float) -> float:
         return b - a
 
-    def unsupported(self, precision: str, devices: int, framework: str) -> str | None:
+    def unsupported(self, precision: str, devices: int) -> str | None:
         if devices != 1:
             return "the cpu backend runs one process; use torch threads (OMP_NUM_THREADS), not --devices"
         if precision == "tf32":

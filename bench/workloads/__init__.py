@@ -1,4 +1,4 @@
-"""Workloads, one small file each. A workload module defines NAME, FRAMEWORK, DEFAULTS and ``run(ctx)``."""
+"""Workloads, one small file each: NAME, FRAMEWORK, DEFAULTS, MULTI_DEVICE and ``run(ctx) -> dict``."""
 
 from __future__ import annotations
 

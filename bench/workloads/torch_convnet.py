@@ -17,6 +17,7 @@ from bench.workloads import convnet
 NAME = "torch-convnet"
 FRAMEWORK = f"torch {torch.__version__}"
 DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0}
+MULTI_DEVICE = False  # a plain single-device loop: the reference, not a data-parallel implementation
 
 
 def _autocast(device: torch.device, precision: str):
