@@ -9,11 +9,14 @@ mid-epoch, except once at the end of warmup.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.backends import Backend, now
 
@@ -33,6 +36,7 @@ class Meter:
     tta_seconds: float | None = None
     step_times: list[float] = field(default_factory=list)
     curve: list[dict] = field(default_factory=list)
+    curve_path: Path | None = None  # rewritten after every epoch: a killed cell keeps its finished epochs
     accuracy: float | None = None
     _epoch: dict = field(default_factory=dict)
     _seg_t0: float | None = None  # start of the current steady-state segment
@@ -99,6 +103,13 @@ class Meter:
                 "test_accuracy": self.accuracy,
             }
         )
+        if self.curve_path:
+            tmp = self.curve_path.with_suffix(".tmp")
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(self.curve[0]))
+                writer.writeheader()
+                writer.writerows(self.curve)
+            os.replace(tmp, self.curve_path)
 
     def summary(self) -> dict:
         """The record's timing fields; throughput is null when no step ran past warmup."""

@@ -7,6 +7,7 @@ Running the same command again resumes: cells whose fingerprint already has a re
 from __future__ import annotations
 
 import contextlib
+import csv
 import ctypes
 import datetime
 import json
@@ -129,9 +130,20 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None) -> di
         record.update(status="failed", reason=f"worker killed by signal {-code}{hint}; log: {log}")
     else:
         record.update(status="failed", reason=f"worker exited {code}: {_tail(log)}")
+    if record["curve"] is None and (cell_dir / "curve.csv").exists():  # epochs finished before it stopped
+        with open(cell_dir / "curve.csv", newline="") as f:
+            record["curve"] = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        record["epochs_run"] = len(record["curve"])
     if record["env"] is None:
         record["env"] = _host_env(backends.get(cell.backend), cell)
     return record
+
+
+def _number(text: str) -> float | int | None:
+    if text == "":
+        return None
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
 
 
 def unsupported_reason(cell: Cell) -> str | None:

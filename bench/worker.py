@@ -1,12 +1,12 @@
 """One cell in its own process: ``python -m bench.worker <cell-dir>/cell.json``.
 
-Writes ``result.json`` (and ``curve.csv``) into the cell's folder; the runner turns it into a record.
+Writes ``result.json`` into the cell's folder (the meter writes ``curve.csv`` there after every epoch);
+the runner turns it into a record.
 Isolation per process keeps one cell's allocator state, compiled graphs and crashes away from the next.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -35,15 +35,6 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def _write_curve(path: Path, curve: list[dict]) -> None:
-    if not curve:
-        return
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(curve[0]))
-        writer.writeheader()
-        writer.writerows(curve)
-
-
 def run_cell(cell: Cell, cell_dir: Path, data_dir: str | None) -> dict:
     import numpy as np
     import torch
@@ -54,7 +45,7 @@ def run_cell(cell: Cell, cell_dir: Path, data_dir: str | None) -> dict:
     np.random.seed(cell.seed)
     torch.manual_seed(cell.seed)
     backend.reset_peak_memory()
-    meter = Meter(backend, cell.warmup_steps, cell.tta_target)
+    meter = Meter(backend, cell.warmup_steps, cell.tta_target, curve_path=cell_dir / "curve.csv")
     ctx = Context(cell, backend, meter, cell_dir, data_dir)
     try:
         result = workloads.get(cell.workload).run(ctx)
@@ -85,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     result = run_cell(cell, cell_dir, os.environ.get("BENCH_DATA_DIR"))
     if result.get("rank", 0) != 0:
         return 0  # data-parallel ranks other than 0 leave the record to rank 0
-    _write_curve(cell_dir / "curve.csv", result["curve"])
     _write_json(cell_dir / "result.json", result)
     return 0
 

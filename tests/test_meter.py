@@ -110,3 +110,12 @@ def test_no_steady_steps_gives_null_throughput(clock):
     m = meter.Meter(FakeDevice(clock), warmup_steps=50, tta_target=1.0)
     train(m, clock, epochs=1, steps=10, step_s=0.01, eval_s=0.1, accs=[0.5])
     assert m.summary()["throughput_samples_per_s"] is None
+
+
+def test_curve_file_is_written_after_every_epoch(clock, tmp_path):
+    path = tmp_path / "curve.csv"
+    m = meter.Meter(FakeDevice(clock), warmup_steps=0, tta_target=1.0, curve_path=path)
+    train(m, clock, epochs=1, steps=3, step_s=0.1, eval_s=0.1, accs=[0.5])
+    assert path.read_text().splitlines()[0] == "epoch,elapsed_seconds,train_seconds,samples,train_loss,test_accuracy"
+    train(m, clock, epochs=2, steps=3, step_s=0.1, eval_s=0.1, accs=[0.6, 0.7])
+    assert len(path.read_text().splitlines()) == 1 + 3
