@@ -26,6 +26,7 @@ FIELDS = (
     "device_count",
     "precision",
     "precision_effective",
+    "precision_evidence",  # dtypes seen in the first training forward pass
     "status",
     "reason",
     "repeat",

@@ -84,6 +84,7 @@ def test_smoke_run_records_report_and_resume(tmp_path, env):
         assert r["env"]["host"] and r["env"]["packages"]["torch"] and r["env"]["allocator"]["name"]
     for r in (r for r in recs if r["status"] == "ok"):
         assert r["precision_effective"] == "fp32"
+        assert r["precision_evidence"]["param_dtype"] == r["precision_evidence"]["activation_dtype"] == "torch.float32"
         assert r["train_samples"] == 640 and r["test_samples"] == 1000
         assert r["throughput_samples_per_s"] > 0 and r["steady_steps"] == 20 - 5
         assert 0.5 <= r["final_accuracy"] <= 1 and r["tta_seconds"] > 0

@@ -109,7 +109,7 @@ def run(ctx) -> dict:
         "status": "diverged" if timing.diverged else "ok",
         "reason": timing.diverged,
         "precision_effective": probe.effective(),
-        "observed": vars(probe.observed) if probe.observed else None,
+        "precision_evidence": vars(probe.observed) if probe.observed else None,
         "final_accuracy": ctx.meter.accuracy,
         "train_samples": len(train.dataset),
         "test_samples": len(test.dataset),

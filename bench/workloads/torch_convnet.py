@@ -71,7 +71,7 @@ def run(ctx) -> dict:
         "status": status,
         "reason": reason,
         "precision_effective": probe.effective(),
-        "observed": vars(probe.observed) if probe.observed else None,
+        "precision_evidence": vars(probe.observed) if probe.observed else None,
         "final_accuracy": meter.accuracy,
         "train_samples": len(train.dataset),
         "test_samples": len(test.dataset),
