@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     cell_dir = cell_file.parent
     cell = Cell.from_json(cell_file.read_text())
     result = run_cell(cell, cell_dir, os.environ.get("BENCH_DATA_DIR"))
-    if result.get("rank", 0) != 0:
-        return 0  # data-parallel ranks other than 0 leave the record to rank 0
+    if result.get("rank", int(os.environ.get("LOCAL_RANK", "0"))) != 0:
+        return 0  # data-parallel ranks other than 0 (started by the framework) leave the record to rank 0
     _write_json(cell_dir / "result.json", result)
     return 0
 
