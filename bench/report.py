@@ -184,7 +184,7 @@ def _accuracy_plot(df: pd.DataFrame, workload: str, target: float) -> plt.Figure
 
 def _throughput_plot(s: pd.DataFrame, workload: str) -> plt.Figure:
     g = s[(s["workload"] == workload) & s["throughput_median"].notna()]
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(g), 1)))
+    fig, ax = plt.subplots(figsize=(7, 1.3 + 0.4 * max(len(g), 1)))
     labels = [f"{h} x{d} {p}" for h, d, p in zip(g["hardware"], g["device_count"], g["precision"])]
     med = g["throughput_median"].astype(float)
     err = [med - g["throughput_min"].astype(float), g["throughput_max"].astype(float) - med]
@@ -204,26 +204,27 @@ def _png(fig: plt.Figure, path: Path) -> str:
 
 
 def _environments(df: pd.DataFrame) -> pd.DataFrame:
-    rows = {}
+    """One row per host; a value that differed between its records is listed with all its variants."""
+    rows: dict[str, dict[str, set]] = {}
     for e in df["env"]:
         e = e or {}
         pk = e.get("packages") or {}
-        rows.setdefault(
-            e.get("host"),
-            {
-                "host": e.get("host"),
-                "cpu": e.get("cpu_model"),
-                "cores": e.get("cpu_count"),
-                "accelerator": (e.get("backend") or {}).get("gpu_name") or "",
-                "torch": pk.get("torch"),
-                "lightning": pk.get("pytorch-lightning"),
-                "python": e.get("python"),
-                "allocator": (e.get("allocator") or {}).get("name"),
-                "image": e.get("container_image") or "",
-                "commit": (e.get("git_commit") or "")[:12],
-            },
-        )
-    return pd.DataFrame(list(rows.values()))
+        values = {
+            "cpu": e.get("cpu_model"),
+            "cores": e.get("cpu_count"),
+            "accelerator": (e.get("backend") or {}).get("gpu_name"),
+            "torch": pk.get("torch"),
+            "lightning": pk.get("pytorch-lightning"),
+            "python": e.get("python"),
+            "allocator": (e.get("allocator") or {}).get("name"),
+            "image": e.get("container_image"),
+            "commit": (e.get("git_commit") or "")[:12] or None,
+        }
+        row = rows.setdefault(e.get("host"), {k: set() for k in values})
+        for k, v in values.items():
+            if v is not None:
+                row[k].add(str(v))
+    return pd.DataFrame([{"host": h, **{k: ", ".join(sorted(v)) for k, v in r.items()}} for h, r in rows.items()])
 
 
 def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:

@@ -66,6 +66,7 @@ def test_report_files(tmp_path):
     assert "unsupported" in md and "no honest fp16 on CPU" in md and "timeout" in md
     assert "1,000 (900–1,200)" in md
     assert "Framework overhead" in md
+    assert "| box    | Test CPU |" in md  # the environment table
     html = (out.parent / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4  # self-contained: 2 plots per workload
     csv = pd.read_csv(out.parent / "summary.csv")
