@@ -32,6 +32,7 @@ FIELDS = (
     "repeat",
     "seed",
     "batch_size",
+    "lr",
     "global_batch_size",
     "epochs",
     "epochs_run",

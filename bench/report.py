@@ -22,7 +22,7 @@ from bench import records
 from bench.precision import PRECISIONS
 
 ROW = ["workload", "host", "hardware", "backend", "device_count", "precision"]
-CONFIG = ["batch_size", "epochs", "limit_train", "limit_test"]  # must match for figures to compare
+CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test"]  # must match for figures to compare
 
 
 def frame(recs: list[dict]) -> pd.DataFrame:

@@ -67,6 +67,7 @@ def base_record(cell: Cell, run_id: str) -> dict:
         repeat=cell.repeat,
         seed=cell.seed,
         batch_size=cell.batch_size,
+        lr=cell.lr,
         global_batch_size=cell.batch_size * cell.devices,
         epochs=cell.epochs,
         limit_train=cell.limit_train,

@@ -31,6 +31,7 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "limit_train": (int, None),
     "limit_test": (int, None),
     "num_workers": (int, None),
+    "lr": ((int, float), None),
     "tta_target": ((int, float), 0.99),
     "stop_at_target": (bool, False),
     "warmup_steps": (int, 50),
@@ -43,6 +44,7 @@ PER_WORKLOAD = (
     "limit_train",
     "limit_test",
     "num_workers",
+    "lr",
     "tta_target",
     "stop_at_target",
     "warmup_steps",
@@ -69,6 +71,7 @@ class Cell:
     limit_train: int | None
     limit_test: int | None
     num_workers: int
+    lr: float
     tta_target: float
     stop_at_target: bool
     warmup_steps: int
@@ -194,6 +197,7 @@ def expand(name: str, s: dict) -> list[Cell]:
                             limit_train=over["limit_train"],
                             limit_test=over["limit_test"],
                             num_workers=pick("num_workers"),
+                            lr=float(pick("lr")),
                             tta_target=float(over["tta_target"]),
                             stop_at_target=over["stop_at_target"],
                             warmup_steps=over["warmup_steps"],

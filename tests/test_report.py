@@ -12,7 +12,7 @@ def rec(workload="torch-convnet", precision="fp32", status="ok", tput=1000.0, re
     r.update(
         schema_version=1, run_id="fixture", cell_id=f"{workload}/cpux1/{precision}", workload=workload,
         backend="cpu", device_name="Test CPU", device_count=1, precision=precision, status=status,
-        repeat=repeat, batch_size=32, epochs=10, limit_train=None, limit_test=None, tta_target=0.99,
+        repeat=repeat, batch_size=32, lr=0.5, epochs=10, limit_train=None, limit_test=None, tta_target=0.99,
         throughput_samples_per_s=tput if status == "ok" else None, step_time_ms_median=10.0,
         step_time_ms_p90=12.0, final_accuracy=0.991 if status == "ok" else None, tta_seconds=50.0,
         peak_memory_bytes=2**30, peak_memory_kind="process-rss", precision_effective=precision,

@@ -195,3 +195,13 @@ def test_missing_data_is_one_clear_error(tmp_path, env):
     assert out.returncode == 2
     assert "Set BENCH_DATA_DIR" in out.stderr or "set BENCH_DATA_DIR" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_nan_loss_is_recorded_as_diverged(tmp_path, env):
+    results = tmp_path / "results"
+    suite = suite_file(tmp_path, extra="lr = 1e30\n")  # Adadelta with this step size overflows at once
+    out = bench_cli(["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"], env, timeout=600)
+    assert out.returncode == 1, out.stdout + out.stderr
+    recs = run_records(results)
+    assert [r["status"] for r in recs] == ["diverged", "diverged"]
+    assert all("train loss nan" in r["reason"] and r["lr"] == 1e30 for r in recs)

@@ -42,7 +42,7 @@ def test_workload_defaults_and_overrides():
     cells = {c.workload: c for c in suite.expand("t", settings(**raw))}
     assert cells["lightning-convnet"].epochs == 3 and cells["lightning-convnet"].limit_train is None
     assert cells["torch-convnet"].epochs == 5 and cells["torch-convnet"].limit_train == 100
-    assert cells["torch-convnet"].batch_size == 32  # the seed's
+    assert cells["torch-convnet"].batch_size == 32 and cells["torch-convnet"].lr == 0.5  # the seed's
 
 
 def test_seed_epochs_are_the_default():

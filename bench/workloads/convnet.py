@@ -38,8 +38,8 @@ def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output, target)
 
 
-def optimizer(params) -> torch.optim.Optimizer:
-    return torch.optim.Adadelta(params, lr=0.5)
+def optimizer(params, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adadelta(params, lr=lr)  # the seed's lr is 0.5, the workloads' default
 
 
 def loaders(cell, data_dir: str | None) -> tuple[DataLoader, DataLoader]:

@@ -16,13 +16,14 @@ from bench.workloads import convnet
 
 NAME = "lightning-convnet"
 FRAMEWORK = f"pytorch-lightning {pl.__version__}"
-DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0}
+DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0, "lr": 0.5}
 MULTI_DEVICE = True  # Lightning's data-parallel strategy over `devices`
 
 
 class LitConvNet(pl.LightningModule):
-    def __init__(self) -> None:
+    def __init__(self, lr: float) -> None:
         super().__init__()
+        self.lr = lr
         self.model = convnet.ConvNet()
         self.loss_sum = self.batches = self.correct = self.seen = None
 
@@ -49,7 +50,7 @@ class LitConvNet(pl.LightningModule):
         self.seen += len(y)
 
     def configure_optimizers(self):
-        return convnet.optimizer(self.parameters())
+        return convnet.optimizer(self.parameters(), self.lr)
 
 
 class Timing(pl.Callback):
@@ -89,7 +90,7 @@ class Timing(pl.Callback):
 def run(ctx) -> dict:
     cell = ctx.cell
     train, test = convnet.loaders(cell, ctx.data_dir)
-    module = LitConvNet()
+    module = LitConvNet(cell.lr)
     probe = Probe(module.model.fc1)
     timing = Timing(ctx.meter, cell.stop_at_target)
     trainer = pl.Trainer(

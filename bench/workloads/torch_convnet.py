@@ -16,7 +16,7 @@ from bench.workloads import convnet
 
 NAME = "torch-convnet"
 FRAMEWORK = f"torch {torch.__version__}"
-DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0}
+DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0, "lr": 0.5}
 MULTI_DEVICE = False  # a plain single-device loop: the reference, not a data-parallel implementation
 
 
@@ -32,7 +32,7 @@ def run(ctx) -> dict:
     true_dtype = torch.bfloat16 if cell.precision == "bf16-true" else None
     if true_dtype:
         model = model.to(true_dtype)
-    opt = convnet.optimizer(model.parameters())
+    opt = convnet.optimizer(model.parameters(), cell.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16-mixed")
     probe = Probe(model.fc1)
     writer = SummaryWriter(ctx.cell_dir / "tensorboard")
