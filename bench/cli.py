@@ -79,9 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = args.run_id or f"{name}-{host}"
     status = runner.sweep(cells, Path(args.results_dir), run_id, args.data_dir)
     if status != 130 and not args.no_report:  # interrupted: stop now, `bench report` can follow
-        from bench import report
-
-        print(f"report: {report.write(Path(args.results_dir), baseline=args.baseline)}")
+        cmd_report(args)
     return status
 
 

@@ -26,7 +26,8 @@ class Meter:
     backend: Backend
     warmup_steps: int
     tta_target: float
-    started: float = field(default_factory=lambda: time.perf_counter())  # start of setup
+    # start of setup; looked up at call time so a test's fake clock applies
+    started: float = field(default_factory=lambda: time.perf_counter())
     train_t0: float | None = None  # first training step: the time-to-accuracy clock starts here
     warmup_end: float | None = None
     steps: int = 0

@@ -88,10 +88,9 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
         configs = {i: {c: _norm(r[c]) for c in CONFIG} for i, r in g.iterrows()}
         ok = [tuple(configs[i].items()) for i in g.index if g.loc[i, "status"] == "ok"]
         usual = dict(Counter(ok).most_common(1)[0][0]) if ok else {}
-        for i in g.index:
-            diff = [f"{c} {v} (usual {usual[c]})" for c, v in configs[i].items() if usual and v != usual[c]]
-            if g.loc[i, "status"] == "ok":
-                s.loc[i, "comparable"] = "not comparable: " + ", ".join(diff) if diff else "yes"
+        for i in g.index[g["status"] == "ok"]:
+            diff = [f"{c} {v} (usual {usual[c]})" for c, v in configs[i].items() if v != usual[c]]
+            s.loc[i, "comparable"] = "not comparable: " + ", ".join(diff) if diff else "yes"
         base = g[
             (g["backend"] == b_backend)
             & (g["precision"] == b_precision)
