@@ -18,6 +18,10 @@ def _csv(value: str) -> list[str]:
     return [v for v in value.split(",") if v]
 
 
+def _lr(value: str) -> float | str:
+    return value if value == "find" else float(value)
+
+
 def _devices(value: str) -> list:
     return [v if v == "all" else int(v) for v in _csv(value)]
 
@@ -48,11 +52,14 @@ def build_cells(args: argparse.Namespace):
         ("epochs", args.epochs),
         ("repeats", args.repeats),
         ("limit_train", args.limit_train),
+        ("num_workers", args.num_workers),
+        ("lr", args.lr),
+        ("pretrained", False if args.no_pretrained else None),
         ("allocator", args.allocator),
     ):
         if value is not None:
             raw[key] = value
-            if key in ("epochs", "limit_train"):  # the command line wins over per-workload overrides too
+            if key in suite.PER_WORKLOAD:  # the command line wins over per-workload overrides too
                 for over in raw.get("workload", {}).values():
                     over.pop(key, None)
     settings = suite.validate(name, raw)
@@ -75,6 +82,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench import data
 
     data.locate(args.data_dir)  # fail once, before any cell, when MNIST cannot be had
+    if any(cell.pretrained for cell in cells):
+        from bench import weights
+
+        weights.ensure_resnet18()  # likewise for pretrained weights: cached, downloaded, or one clear error
     host = os.environ.get("BENCH_HOST") or socket.gethostname()
     run_id = args.run_id or f"{name}-{host}"
     status = runner.sweep(cells, Path(args.results_dir), run_id, args.data_dir)
@@ -119,6 +130,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int)
     r.add_argument("--repeats", type=int)
     r.add_argument("--limit-train", type=int, help="train on the first N training images")
+    r.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    r.add_argument("--lr", type=_lr, help='learning rate, or "find" (the workload\'s learning-rate finder picks it)')
+    r.add_argument(
+        "--no-pretrained", action="store_true", help="train from random initialisation (no pretrained weights)"
+    )
     r.add_argument("--allocator", help="auto, tcmalloc, jemalloc, glibc-tuned, glibc")
     r.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
@@ -140,10 +156,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from bench.data import DataError
     from bench.suite import SuiteError
+    from bench.weights import WeightsError
 
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UnknownName, SuiteError, DataError, ValueError) as e:
+    except (UnknownName, SuiteError, DataError, WeightsError, ValueError) as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2

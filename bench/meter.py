@@ -2,6 +2,8 @@
 
 A workload calls ``epoch_start`` at the start of each epoch (the first call starts the time-to-accuracy clock),
 ``step_end`` after every optimizer step, ``eval_start``/``eval_end`` around evaluation, then ``epoch_end``.
+Work outside training (the loader-only pass, fastai's ``lr_find``, saving plots) is timed as a named
+``phase``: it is reported on its own and counted neither in setup nor in throughput or time-to-accuracy.
 Interval boundaries take a wall-clock timestamp after synchronising the device. Steps in between get a
 device-side mark (``backend.mark``: a CUDA event, a plain timestamp on CPU) so the queue is never drained
 mid-epoch, except once at the end of warmup.
@@ -9,6 +11,7 @@ mid-epoch, except once at the end of warmup.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import math
@@ -39,12 +42,42 @@ class Meter:
     curve: list[dict] = field(default_factory=list)
     curve_path: Path | None = None  # rewritten after every epoch: a killed cell keeps its finished epochs
     accuracy: float | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # named phases outside training, in seconds
+    loader_samples_per_s: float | None = None
+    _phase: str = "train"  # the training phase the current epoch belongs to (fastai: frozen, unfrozen)
+    _by_phase: dict[str, list[float]] = field(default_factory=dict)  # phase -> [steady seconds, steady samples]
+    _pre_train_phases: float = 0.0  # seconds of named phases before the first training step
     _epoch: dict = field(default_factory=dict)
     _seg_t0: float | None = None  # start of the current steady-state segment
     _seg_samples: int = 0
     _marks: list = field(default_factory=list)  # device marks of the steady steps in this segment
 
-    def epoch_start(self) -> None:
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Time a block of work outside training as its own phase, device synchronised at both ends."""
+        t0 = now(self.backend)
+        try:
+            yield
+        finally:
+            seconds = now(self.backend) - t0
+            self.phases[name] = self.phases.get(name, 0.0) + seconds
+            if self.train_t0 is None:
+                self._pre_train_phases += seconds
+
+    def loader_pass(self, loader, device=None) -> float:
+        """Loader-only throughput: one pass over ``loader`` with no model, batches moved to ``device``."""
+        samples = 0
+        with self.phase("loader"):
+            for x, y, *_ in loader:
+                if device is not None:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                samples += len(x)
+        self.loader_samples_per_s = samples / self.phases["loader"] if self.phases["loader"] else None
+        return self.loader_samples_per_s
+
+    def epoch_start(self, phase: str = "train") -> None:
+        """Start an epoch of the training phase ``phase`` (per-phase throughput is reported)."""
+        self._phase = phase
         t = now(self.backend)
         if self.train_t0 is None:
             self.train_t0 = t
@@ -76,6 +109,9 @@ class Meter:
         if self._seg_t0 is not None:
             self.steady_seconds += t - self._seg_t0
             self.steady_samples += self._seg_samples
+            by_phase = self._by_phase.setdefault(self._phase, [0.0, 0])
+            by_phase[0] += t - self._seg_t0
+            by_phase[1] += self._seg_samples
             marks = self._marks
             self.step_times += [self.backend.seconds_between(a, b) for a, b in itertools.pairwise(marks)]
             self._seg_t0 = None
@@ -97,6 +133,7 @@ class Meter:
         self.curve.append(
             {
                 "epoch": epoch,
+                "phase": self._phase,
                 "elapsed_seconds": e.get("elapsed"),
                 "train_seconds": e.get("train_seconds"),
                 "samples": e["samples"],
@@ -117,6 +154,10 @@ class Meter:
         times = sorted(self.step_times)
         end = time.perf_counter()
         warmup = self.warmup_end - self.train_t0 if self.warmup_end is not None and self.train_t0 else None
+        setup = (self.train_t0 or end) - self.started - self._pre_train_phases
+        phase_seconds = {"setup": setup, **self.phases, "warmup": warmup}
+        phase_seconds.update({name: seconds for name, (seconds, _) in self._by_phase.items()})
+        phase_seconds["eval"] = self.eval_seconds
         return {
             "throughput_samples_per_s": self.steady_samples / self.steady_seconds if self.steady_seconds else None,
             "step_time_ms_median": 1000 * statistics.median(times) if times else None,
@@ -125,9 +166,12 @@ class Meter:
             "steady_samples": self.steady_samples,
             "warmup_steps": min(self.warmup_steps, self.steps),
             "tta_seconds": self.tta_seconds,
-            "setup_seconds": (self.train_t0 or end) - self.started,
+            "setup_seconds": setup,
             "warmup_seconds": warmup,
             "train_seconds": self.steady_seconds,
             "eval_seconds": self.eval_seconds,
             "total_seconds": end - self.started,
+            "phase_seconds": phase_seconds,
+            "phase_throughput": {name: n / s for name, (s, n) in self._by_phase.items() if s},
+            "loader_samples_per_s": self.loader_samples_per_s,
         }

@@ -19,6 +19,29 @@ LIGHTNING = {
 }
 
 
+# How a plain loop (and the fastai workload) applies each name: autocast dtype for the mixed ones, the dtype
+# of parameters and inputs for the true ones. tf32 is fp32 math with TF32 switched on by the backend.
+AUTOCAST_DTYPE = {"fp16-mixed": "float16", "bf16-mixed": "bfloat16"}
+TRUE_DTYPE = {"bf16-true": "bfloat16"}
+
+
+def autocast(device_type: str, name: str):
+    """``torch.autocast`` for a mixed precision, a null context otherwise."""
+    import contextlib
+
+    import torch
+
+    dtype = AUTOCAST_DTYPE.get(name)
+    return torch.autocast(device_type, dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext()
+
+
+def true_dtype(name: str):
+    """The dtype a ``*-true`` precision puts parameters and inputs in, or None."""
+    import torch
+
+    return getattr(torch, TRUE_DTYPE[name]) if name in TRUE_DTYPE else None
+
+
 class UnknownName(ValueError):
     """An unknown workload, precision, backend or suite name; the message lists the valid ones."""
 

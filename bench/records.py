@@ -32,7 +32,12 @@ FIELDS = (
     "repeat",
     "seed",
     "batch_size",
-    "lr",
+    "lr",  # the setting: a number, or "find"
+    "lr_found",  # the learning-rate finder's suggestion, where the workload runs one
+    "lr_used",
+    "num_workers",
+    "pretrained",
+    "weights",  # the starting weights: random initialisation, or the file used and its checksum
     "global_batch_size",
     "epochs",
     "epochs_run",
@@ -41,6 +46,8 @@ FIELDS = (
     "train_samples",
     "test_samples",
     "throughput_samples_per_s",
+    "phase_throughput",  # steady-state samples/s per training phase (fastai: frozen, unfrozen)
+    "loader_samples_per_s",  # one pass of the training loader with no model: the input pipeline's ceiling
     "step_time_ms_median",
     "step_time_ms_p90",
     "steady_steps",
@@ -54,10 +61,12 @@ FIELDS = (
     "train_seconds",
     "eval_seconds",
     "total_seconds",
+    "phase_seconds",  # setup, loader, lr_find, warmup, training phases, eval, artifacts
     "process_seconds",
     "peak_memory_bytes",
     "peak_memory_kind",
     "curve",
+    "artifacts",  # files in the cell's folder worth looking at, relative to the run folder
     "started_at",
     "env",
 )

@@ -68,6 +68,10 @@ def base_record(cell: Cell, run_id: str) -> dict:
         seed=cell.seed,
         batch_size=cell.batch_size,
         lr=cell.lr,
+        lr_used=None if cell.lr == "find" else cell.lr,
+        num_workers=cell.num_workers,
+        pretrained=cell.pretrained,
+        weights=None if cell.pretrained else {"source": "random initialisation", "pretrained": False},
         global_batch_size=cell.batch_size * cell.devices,
         epochs=cell.epochs,
         limit_train=cell.limit_train,
@@ -140,10 +144,13 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None) -> di
     return record
 
 
-def _number(text: str) -> float | int | None:
+def _number(text: str) -> float | int | str | None:
     if text == "":
         return None
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        return text  # a label such as the epoch's phase
     return int(value) if value.is_integer() and "." not in text else value
 
 

@@ -31,7 +31,8 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "limit_train": (int, None),
     "limit_test": (int, None),
     "num_workers": (int, None),
-    "lr": ((int, float), None),
+    "lr": ((int, float, str), None),  # a number, or "find": the workload's own learning-rate finder picks it
+    "pretrained": (bool, None),  # workloads that fine-tune pretrained weights; false trains from random init
     "tta_target": ((int, float), 0.99),
     "stop_at_target": (bool, False),
     "warmup_steps": (int, 50),
@@ -45,6 +46,7 @@ PER_WORKLOAD = (
     "limit_test",
     "num_workers",
     "lr",
+    "pretrained",
     "tta_target",
     "stop_at_target",
     "warmup_steps",
@@ -71,7 +73,8 @@ class Cell:
     limit_train: int | None
     limit_test: int | None
     num_workers: int
-    lr: float
+    lr: float | str  # "find": chosen by the workload's learning-rate finder
+    pretrained: bool | None  # None: the workload has no pretrained weights
     tta_target: float
     stop_at_target: bool
     warmup_steps: int
@@ -132,6 +135,8 @@ def _check(where: str, key: str, value: object) -> None:
     if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
         names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
         raise SuiteError(f"{where}: {key} = {value!r} should be a {names}")
+    if key == "lr" and isinstance(value, str) and value != "find":
+        raise SuiteError(f'{where}: lr = {value!r} should be a number or "find"')
 
 
 def validate(name: str, raw: dict) -> dict:
@@ -179,7 +184,7 @@ def expand(name: str, s: dict) -> list[Cell]:
             over = {**s, **s["workload"].get(w, {})}
 
             def pick(key: str, over: dict = over, module=module):
-                return over[key] if over.get(key) is not None else module.DEFAULTS[key]
+                return over[key] if over.get(key) is not None else module.DEFAULTS.get(key)
 
             counts = [max(1, backend.device_count()) if d == "all" else d for d in s["devices"]]
             for devices in dict.fromkeys(counts):  # "all" may equal another entry: run it once
@@ -197,7 +202,9 @@ def expand(name: str, s: dict) -> list[Cell]:
                             limit_train=over["limit_train"],
                             limit_test=over["limit_test"],
                             num_workers=pick("num_workers"),
-                            lr=float(pick("lr")),
+                            lr=pick("lr") if pick("lr") == "find" else float(pick("lr")),
+                            # only a workload with pretrained weights (a DEFAULTS entry) takes the setting
+                            pretrained=pick("pretrained") if "pretrained" in module.DEFAULTS else None,
                             tta_target=float(over["tta_target"]),
                             stop_at_target=over["stop_at_target"],
                             warmup_steps=over["warmup_steps"],

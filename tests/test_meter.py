@@ -116,6 +116,7 @@ def test_curve_file_is_written_after_every_epoch(clock, tmp_path):
     path = tmp_path / "curve.csv"
     m = meter.Meter(FakeDevice(clock), warmup_steps=0, tta_target=1.0, curve_path=path)
     train(m, clock, epochs=1, steps=3, step_s=0.1, eval_s=0.1, accs=[0.5])
-    assert path.read_text().splitlines()[0] == "epoch,elapsed_seconds,train_seconds,samples,train_loss,test_accuracy"
+    header = "epoch,phase,elapsed_seconds,train_seconds,samples,train_loss,test_accuracy"
+    assert path.read_text().splitlines()[0] == header
     train(m, clock, epochs=2, steps=3, step_s=0.1, eval_s=0.1, accs=[0.6, 0.7])
     assert len(path.read_text().splitlines()) == 1 + 3

@@ -67,7 +67,7 @@ def test_fingerprint_tracks_what_is_measured():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"workloads": ["resnet9000"]}, r"unknown workload 'resnet9000'; valid: lightning-convnet, torch-convnet"),
+        ({"workloads": ["resnet9000"]}, r"unknown workload 'resnet9000'; valid: fastai-resnet18, lightning-convnet"),
         ({"precisions": ["fp8"]}, r"unknown precision 'fp8'; valid: fp32, tf32, fp16-mixed"),
         ({"backend": "quantum"}, r"unknown backend 'quantum'; valid: cpu, cuda"),
     ],

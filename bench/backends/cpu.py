@@ -54,7 +54,7 @@ class CPU:
         if precision == "fp16-mixed":
             return (
                 "no honest fp16 mixed precision on CPU: Lightning silently runs 16-mixed as bf16-mixed there, "
-                "and fp16 autocast on CPU has no grad-scaled training path in the frameworks benchmarked"
+                "and CPUs without AVX512-FP16/AMX-FP16 emulate fp16 math; bf16-mixed is the CPU's mixed precision"
             )
         return None
 

@@ -1,4 +1,6 @@
-"""Workloads, one small file each: NAME, FRAMEWORK, DEFAULTS, MULTI_DEVICE and ``run(ctx) -> dict``."""
+"""Workloads, one small file each: NAME, FRAMEWORK, DEFAULTS, MULTI_DEVICE and ``run(ctx) -> dict``.
+
+DEFAULTS may hold ``pretrained`` for a workload that starts from pretrained weights."""
 
 from __future__ import annotations
 
@@ -8,9 +10,13 @@ from types import ModuleType
 from bench.precision import UnknownName
 
 WORKLOADS = {
+    "fastai-resnet18": "bench.workloads.fastai_resnet18",
     "lightning-convnet": "bench.workloads.lightning_convnet",
     "torch-convnet": "bench.workloads.torch_convnet",
+    "torch-resnet18": "bench.workloads.torch_resnet18",
 }
+# The plain-PyTorch loop each framework workload is compared against ("Framework overhead" in the report).
+REFERENCE = {"fastai-resnet18": "torch-resnet18", "lightning-convnet": "torch-convnet"}
 
 
 def get(name: str) -> ModuleType:

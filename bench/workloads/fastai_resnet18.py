@@ -1,0 +1,185 @@
+"""The seed's fastai recipe (Mastering PyTorch, ch. 14) on fastai 2.8: resnet18 fine-tuned on the MNIST PNG folders.
+
+``ImageDataLoaders`` over ``mnist_png`` (label = parent folder), ``vision_learner(dls, resnet18, metrics=accuracy)``,
+``lr_find()``, ``fine_tune(epochs=2, base_lr=0.0209, freeze_epochs=1)``, then ``show_results()``,
+``plot_top_losses(9)`` and a confusion matrix saved as PNGs. Deviations from the seed: docs/workloads.md.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import fastai
+import matplotlib
+
+matplotlib.use("Agg")  # plots go to files
+import matplotlib.pyplot as plt
+import torch
+from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.tensorboard import TensorBoardCallback
+from fastai.vision.all import (
+    Callback,
+    CancelFitException,
+    CategoryBlock,
+    ClassificationInterpretation,
+    DataBlock,
+    GrandparentSplitter,
+    ImageBlock,
+    ImageDataLoaders,
+    Recorder,
+    accuracy,
+    parent_label,
+    resnet18,
+    vision_learner,
+)
+
+from bench import data, precision, weights
+from bench.precision import Probe
+
+NAME = "fastai-resnet18"
+FRAMEWORK = f"fastai {fastai.__version__}"
+# epochs: fine_tune's unfrozen epochs (after FREEZE_EPOCHS frozen ones); batch 64 is fastai's default
+DEFAULTS = {"epochs": 2, "batch_size": 64, "num_workers": 0, "lr": 0.0209, "pretrained": True}
+FREEZE_EPOCHS = 1
+MULTI_DEVICE = False  # fastai's data-parallel path needs `accelerate launch`; not part of the seed's recipe
+ARTIFACTS = ("lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png")
+
+
+def _files(root: Path, split: str, limit: int | None) -> list[Path]:
+    # In index order, so that a limit takes the same first images as the ConvNet workloads do.
+    files = sorted((root / split).glob("*/*.png"), key=lambda p: int(p.stem))
+    return files[:limit] if limit else files
+
+
+def loaders(cell, root: Path, device: torch.device):
+    """The DataBlock ``ImageDataLoaders.from_path_func`` builds, with the fixed training/testing split."""
+    files = _files(root, "training", cell.limit_train) + _files(root, "testing", cell.limit_test)
+    dblock = DataBlock(
+        blocks=(ImageBlock, CategoryBlock),
+        get_y=parent_label,  # the seed's label_func: the parent folder's name
+        splitter=GrandparentSplitter(train_name="training", valid_name="testing"),
+    )
+    return ImageDataLoaders.from_dblock(
+        dblock, files, path=root, bs=cell.batch_size, num_workers=cell.num_workers, device=device
+    )
+
+
+class AnyDeviceMixedPrecision(MixedPrecision):
+    """fastai's MixedPrecision with autocast on the model's device: fastai hard-codes ``autocast("cuda")``,
+    which silently does nothing on a CPU or XLA device. The grad scaler runs for fp16 only, as in fastai."""
+
+    def __init__(self, device_type: str, dtype: torch.dtype) -> None:
+        super().__init__(amp_mode="fp16" if dtype == torch.float16 else "bf16")
+        self.device_type, self.dtype = device_type, dtype
+
+    def before_fit(self) -> None:
+        self.autocast = torch.autocast(self.device_type, dtype=self.dtype)
+        self.learn.scaler = torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
+        self.scales = []
+
+
+def _true_dtype(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """bf16-true: parameters in ``dtype``, inputs cast on entry; logits go back to fp32 for the loss and metrics,
+    as fastai's MixedPrecision does."""
+    model.to(dtype)
+    model.register_forward_pre_hook(lambda m, args: tuple(a.to(dtype) for a in args))
+    model.register_forward_hook(lambda m, args, out: out.float())
+
+
+class Timing(Callback):
+    """Feeds fastai's loop events to the harness meter; runs after the Recorder has summed the metrics."""
+
+    order = Recorder.order + 1
+
+    def __init__(self, meter, stop_at_target: bool) -> None:
+        self.meter, self.stop_at_target = meter, stop_at_target
+        self.epochs_done, self.stop, self.diverged = 0, False, None
+
+    def before_epoch(self) -> None:
+        if self.stop:  # fine_tune calls fit twice: a stop must also skip the second one
+            raise CancelFitException()
+        self.meter.epoch_start("frozen" if self.opt.frozen_idx else "unfrozen")
+        self.loss_sum, self.batches = torch.zeros((), device=self.dls.device), 0
+
+    def after_batch(self) -> None:
+        if self.training:
+            self.loss_sum += self.loss.detach().float()
+            self.batches += 1
+            self.meter.step_end(len(self.xb[0]))
+
+    def before_validate(self) -> None:
+        self.meter.eval_start()
+
+    def after_validate(self) -> None:
+        if self.meter.eval_end(float(self.recorder.metrics[0].value)) and self.stop_at_target:
+            self.stop = True
+
+    def after_epoch(self) -> None:
+        loss = (self.loss_sum / max(self.batches, 1)).item()
+        self.meter.epoch_end(self.epochs_done, loss)
+        self.epochs_done += 1
+        if not math.isfinite(loss):
+            self.diverged, self.stop = f"train loss {loss} in epoch {self.epochs_done - 1}", True
+        if self.stop:
+            raise CancelFitException()
+
+
+def _save(path: Path) -> None:
+    plt.gcf().savefig(path, dpi=80, bbox_inches="tight")
+    plt.close("all")
+
+
+def save_artifacts(learn, cell_dir: Path) -> None:
+    """The seed's visual checks, as files: predictions, the nine worst losses and the confusion matrix."""
+    learn.show_results(max_n=9)
+    _save(cell_dir / "show_results.png")
+    interp = ClassificationInterpretation.from_learner(learn)  # one prediction pass over the test set
+    interp.plot_top_losses(9, figsize=(15, 10))
+    _save(cell_dir / "top_losses.png")
+    interp.plot_confusion_matrix()
+    _save(cell_dir / "confusion_matrix.png")
+
+
+def run(ctx) -> dict:
+    cell, meter = ctx.cell, ctx.meter
+    device = ctx.backend.torch_device()
+    if cell.pretrained:
+        weights.ensure_resnet18()
+    dls = loaders(cell, data.png_folders(ctx.data_dir), device)
+    meter.loader_pass(dls.train)  # decoding and batching only, no model: the input pipeline's ceiling
+    learn = vision_learner(dls, resnet18, metrics=accuracy, pretrained=cell.pretrained, path=ctx.cell_dir)
+    learn.remove_cb(ProgressCallback)  # a progress bar prints every batch: never inside a timed region
+    if dtype := precision.true_dtype(cell.precision):
+        _true_dtype(learn.model, dtype)
+    elif dtype_name := precision.AUTOCAST_DTYPE.get(cell.precision):
+        learn.add_cb(AnyDeviceMixedPrecision(device.type, getattr(torch, dtype_name)))
+    probe = Probe(learn.model[0][0])  # the body's first convolution
+    with meter.phase("lr_find"):
+        found = learn.lr_find()  # plots the loss curve with its suggestion, as in the seed
+    _save(ctx.cell_dir / "lr_find.png")
+    (ctx.cell_dir / "models").rmdir()  # lr_find's scratch folder, empty again: the seed keeps no checkpoint
+    lr = found.valley if cell.lr == "find" else cell.lr
+    timing = Timing(meter, cell.stop_at_target)
+    # fastai's own TensorBoard logging; trace_model and log_preds would add model runs inside the epochs
+    tensorboard = TensorBoardCallback(ctx.cell_dir / "tensorboard", trace_model=False, log_preds=False)
+    learn.add_cbs([timing, tensorboard])
+    learn.fine_tune(cell.epochs, base_lr=lr, freeze_epochs=FREEZE_EPOCHS)
+    learn.remove_cbs([timing, tensorboard])
+    with meter.phase("artifacts"):
+        save_artifacts(learn, ctx.cell_dir)
+    return {
+        "status": "diverged" if timing.diverged else "ok",
+        "reason": timing.diverged,
+        "precision_effective": probe.effective(),
+        "precision_evidence": vars(probe.observed) if probe.observed else None,
+        "final_accuracy": meter.accuracy,
+        "train_samples": len(dls.train.dataset),
+        "test_samples": len(dls.valid.dataset),
+        "global_batch_size": cell.batch_size,
+        "lr_found": found.valley,
+        "lr_used": lr,
+        "weights": weights.describe(cell.pretrained),
+        "artifacts": [f"cells/{ctx.cell_dir.name}/{name}" for name in ARTIFACTS if (ctx.cell_dir / name).is_file()],
+    }

@@ -1,0 +1,50 @@
+"""Plain-PyTorch reference for ``fastai-resnet18``: torchvision's resnet18 on the same 3×28×28 MNIST batches.
+
+No PNG decoding (the images come from the cached tensors), no fastai: what is left is the network's compute
+on this hardware and precision, so the report can show how much of fastai's step time is fastai and its
+input pipeline. All epochs train the whole network (fastai's frozen epoch has no counterpart here).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.data import DataLoader, TensorDataset
+
+from bench import data
+from bench.workloads import plain
+
+NAME = "torch-resnet18"
+FRAMEWORK = f"torch {torch.__version__}"
+# 1 + 2 epochs, batch 64: the fastai recipe's epochs and fastai's default batch size; Adam's usual lr.
+DEFAULTS = {"epochs": 3, "batch_size": 64, "num_workers": 0, "lr": 1e-3}
+MULTI_DEVICE = False
+
+EVAL_BATCH_SIZE = 1000
+
+
+def loaders(cell, data_dir: str | None) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training batches of 3-channel images, last partial batch dropped, as fastai's loader does."""
+    x, y = data.tensors("train", data_dir)
+    tx, ty = data.tensors("test", data_dir)
+    if cell.limit_train:
+        x, y = x[: cell.limit_train], y[: cell.limit_train]
+    if cell.limit_test:
+        tx, ty = tx[: cell.limit_test], ty[: cell.limit_test]
+    # expand is a view; the collate step stacks each batch into a contiguous (B, 3, 28, 28) tensor
+    rgb = TensorDataset(x.expand(-1, 3, -1, -1), y)
+    test_rgb = TensorDataset(tx.expand(-1, 3, -1, -1), ty)
+    kw = {"num_workers": cell.num_workers, "persistent_workers": cell.num_workers > 0}
+    generator = torch.Generator().manual_seed(cell.seed)
+    train = DataLoader(rgb, batch_size=cell.batch_size, shuffle=True, drop_last=True, generator=generator, **kw)
+    test = DataLoader(test_rgb, batch_size=EVAL_BATCH_SIZE, **kw)
+    return train, test
+
+
+def run(ctx) -> dict:
+    train, test = loaders(ctx.cell, ctx.data_dir)
+    model = torchvision.models.resnet18(num_classes=10)
+    return plain.train(
+        ctx, model, lambda params: torch.optim.Adam(params, lr=ctx.cell.lr), F.cross_entropy, train, test
+    )
