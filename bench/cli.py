@@ -1,4 +1,4 @@
-"""``bench``: data, run, report, list."""
+"""``bench``: data, weights, run, report, list."""
 
 from __future__ import annotations
 
@@ -36,6 +36,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     print(f"normalised tensors cached: train {tuple(x.shape)}, under {data.cache_dir()}")
     if args.png:
         print(f"mnist_png folders: {data.png_folders(folder)}")
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from bench import weights
+
+    path = weights.ensure_resnet18()
+    print(f"pretrained resnet18 weights: {path} ({weights.describe(True)['source']})")
     return 0
 
 
@@ -120,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", help="folder with the four MNIST .gz files (default: $BENCH_DATA_DIR)")
     d.add_argument("--png", action="store_true", help="also build the mnist_png folders (fastai workload)")
     d.set_defaults(func=cmd_data)
+
+    w = sub.add_parser("weights", help="find or download the pretrained resnet18 weights (torch hub cache)")
+    w.set_defaults(func=cmd_weights)
 
     r = sub.add_parser("run", help="run a suite: one subprocess per cell, records appended, resumable")
     r.add_argument("--suite", default="auto", help="packaged suite name, a .toml path, or auto (default)")

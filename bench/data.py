@@ -199,6 +199,7 @@ def png_folders(data_dir: str | os.PathLike | None = None) -> Path:
     if (root / ".complete").is_file():
         return root
     folder = locate(data_dir)
+    _derived_dir().mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=_derived_dir(), prefix=".mnist_png."))
     try:
         for split, sub in (("train", "training"), ("test", "testing")):

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: phases, loader-only throughput, weights, lr_found, artifacts
 STATUSES = ("ok", "unsupported", "failed", "timeout", "diverged")
 FAILED = ("failed", "timeout", "diverged")
 FIELDS = (
@@ -123,5 +123,11 @@ def read(path: Path) -> list[dict]:
 
 
 def read_all(results_dir: Path) -> list[dict]:
-    """Every record under ``results_dir``: many runs and machines merge into one list."""
-    return [r for p in sorted(Path(results_dir).rglob("records.jsonl")) for r in read(p)]
+    """Every record under ``results_dir``: many runs and machines merge into one list.
+
+    Each record gets ``_run_dir``, the folder its file is in, which its ``artifacts`` paths are relative to.
+    """
+    out = []
+    for path in sorted(Path(results_dir).rglob("records.jsonl")):
+        out += [{**r, "_run_dir": str(path.parent)} for r in read(path)]
+    return out

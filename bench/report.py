@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -20,14 +21,19 @@ import pandas as pd
 
 from bench import records
 from bench.precision import PRECISIONS
+from bench.workloads import REFERENCE
 
 ROW = ["workload", "host", "hardware", "backend", "device_count", "precision"]
-CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test"]  # must match for figures to compare
+# must match for figures to compare
+CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
+PHASES = ("setup", "loader", "lr_find", "warmup", "train", "frozen", "unfrozen", "eval", "artifacts")
+WITHIN = 0.85  # a framework within 15% of its plain-PyTorch reference counts as close to it
+INPUT_BOUND = 0.5  # loader share at which the input pipeline, not the model, sets the pace
 
 
 def frame(recs: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(recs)
-    for col in records.FIELDS:
+    for col in (*records.FIELDS, "_run_dir"):
         if col not in df:
             df[col] = None
     df["host"] = [(e or {}).get("host") for e in df["env"]]
@@ -44,6 +50,26 @@ def _norm(value: object) -> str:
 
 def _fmt(x: float | None, spec: str = ",.0f") -> str:
     return "" if x is None or pd.isna(x) else format(x, spec)
+
+
+def _median(values) -> float | None:
+    v = pd.to_numeric(pd.Series(list(values), dtype=object)).dropna()
+    return float(v.median()) if len(v) else None
+
+
+def _full_network_throughput(r: pd.Series) -> float | None:
+    """Steady samples/s while the whole network trains: fastai's frozen epoch trains only the head, and its
+    plain-PyTorch reference trains the whole network in every epoch."""
+    phases = r["phase_throughput"] if isinstance(r["phase_throughput"], dict) else {}
+    return phases.get("unfrozen", r["throughput_samples_per_s"])
+
+
+def _weights(w: object) -> str | None:
+    if not isinstance(w, dict):
+        return None
+    if not w.get("pretrained"):
+        return "random init"
+    return f"{w.get('source')} ({'checksum ok' if w.get('checksum_ok') else 'checksum MISMATCH'})"
 
 
 def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -70,6 +96,23 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             tta_reached=f"{int(tta.notna().sum())}/{len(ok)}",
             warmup_s_median=pd.to_numeric(ok["warmup_seconds"]).median(),
             setup_s_median=pd.to_numeric(ok["setup_seconds"]).median(),
+            loader_median=_median(ok["loader_samples_per_s"]),
+            full_network_median=_median(_full_network_throughput(r) for _, r in ok.iterrows()),
+            phases={
+                ph: m
+                for ph in PHASES
+                if (m := _median((x or {}).get(ph) for x in ok["phase_seconds"] if isinstance(x, dict))) is not None
+            },
+            lr_found_median=_median(ok["lr_found"]),
+            weights=",".join(sorted({w for w in map(_weights, ok["weights"]) if w})),
+            artifacts=next(
+                (
+                    [os.path.join(d, a) for a in arts]
+                    for d, arts in zip(ok["_run_dir"], ok["artifacts"])
+                    if isinstance(arts, list) and arts
+                ),
+                [],
+            ),
             peak_memory_mib=pd.to_numeric(ok["peak_memory_bytes"]).median() / 2**20,
             peak_memory_kind=g["peak_memory_kind"].dropna().iloc[0] if g["peak_memory_kind"].notna().any() else None,
             precision_effective=",".join(sorted(set(ok["precision_effective"].dropna()))),
@@ -129,7 +172,10 @@ def _table(s: pd.DataFrame) -> pd.DataFrame:
                 f"{_fmt(t, '.1f') or 'not reached'} ({r})" if st == "ok" else ""
                 for t, r, st in zip(s["tta_median"], s["tta_reached"], s["status"])
             ],
-            "warmup s": [_fmt(x, ".2f") for x in s["warmup_s_median"]],
+            "loader samples/s": [_fmt(x) for x in s["loader_median"]],
+            "phases s (median)": [
+                ", ".join(f"{k} {v:.1f}" for k, v in ph.items()) if isinstance(ph, dict) else "" for ph in s["phases"]
+            ],
             "peak MiB": [
                 f"{_fmt(m)} {k}" if pd.notna(m) else "" for m, k in zip(s["peak_memory_mib"], s["peak_memory_kind"])
             ],
@@ -142,25 +188,86 @@ def _table(s: pd.DataFrame) -> pd.DataFrame:
 
 
 def overhead(s: pd.DataFrame) -> pd.DataFrame:
-    """Framework throughput against the plain-PyTorch loop on the same hardware, devices and precision."""
+    """Each framework workload against its plain-PyTorch reference on the same hardware, devices and precision.
+
+    With the loader in the training process (num_workers = 0) a step costs loader time plus compute time, so
+    ``loader share`` = training samples/s ÷ loader-only samples/s is the fraction of each step spent loading,
+    and the framework's speed without it is 1 / (1/training − 1/loader).
+    """
     keys = ["host", "hardware", "backend", "device_count", "precision"]
-    ref = s[s["workload"] == "torch-convnet"].set_index(keys)["throughput_median"]
     rows = []
-    for _, r in s[(s["workload"] != "torch-convnet") & s["workload"].str.endswith("convnet")].iterrows():
-        k = tuple(r[keys])
-        if k in ref.index and pd.notna(r["throughput_median"]) and pd.notna(ref[k]):
+    for workload, reference in REFERENCE.items():
+        ref = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)["full_network_median"]
+        for _, r in s[(s["workload"] == workload) & (s["status"] == "ok")].iterrows():
+            k = tuple(r[keys])
+            t, loader = r["full_network_median"], r["loader_median"]
+            if k not in ref.index or pd.isna(t) or pd.isna(ref[k]):
+                continue
+            ratio = t / ref[k]
+            share = t / loader if loader and not pd.isna(loader) else None
+            without = 1 / (1 / t - 1 / loader) / ref[k] if share is not None and share < 1 else None
+            if ratio >= WITHIN:
+                verdict = f"within {1 - WITHIN:.0%} of plain PyTorch"
+            elif share is not None and share >= INPUT_BOUND:
+                verdict = f"input-bound: the loader takes {share:.0%} of each step"
+            elif without is not None and without >= WITHIN and r["num_workers"] == 0:
+                verdict = (
+                    f"input pipeline: loading takes {share:.0%} of each step; without it the ratio is {without:.2f}"
+                )
+            else:
+                verdict = "framework overhead"
             rows.append(
                 {
-                    "workload": r["workload"],
+                    "workload": f"{workload} vs {reference}",
                     "hardware": f"{r['hardware']} @{r['host']}",
                     "devices": r["device_count"],
                     "precision": r["precision"],
-                    "framework samples/s": _fmt(r["throughput_median"]),
+                    "framework samples/s": _fmt(t),
                     "plain torch samples/s": _fmt(ref[k]),
-                    "ratio": f"{r['throughput_median'] / ref[k]:.3f}",
+                    "ratio": f"{ratio:.3f}",
+                    "loader-only samples/s": _fmt(loader),
+                    "loader share": _fmt(share, ".0%"),
+                    "verdict": verdict,
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _artifacts(g: pd.DataFrame, out: Path) -> list[tuple[str, list[str]]]:
+    """(row label, artifact paths relative to the report folder) for the rows whose cells saved plots."""
+    return [
+        (f"{r['hardware']} x{r['device_count']} {r['precision']}", [os.path.relpath(a, out) for a in r["artifacts"]])
+        for _, r in g.iterrows()
+        if r["artifacts"]
+    ]
+
+
+def _overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
+    """Every workload's rows in one table, so that frameworks on the same hardware sit side by side.
+    ``link(path, text)`` formats a link for the output format."""
+    top = [next((a for a in arts if Path(a).stem == "top_losses"), None) for arts in s["artifacts"]]
+    return pd.DataFrame(
+        {
+            "workload": s["workload"],
+            "hardware": s["hardware"] + " @" + s["host"].astype(str),
+            "devices": s["device_count"],
+            "precision": s["precision"],
+            "status": s["status"],
+            "samples/s": [_fmt(x) for x in s["throughput_median"]],
+            "final acc": [_fmt(x, ".4f") for x in s["accuracy_median"]],
+            "TTA s": [_fmt(x, ".1f") for x in s["tta_median"]],
+            "weights": s["weights"],
+            "top losses": [link(os.path.relpath(a, out), "top_losses") if a else "" for a in top],
+        }
+    )
+
+
+def _md_link(path: str, text: str) -> str:
+    return f"[{text}]({path})"
+
+
+def _html_link(path: str, text: str) -> str:
+    return f'<a href="{html.escape(path)}">{html.escape(text)}</a>'
 
 
 def _accuracy_plot(df: pd.DataFrame, workload: str, target: float) -> plt.Figure:
@@ -243,8 +350,15 @@ def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
         "evaluation excluded); TTA is one clock from the first training step to the first evaluation at or "
         f"above the target. Speedup is against {baseline} of the same workload. See docs/methodology.md.",
         "",
+        "## Overview",
+        "",
+        _overview(s, out, _md_link).to_markdown(index=False),
+        "",
     ]
-    body = [f"<h1>Benchmark report</h1><p>{html.escape(md[2])}</p>"]
+    body = [
+        f"<h1>Benchmark report</h1><p>{html.escape(md[2])}</p><h2>Overview</h2>",
+        _overview(s, out, _html_link).to_html(index=False, border=0, escape=False),
+    ]
     for workload, g in s.groupby("workload", sort=False):
         table = _table(g)
         acc = _png(_accuracy_plot(df, workload, float(g["tta_target"].iloc[0])), out / f"{workload}-accuracy.png")
@@ -268,12 +382,24 @@ def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
             f'<img src="data:image/png;base64,{acc}">',
             f'<img src="data:image/png;base64,{tput}">',
         ]
+        if arts := _artifacts(g, out):
+            md += ["Plots saved by each cell (first repeat):", ""]
+            md += [f"- {label}: " + " · ".join(_md_link(a, Path(a).stem) for a in paths) for label, paths in arts]
+            md += [""]
+            items = "".join(
+                f"<li>{html.escape(label)}: " + " · ".join(_html_link(a, Path(a).stem) for a in paths) + "</li>"
+                for label, paths in arts
+            )
+            body.append(f"<p>Plots saved by each cell (first repeat):</p><ul>{items}</ul>")
     ov = overhead(s)
     if len(ov):
         md += [
             "## Framework overhead against the plain-PyTorch loop",
             "",
-            "ratio = framework throughput / `torch-convnet` throughput on the same hardware and precision.",
+            "ratio = framework samples/s ÷ its plain-PyTorch reference's on the same hardware and precision (for "
+            "fastai, its unfrozen epochs: the reference trains the whole network throughout). loader share = "
+            "framework samples/s ÷ loader-only samples/s (one pass of the training loader with no model): the "
+            "fraction of each step spent loading when the loader runs in the training process (num_workers = 0).",
             "",
             ov.to_markdown(index=False),
             "",

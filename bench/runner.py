@@ -156,8 +156,9 @@ def _number(text: str) -> float | int | str | None:
 
 def unsupported_reason(cell: Cell) -> str | None:
     """Why this cell cannot run honestly here, or None. Decided before any process starts."""
-    if cell.devices > 1 and not workloads.get(cell.workload).MULTI_DEVICE:
-        return f"{cell.workload} runs on one device only (it is the single-device reference)"
+    single = workloads.get(cell.workload).SINGLE_DEVICE
+    if cell.devices > 1 and single:
+        return f"{cell.workload} runs on one device only: {single}"
     return backends.get(cell.backend).unsupported(cell.precision, cell.devices)
 
 

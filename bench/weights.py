@@ -1,11 +1,13 @@
 """Pretrained weights: taken from torch hub's cache (``$TORCH_HOME``), downloaded when online, never skipped silently.
 
 Every record says which weights a cell started from (``weights``), with the checksum of the file used.
+``BENCH_WEIGHTS_URL`` replaces torchvision's download address (a local mirror; the tests' loopback server).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 
@@ -33,7 +35,7 @@ def ensure_resnet18() -> Path:
     path = resnet18_path()
     if path.is_file():
         return path
-    url = _resnet18().url
+    url = os.environ.get("BENCH_WEIGHTS_URL") or _resnet18().url
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = torch.hub.HASH_REGEX.search(path.name).group(1)
     try:

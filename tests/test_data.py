@@ -149,8 +149,10 @@ def test_normalised_tensors_are_cached(mnist_dir, cache):
     assert os.path.getmtime(cached[0]) == mtime
 
 
-def test_png_folders_have_fastais_mnist_layout(mnist_dir, cache):
+def test_png_folders_have_fastais_mnist_layout(mnist_dir, tmp_path, monkeypatch):
     from PIL import Image
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "fresh"))  # nothing derived yet: built from scratch
 
     root = data.png_folders(mnist_dir)
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["testing", "training"]

@@ -120,3 +120,50 @@ def test_curve_file_is_written_after_every_epoch(clock, tmp_path):
     assert path.read_text().splitlines()[0] == header
     train(m, clock, epochs=2, steps=3, step_s=0.1, eval_s=0.1, accs=[0.6, 0.7])
     assert len(path.read_text().splitlines()) == 1 + 3
+
+
+class Loader:
+    """Batches that take the clock forward as they are produced, like decoding does."""
+
+    def __init__(self, clock: Clock, batches: int, seconds: float) -> None:
+        self.clock, self.batches, self.seconds = clock, batches, seconds
+
+    def __iter__(self):
+        for _ in range(self.batches):
+            self.clock.t += self.seconds
+            yield [0] * 64, [0] * 64
+
+
+def test_named_phases_are_out_of_setup_throughput_and_tta(clock):
+    m = meter.Meter(FakeDevice(clock), warmup_steps=0, tta_target=0.5)
+    clock.t += 1.0  # setup
+    assert m.loader_pass(Loader(clock, batches=10, seconds=0.5)) == pytest.approx(640 / 5.0)
+    with m.phase("lr_find"):
+        clock.t += 7.0
+    m.epoch_start("frozen")
+    for _ in range(4):
+        clock.t += 0.1
+        m.step_end(64)
+    m.eval_start()
+    clock.t += 1.0
+    m.eval_end(0.6)
+    m.epoch_end(0, 0.2)
+    m.epoch_start("unfrozen")
+    for _ in range(4):
+        clock.t += 0.2
+        m.step_end(64)
+    m.eval_start()
+    m.eval_end(0.7)
+    m.epoch_end(1, 0.1)
+    with m.phase("artifacts"):
+        clock.t += 3.0
+    s = m.summary()
+    assert s["setup_seconds"] == pytest.approx(1.0)  # the loader pass and lr_find are phases of their own
+    assert s["tta_seconds"] == pytest.approx(0.4 + 1.0)
+    assert s["phase_seconds"] == pytest.approx(
+        {"setup": 1.0, "loader": 5.0, "lr_find": 7.0, "artifacts": 3.0, "warmup": 0.0, "frozen": 0.4,
+         "unfrozen": 0.8, "eval": 1.0}
+    )  # fmt: skip
+    assert s["phase_throughput"] == pytest.approx({"frozen": 640.0, "unfrozen": 320.0})
+    assert s["throughput_samples_per_s"] == pytest.approx(512 / 1.2)
+    assert [c["phase"] for c in m.curve] == ["frozen", "unfrozen"]

@@ -79,3 +79,35 @@ def test_report_without_records_names_the_fix(tmp_path):
 
     with pytest.raises(ValueError, match="run `bench run` first"):
         report.write(tmp_path)
+
+
+def test_fastai_against_its_reference_names_the_bottleneck(tmp_path):
+    def fastai(precision, full, loader, host="box"):
+        phases = {"frozen": full * 1.3, "unfrozen": full}
+        return rec(
+            "fastai-resnet18", precision, tput=full * 1.1, batch_size=64, lr=0.0209, epochs=2, num_workers=0,
+            phase_throughput=phases, loader_samples_per_s=loader, env={"host": host},
+            artifacts=[f"cells/fastai-resnet18.cpux1.{precision}.r0/top_losses.png"],
+        )  # fmt: skip
+
+    def ref(precision, tput, host="box"):
+        return rec("torch-resnet18", precision, tput=tput, batch_size=64, lr=1e-3, epochs=3, env={"host": host})
+
+    path = tmp_path / "run" / "records.jsonl"
+    for r in [
+        fastai("fp32", 350.0, 3600.0), ref("fp32", 380.0),  # within 15 %
+        fastai("bf16-mixed", 300.0, 3600.0), ref("bf16-mixed", 400.0),  # slower, and not because of the loader
+        fastai("bf16-true", 300.0, 400.0), ref("bf16-true", 800.0),  # the loader takes 75 % of each step
+        fastai("fp32", 300.0, 1500.0, host="b2"), ref("fp32", 370.0, host="b2"),  # loader explains the gap
+    ]:  # fmt: skip
+        records.append(path, r)
+    s = report.summarise(report.frame(records.read_all(tmp_path)), "cpu/fp32")
+    ov = report.overhead(s).set_index(["hardware", "precision"])
+    assert ov.loc[("Test CPU @box", "fp32"), "ratio"] == "0.921"  # unfrozen epochs, not the frozen-inflated mean
+    assert ov.loc[("Test CPU @box", "fp32"), "verdict"].startswith("within 15%")
+    assert ov.loc[("Test CPU @box", "bf16-mixed"), "verdict"] == "framework overhead"
+    assert ov.loc[("Test CPU @box", "bf16-true"), "verdict"] == "input-bound: the loader takes 75% of each step"
+    assert ov.loc[("Test CPU @b2", "fp32"), "verdict"].startswith("input pipeline: loading takes 20%")
+    md = report.write(tmp_path).read_text()
+    assert "fastai-resnet18 vs torch-resnet18" in md
+    assert "[top_losses](../run/cells/fastai-resnet18.cpux1.fp32.r0/top_losses.png)" in md

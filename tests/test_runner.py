@@ -90,7 +90,7 @@ def test_smoke_run_records_report_and_resume(tmp_path, env):
         assert 0.5 <= r["final_accuracy"] <= 1 and r["tta_seconds"] > 0
         assert r["setup_seconds"] > 0 and r["warmup_seconds"] > 0 and r["eval_seconds"] > 0
         cell = results / "r" / "cells" / f"{r['workload']}.cpux1.fp32.r0"
-        assert (cell / "curve.csv").read_text().startswith("epoch,elapsed_seconds")
+        assert (cell / "curve.csv").read_text().startswith("epoch,phase,elapsed_seconds")
         assert list(cell.rglob("events.out.tfevents.*")), "TensorBoard event files"
     unsupported = next(r for r in recs if r["status"] == "unsupported")
     assert "bf16-mixed" in unsupported["reason"]
@@ -173,7 +173,7 @@ def test_unknown_names_fail_before_anything_runs(tmp_path, env):
     results = tmp_path / "results"
     out = bench_cli(["run", "--suite", "smoke", "--workload", "nope", "--results-dir", str(results)], env)
     assert out.returncode == 2
-    assert "unknown workload 'nope'; valid: lightning-convnet, torch-convnet" in out.stderr
+    assert "unknown workload 'nope'; valid: fastai-resnet18, lightning-convnet" in out.stderr
     out = bench_cli(["run", "--suite", "nosuite", "--results-dir", str(results)], env)
     assert out.returncode == 2 and "valid: cpu, gpu, smoke" in out.stderr
     assert not results.exists()
@@ -183,8 +183,8 @@ def test_dry_run_lists_cells_and_runs_nothing(tmp_path, env):
     results = tmp_path / "results"
     out = bench_cli(["run", "--suite", "cpu", "--repeats", "1", "--dry-run", "--results-dir", str(results)], env)
     assert out.returncode == 0, out.stderr
-    assert "10 cells in suite cpu" in out.stdout
-    assert out.stdout.count("[unsupported here:") == 4  # tf32 and fp16-mixed, for both workloads
+    assert "20 cells in suite cpu" in out.stdout
+    assert out.stdout.count("[unsupported here:") == 8  # tf32 and fp16-mixed, for each of the 4 workloads
     assert not results.exists()
 
 

@@ -45,6 +45,17 @@ def test_workload_defaults_and_overrides():
     assert cells["torch-convnet"].batch_size == 32 and cells["torch-convnet"].lr == 0.5  # the seed's
 
 
+def test_fastai_recipe_defaults_pretrained_and_lr_find():
+    raw = {"workloads": ["fastai-resnet18", "torch-convnet"], "workload": {"fastai-resnet18": {"lr": "find"}}}
+    cells = {c.workload: c for c in suite.expand("t", settings(**raw))}
+    f = cells["fastai-resnet18"]
+    assert (f.epochs, f.batch_size, f.num_workers, f.lr, f.pretrained) == (2, 64, 0, "find", True)
+    assert cells["torch-convnet"].pretrained is None  # no pretrained weights: the setting does not apply
+    (g,) = suite.expand("t", settings(workloads=["fastai-resnet18"], pretrained=False, num_workers=2))
+    assert (g.pretrained, g.num_workers, g.lr) == (False, 2, 0.0209)
+    assert g.fingerprint != f.fingerprint
+
+
 def test_seed_epochs_are_the_default():
     (cell,) = suite.expand("t", settings(workloads=["lightning-convnet"]))
     assert (cell.epochs, cell.batch_size, cell.precision, cell.devices) == (10, 32, "fp32", 1)
@@ -87,6 +98,8 @@ def test_unknown_names_list_the_valid_ones(raw, message):
         ({"allocator": "mine"}, r"allocator 'mine'; valid: auto, tcmalloc"),
         ({"workload": {"torch-convnet": {"precisions": ["fp32"]}}}, r"\[workload.torch-convnet\] key 'precisions'"),
         ({"workloads": []}, r"`workloads` is required"),
+        ({"lr": "fast"}, r"lr = 'fast' should be a number or \"find\""),
+        ({"pretrained": "yes"}, r"pretrained = 'yes' should be a bool"),
     ],
 )
 def test_bad_suite_content_fails_with_the_key(raw, message):

@@ -1,6 +1,8 @@
-"""Workloads, one small file each: NAME, FRAMEWORK, DEFAULTS, MULTI_DEVICE and ``run(ctx) -> dict``.
+"""Workloads, one small file each: NAME, FRAMEWORK, DEFAULTS, SINGLE_DEVICE and ``run(ctx) -> dict``.
 
-DEFAULTS may hold ``pretrained`` for a workload that starts from pretrained weights."""
+SINGLE_DEVICE says why a workload runs on one device only (None when it runs data-parallel over several).
+DEFAULTS may hold ``pretrained`` for a workload that starts from pretrained weights.
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -43,8 +44,8 @@ FRAMEWORK = f"fastai {fastai.__version__}"
 # epochs: fine_tune's unfrozen epochs (after FREEZE_EPOCHS frozen ones); batch 64 is fastai's default
 DEFAULTS = {"epochs": 2, "batch_size": 64, "num_workers": 0, "lr": 0.0209, "pretrained": True}
 FREEZE_EPOCHS = 1
-MULTI_DEVICE = False  # fastai's data-parallel path needs `accelerate launch`; not part of the seed's recipe
-ARTIFACTS = ("lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png")
+SINGLE_DEVICE = "fastai's data-parallel training needs `accelerate launch`, not part of the seed's recipe"
+ARTIFACTS = ("show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png")
 
 
 def _files(root: Path, split: str, limit: int | None) -> list[Path]:
@@ -132,7 +133,9 @@ def _save(path: Path) -> None:
 
 
 def save_artifacts(learn, cell_dir: Path) -> None:
-    """The seed's visual checks, as files: predictions, the nine worst losses and the confusion matrix."""
+    """The seed's visual checks, as files: a batch, predictions, the nine worst losses, the confusion matrix."""
+    learn.dls.show_batch(nrows=3, ncols=3)
+    _save(cell_dir / "show_batch.png")
     learn.show_results(max_n=9)
     _save(cell_dir / "show_results.png")
     interp = ClassificationInterpretation.from_learner(learn)  # one prediction pass over the test set
@@ -159,7 +162,8 @@ def run(ctx) -> dict:
     with meter.phase("lr_find"):
         found = learn.lr_find()  # plots the loss curve with its suggestion, as in the seed
     _save(ctx.cell_dir / "lr_find.png")
-    (ctx.cell_dir / "models").rmdir()  # lr_find's scratch folder, empty again: the seed keeps no checkpoint
+    with contextlib.suppress(OSError):
+        (ctx.cell_dir / "models").rmdir()  # lr_find's scratch folder, empty again: the seed keeps no checkpoint
     lr = found.valley if cell.lr == "find" else cell.lr
     timing = Timing(meter, cell.stop_at_target)
     # fastai's own TensorBoard logging; trace_model and log_preds would add model runs inside the epochs
@@ -167,8 +171,9 @@ def run(ctx) -> dict:
     learn.add_cbs([timing, tensorboard])
     learn.fine_tune(cell.epochs, base_lr=lr, freeze_epochs=FREEZE_EPOCHS)
     learn.remove_cbs([timing, tensorboard])
-    with meter.phase("artifacts"):
-        save_artifacts(learn, ctx.cell_dir)
+    if not timing.diverged:  # nothing worth plotting, and NaN losses would break the plots
+        with meter.phase("artifacts"):
+            save_artifacts(learn, ctx.cell_dir)
     return {
         "status": "diverged" if timing.diverged else "ok",
         "reason": timing.diverged,

@@ -17,7 +17,7 @@ from bench.workloads import convnet
 NAME = "lightning-convnet"
 FRAMEWORK = f"pytorch-lightning {pl.__version__}"
 DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0, "lr": 0.5}
-MULTI_DEVICE = True  # Lightning's data-parallel strategy over `devices`
+SINGLE_DEVICE = None  # Lightning's data-parallel strategy runs it over `devices`
 
 
 class LitConvNet(pl.LightningModule):

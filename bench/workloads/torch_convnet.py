@@ -12,7 +12,7 @@ from bench.workloads import convnet, plain
 NAME = "torch-convnet"
 FRAMEWORK = f"torch {torch.__version__}"
 DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0, "lr": 0.5}
-MULTI_DEVICE = False  # a plain single-device loop: the reference, not a data-parallel implementation
+SINGLE_DEVICE = "it is a single-device reference loop"
 
 
 def run(ctx) -> dict:

@@ -19,7 +19,7 @@ NAME = "torch-resnet18"
 FRAMEWORK = f"torch {torch.__version__}"
 # 1 + 2 epochs, batch 64: the fastai recipe's epochs and fastai's default batch size; Adam's usual lr.
 DEFAULTS = {"epochs": 3, "batch_size": 64, "num_workers": 0, "lr": 1e-3}
-MULTI_DEVICE = False
+SINGLE_DEVICE = "it is a single-device reference loop"
 
 EVAL_BATCH_SIZE = 1000
 
