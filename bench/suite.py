@@ -186,6 +186,12 @@ def expand(name: str, s: dict) -> list[Cell]:
             def pick(key: str, over: dict = over, module=module):
                 return over[key] if over.get(key) is not None else module.DEFAULTS.get(key)
 
+            if pick("lr") == "find" and not getattr(module, "LR_FINDER", False):
+                finders = [n for n in workloads.WORKLOADS if getattr(workloads.get(n), "LR_FINDER", False)]
+                raise SuiteError(
+                    f'suite {name}: lr = "find" needs a workload with a learning-rate finder ({", ".join(finders)}); '
+                    f"set it under [workload.<name>] for those, not for {w}"
+                )
             counts = [max(1, backend.device_count()) if d == "all" else d for d in s["devices"]]
             for devices in dict.fromkeys(counts):  # "all" may equal another entry: run it once
                 for p in s["precisions"]:

@@ -54,6 +54,8 @@ def test_fastai_recipe_defaults_pretrained_and_lr_find():
     (g,) = suite.expand("t", settings(workloads=["fastai-resnet18"], pretrained=False, num_workers=2))
     assert (g.pretrained, g.num_workers, g.lr) == (False, 2, 0.0209)
     assert g.fingerprint != f.fingerprint
+    with pytest.raises(SuiteError, match=r'lr = "find" needs a workload with a learning-rate finder'):
+        suite.expand("t", settings(lr="find"))
 
 
 def test_seed_epochs_are_the_default():

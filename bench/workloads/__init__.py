@@ -1,7 +1,8 @@
 """Workloads, one small file each: NAME, FRAMEWORK, DEFAULTS, SINGLE_DEVICE and ``run(ctx) -> dict``.
 
 SINGLE_DEVICE says why a workload runs on one device only (None when it runs data-parallel over several).
-DEFAULTS may hold ``pretrained`` for a workload that starts from pretrained weights.
+DEFAULTS may hold ``pretrained`` for a workload that starts from pretrained weights; ``LR_FINDER = True`` marks
+one that can pick its own learning rate (``lr = "find"``).
 """
 
 from __future__ import annotations

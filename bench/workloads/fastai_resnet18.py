@@ -44,6 +44,7 @@ FRAMEWORK = f"fastai {fastai.__version__}"
 # epochs: fine_tune's unfrozen epochs (after FREEZE_EPOCHS frozen ones); batch 64 is fastai's default
 DEFAULTS = {"epochs": 2, "batch_size": 64, "num_workers": 0, "lr": 0.0209, "pretrained": True}
 FREEZE_EPOCHS = 1
+LR_FINDER = True  # lr = "find" fits with lr_find's suggestion
 SINGLE_DEVICE = "fastai's data-parallel training needs `accelerate launch`, not part of the seed's recipe"
 ARTIFACTS = ("show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png")
 
