@@ -14,7 +14,11 @@ export BENCH_DATA_DIR := $(abspath $(SHARED_MNIST))
 endif
 endif
 
-.PHONY: setup lint test bench report data lock clean
+XLA_VENV ?= .venv-xla
+# torch_xla needs exactly the lock's torch 2.9.0; installing with the lock as constraints keeps pip from swapping it.
+XLA_PIN := torch-xla==2.9.0
+
+.PHONY: setup setup-xla lint test test-xla bench bench-xla-smoke report data lock clean
 
 setup: $(VENV)/.installed
 
@@ -24,12 +28,27 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
 
+# The XLA environment: the same lock plus torch_xla, kept apart (fastai's to_bf16() breaks where it is importable).
+setup-xla: $(XLA_VENV)/.installed
+
+$(XLA_VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(XLA_VENV)/bin/python || $(PYTHON) -m venv $(XLA_VENV)
+	$(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]' $(XLA_PIN)
+	touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The XLA tests on PJRT's CPU runtime: the TPU code path without a TPU.
+test-xla: setup-xla
+	PJRT_DEVICE=CPU $(XLA_VENV)/bin/python -m pytest tests/test_xla.py
+
+bench-xla-smoke: setup-xla
+	PJRT_DEVICE=$${PJRT_DEVICE:-CPU} $(XLA_VENV)/bin/bench run --suite xla-smoke --results-dir $(RESULTS) $(ARGS)
 
 data: setup
 	$(BIN)/bench data --png
@@ -56,4 +75,4 @@ lock:
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(XLA_VENV) .pytest_cache .ruff_cache

@@ -47,6 +47,8 @@ class Meter:
     _phase: str = "train"  # the training phase the current epoch belongs to (fastai: frozen, unfrozen)
     _by_phase: dict[str, list[float]] = field(default_factory=dict)  # phase -> [steady seconds, steady samples]
     _pre_train_phases: float = 0.0  # seconds of named phases before the first training step
+    _seg_compiles: dict | None = None  # graph compilations when the current steady segment began (XLA)
+    steady_compilations: int = 0  # compilations inside steady-state segments: their time is in throughput
     _epoch: dict = field(default_factory=dict)
     _seg_t0: float | None = None  # start of the current steady-state segment
     _seg_samples: int = 0
@@ -89,6 +91,7 @@ class Meter:
 
     def _begin_segment(self, t: float) -> None:
         self._seg_t0, self._seg_samples = t, 0
+        self._seg_compiles = self.backend.compile_stats()
         self._marks = [self.backend.mark()]
 
     def step_end(self, samples: int) -> None:
@@ -112,8 +115,13 @@ class Meter:
             by_phase = self._by_phase.setdefault(self._phase, [0.0, 0])
             by_phase[0] += t - self._seg_t0
             by_phase[1] += self._seg_samples
+            if self._seg_compiles is not None:
+                self.steady_compilations += (
+                    self.backend.compile_stats()["compilations"] - self._seg_compiles["compilations"]
+                )
             marks = self._marks
-            self.step_times += [self.backend.seconds_between(a, b) for a, b in itertools.pairwise(marks)]
+            between = (self.backend.seconds_between(a, b) for a, b in itertools.pairwise(marks))
+            self.step_times += [d for d in between if d is not None]  # None: the device has no step clock
             self._seg_t0 = None
         self._eval_t0 = t
 
@@ -174,4 +182,12 @@ class Meter:
             "phase_seconds": phase_seconds,
             "phase_throughput": {name: n / s for name, (s, n) in self._by_phase.items() if s},
             "loader_samples_per_s": self.loader_samples_per_s,
+            **self._compiles(),
         }
+
+    def _compiles(self) -> dict:
+        """Graph compilations of the cell (XLA), and how many fell inside steady-state training after warmup."""
+        stats = self.backend.compile_stats()
+        if stats is None:
+            return {"compilations": None, "compile_seconds": None, "compilations_after_warmup": None}
+        return {**stats, "compilations_after_warmup": self.steady_compilations}

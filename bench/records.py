@@ -63,6 +63,9 @@ FIELDS = (
     "total_seconds",
     "phase_seconds",  # setup, loader, lr_find, warmup, training phases, eval, artifacts
     "process_seconds",
+    "compilations",  # XLA graph compilations in the cell (null where nothing is compiled)
+    "compile_seconds",
+    "compilations_after_warmup",  # compilations inside steady-state training (in its time): a report warning
     "peak_memory_bytes",
     "peak_memory_kind",
     "curve",

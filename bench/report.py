@@ -77,6 +77,8 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     rows = []
     for key, g in df.groupby(ROW, sort=False, dropna=False):
         ok = g[g["status"] == "ok"]
+        recompiles = _median(ok["compilations_after_warmup"])  # XLA: compiling inside the timed steps skews them
+        warnings = [f"warning: {recompiles:.0f} graph compilations inside steady-state training"] if recompiles else []
         others = g[g["status"] != "ok"]
         row = dict(zip(ROW, key))
         tput = pd.to_numeric(ok["throughput_samples_per_s"])
@@ -117,7 +119,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             peak_memory_kind=g["peak_memory_kind"].dropna().iloc[0] if g["peak_memory_kind"].notna().any() else None,
             precision_effective=",".join(sorted(set(ok["precision_effective"].dropna()))),
             allocator=",".join(sorted(set(g["allocator"].dropna()))),
-            reason="; ".join(sorted({f"{s}: {r}" for s, r in zip(others["status"], others["reason"])})),
+            reason="; ".join(sorted({f"{s}: {r}" for s, r in zip(others["status"], others["reason"])}) + warnings),
             **{c: g[c].dropna().iloc[0] if g[c].notna().any() else None for c in CONFIG},
         )
         rows.append(row)

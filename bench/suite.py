@@ -224,4 +224,4 @@ def expand(name: str, s: dict) -> list[Cell]:
 
 def resolve_auto() -> str:
     """The packaged suite that fits this machine's hardware."""
-    return "gpu" if backends.detect() == "cuda" else "cpu"
+    return {"cuda": "gpu", "xla": "tpu"}.get(backends.detect(), "cpu")

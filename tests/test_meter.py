@@ -33,6 +33,9 @@ class FakeDevice:
     def seconds_between(self, a: float, b: float) -> float:
         return b - a
 
+    def compile_stats(self) -> None:
+        return None
+
 
 @pytest.fixture
 def clock(monkeypatch) -> Clock:

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from bench.precision import UnknownName
 
-BACKENDS = {"cpu": "bench.backends.cpu", "cuda": "bench.backends.cuda"}
+BACKENDS = {"cpu": "bench.backends.cpu", "cuda": "bench.backends.cuda", "xla": "bench.backends.xla"}
 
 
 class Backend(Protocol):
@@ -21,6 +21,8 @@ class Backend(Protocol):
     def device_name(self) -> str: ...
     def torch_device(self): ...
     def synchronize(self) -> None: ...
+    def cut_graph(self) -> None: ...
+    def compile_stats(self) -> dict | None: ...
     def mark(self): ...
     def seconds_between(self, a, b) -> float: ...
     def unsupported(self, precision: str, devices: int) -> str | None: ...
@@ -37,8 +39,11 @@ def get(name: str) -> Backend:
 
 
 def detect() -> str:
-    """The best backend this machine has: cuda when a GPU is visible, else cpu."""
-    return "cuda" if get("cuda").available() else "cpu"
+    """The best backend this machine has: cuda when a GPU is visible, xla when PJRT_DEVICE names a runtime and
+    torch_xla is installed, else cpu."""
+    if get("cuda").available():
+        return "cuda"
+    return "xla" if get("xla").available() else "cpu"
 
 
 def now(backend: Backend) -> float:

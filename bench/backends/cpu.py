@@ -40,6 +40,12 @@ class CPU:
     def synchronize(self) -> None:
         pass
 
+    def cut_graph(self) -> None:
+        pass  # eager execution: nothing to cut between steps
+
+    def compile_stats(self) -> dict | None:
+        return None  # no graph compilation in eager mode
+
     def mark(self) -> float:
         return time.perf_counter()
 

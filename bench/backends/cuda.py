@@ -41,6 +41,12 @@ class CUDA:
     def synchronize(self) -> None:
         torch.cuda.synchronize()
 
+    def cut_graph(self) -> None:
+        pass  # eager execution: nothing to cut between steps
+
+    def compile_stats(self) -> dict | None:
+        return None  # no graph compilation in eager mode
+
     def mark(self) -> torch.cuda.Event:
         # An event on the device timeline: step times without draining the queue every step.
         event = torch.cuda.Event(enable_timing=True)

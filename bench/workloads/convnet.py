@@ -51,6 +51,8 @@ def loaders(cell, data_dir: str | None) -> tuple[DataLoader, DataLoader]:
     if cell.limit_test:
         tx, ty = tx[: cell.limit_test], ty[: cell.limit_test]
     kw = {"num_workers": cell.num_workers, "persistent_workers": cell.num_workers > 0}
-    train = DataLoader(TensorDataset(x, y), batch_size=cell.batch_size, shuffle=False, **kw)
+    # XLA compiles one graph per batch shape: a last partial batch would compile a second training graph
+    drop_last = cell.backend == "xla"
+    train = DataLoader(TensorDataset(x, y), batch_size=cell.batch_size, shuffle=False, drop_last=drop_last, **kw)
     test = DataLoader(TensorDataset(tx, ty), batch_size=EVAL_BATCH_SIZE, shuffle=False, **kw)
     return train, test

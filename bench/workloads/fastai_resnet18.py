@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from pathlib import Path
 
@@ -90,6 +91,20 @@ def _true_dtype(model: torch.nn.Module, dtype: torch.dtype) -> None:
     model.register_forward_hook(lambda m, args, out: out.float())
 
 
+class CutGraph(Callback):
+    """One graph per training step and per evaluation batch: a no-op in eager mode, ``torch_xla.sync()`` on XLA."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+
+    def after_step(self) -> None:
+        self.backend.cut_graph()
+
+    def after_batch(self) -> None:
+        if not self.training:
+            self.backend.cut_graph()
+
+
 class Timing(Callback):
     """Feeds fastai's loop events to the harness meter; runs after the Recorder has summed the metrics."""
 
@@ -155,6 +170,11 @@ def run(ctx) -> dict:
     meter.loader_pass(dls.train)  # decoding and batching only, no model: the input pipeline's ceiling
     learn = vision_learner(dls, resnet18, metrics=accuracy, pretrained=cell.pretrained, path=ctx.cell_dir)
     learn.remove_cb(ProgressCallback)  # a progress bar prints every batch: never inside a timed region
+    learn.add_cb(CutGraph(ctx.backend))
+    if ctx.backend.name == "xla":
+        # lr_find restores the model with Learner.load, which cannot map a checkpoint straight onto an XLA
+        # device: load onto the CPU, and load_state_dict copies into the XLA parameters.
+        learn.load = functools.partial(type(learn).load, learn, device="cpu")
     if dtype := precision.true_dtype(cell.precision):
         _true_dtype(learn.model, dtype)
     elif dtype_name := precision.AUTOCAST_DTYPE.get(cell.precision):

@@ -93,10 +93,15 @@ def run(ctx) -> dict:
     module = LitConvNet(cell.lr)
     probe = Probe(module.model.fc1)
     timing = Timing(ctx.meter, cell.stop_at_target)
+    if ctx.backend.name == "xla":
+        from bench.workloads import lightning_xla
+
+        device_args = lightning_xla.trainer_args(cell.precision)
+    else:
+        device_args = {"accelerator": ctx.backend.lightning_accelerator, "precision": LIGHTNING[cell.precision]}
     trainer = pl.Trainer(
-        accelerator=ctx.backend.lightning_accelerator,
+        **device_args,
         devices=cell.devices,
-        precision=LIGHTNING[cell.precision],
         max_epochs=cell.epochs,
         logger=TensorBoardLogger(ctx.cell_dir, name="tensorboard", version=""),
         callbacks=[timing],

@@ -44,11 +44,12 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            ctx.backend.cut_graph()  # XLA: one graph per step, dispatched without waiting
             loss_sum += loss.detach().float()
             batches += 1
             meter.step_end(len(x))
         meter.eval_start()
-        accuracy = evaluate(model, test_loader, device, cell.precision)
+        accuracy = evaluate(model, test_loader, device, cell.precision, ctx.backend)
         reached = meter.eval_end(accuracy)
         train_loss = (loss_sum / max(batches, 1)).item()
         meter.epoch_end(epoch, train_loss)
@@ -78,7 +79,7 @@ def first_layer(model: torch.nn.Module) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, test_loader, device: torch.device, precision_name: str) -> float:
+def evaluate(model: torch.nn.Module, test_loader, device: torch.device, precision_name: str, backend) -> float:
     model.eval()
     dtype = precision.true_dtype(precision_name)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -88,4 +89,5 @@ def evaluate(model: torch.nn.Module, test_loader, device: torch.device, precisio
             x = x.to(dtype)
         with precision.autocast(device.type, precision_name):
             correct += (model(x).argmax(1) == y).sum()
+        backend.cut_graph()
     return correct.item() / len(test_loader.dataset)

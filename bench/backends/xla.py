@@ -1,0 +1,123 @@
+"""XLA devices through torch_xla's PJRT runtime: Cloud TPUs, or the host CPU with ``PJRT_DEVICE=CPU``.
+
+The CPU runtime runs the same lazy-tensor, compile-and-execute code path as a TPU, which is how this backend is
+tested without one. torch_xla lives in its own environment (``make setup-xla``): importing it next to fastai
+breaks fastai's ``to_bf16()``, and it needs exactly the lock's torch.
+"""
+
+from __future__ import annotations
+
+import os
+
+SETUP_HINT = "use the XLA environment (`make setup-xla`, then .venv-xla/bin/bench) with PJRT_DEVICE=TPU or CPU"
+
+
+def _xla():
+    import torch_xla
+    import torch_xla.core.xla_model as xm
+    import torch_xla.runtime as xr
+
+    return torch_xla, xm, xr
+
+
+class XLA:
+    name = "xla"
+    peak_memory_kind = "device"
+
+    def available(self) -> bool:
+        if not os.environ.get("PJRT_DEVICE"):
+            return False  # without it torch_xla would probe for TPUs and guess
+        try:
+            _xla()
+        except ImportError:
+            return False
+        return True
+
+    def device_type(self) -> str:
+        return _xla()[2].device_type()  # "TPU", "CPU", "CUDA"
+
+    def device_count(self) -> int:
+        return _xla()[2].global_runtime_device_count() if self.available() else 0
+
+    def tpu_version(self) -> int | None:
+        if self.device_type() != "TPU":
+            return None
+        from torch_xla._internal import tpu
+
+        return tpu.version()
+
+    def device_name(self) -> str:
+        version = self.tpu_version()
+        return f"TPU v{version}" if version else f"XLA:{self.device_type()}"
+
+    def torch_device(self):
+        return _xla()[0].device()
+
+    def synchronize(self) -> None:
+        torch_xla, xm, _ = _xla()
+        torch_xla.sync()  # cut and dispatch the pending graph ...
+        xm.wait_device_ops()  # ... and wait until the device has executed it
+
+    def cut_graph(self) -> None:
+        """End of a training or evaluation step: compile (once) and run the traced graph, without waiting."""
+        _xla()[0].sync()
+
+    def mark(self) -> None:
+        return None  # no device-side events: per-step times are not measured on XLA (throughput is)
+
+    def seconds_between(self, a, b) -> None:
+        return None
+
+    def unsupported(self, precision: str, devices: int) -> str | None:
+        if not self.available():
+            return f"torch_xla is not importable here or PJRT_DEVICE is unset: {SETUP_HINT}"
+        if devices > self.device_count():
+            return f"{devices} XLA devices requested, {self.device_count()} visible"
+        if precision == "tf32":
+            return "TF32 is an NVIDIA tensor-core mode; XLA's fp32 matmul precision is recorded in env instead"
+        if precision == "fp16-mixed":
+            return "no fp16 autocast on XLA: TPUs compute in bf16 (use bf16-mixed), and Lightning's XLA has no 16-mixed"
+        return None
+
+    def apply_precision(self, precision: str) -> None:
+        # TPUs run fp32 matmuls as bf16 passes by default; fp32 here means full fp32, as TF32 is off on CUDA.
+        import torch_xla.backends
+
+        torch_xla.backends.set_mat_mul_precision("highest")
+
+    def reset_peak_memory(self) -> None:
+        pass  # each cell is its own process: the runtime's peak covers this cell
+
+    def peak_memory_bytes(self) -> int | None:
+        torch_xla, xm, _ = _xla()
+        try:
+            return int(xm.get_memory_info(torch_xla.device())["peak_bytes_used"])
+        except (RuntimeError, KeyError):
+            return None  # the CPU runtime keeps no allocator statistics
+
+    def compile_stats(self) -> dict:
+        """Graph compilations so far in this process, and the seconds they took (torch_xla's metrics)."""
+        import torch_xla.debug.metrics as met
+
+        data = met.metric_data("CompileTime")
+        count, total_ns = (data[0], data[1]) if data else (0, 0.0)
+        return {"compilations": int(count), "compile_seconds": total_ns / 1e9}
+
+    def env(self) -> dict:
+        if not self.available():
+            return {"device_kind": "xla", "xla_available": False, "pjrt_device": os.environ.get("PJRT_DEVICE")}
+        import torch_xla
+        import torch_xla.backends
+
+        return {
+            "device_kind": "xla",
+            "pjrt_device": os.environ.get("PJRT_DEVICE"),
+            "xla_device_type": self.device_type(),
+            "xla_device_count": self.device_count(),
+            "tpu_version": self.tpu_version(),
+            "torch_xla": torch_xla.__version__,
+            "mat_mul_precision": torch_xla.backends.get_mat_mul_precision(),
+        }
+
+
+BACKEND = XLA()

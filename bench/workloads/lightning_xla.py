@@ -1,0 +1,73 @@
+"""Lightning on XLA: the Trainer arguments for each harness precision, on a TPU or on PJRT's CPU runtime.
+
+Lightning's own ``accelerator="tpu"`` probes for TPU chips and refuses the CPU runtime, its XLA precision plugin has
+no mixed mode, and its ``bf16-true`` only sets the deprecated ``XLA_USE_BF16`` (parameters stay fp32 tensors). The
+three small classes below close those gaps so that the same code path runs on a TPU VM and here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch_xla.runtime as xr
+from lightning_utilities import apply_to_collection
+from pytorch_lightning.accelerators import XLAAccelerator
+from pytorch_lightning.plugins.precision import XLAPrecision
+
+
+class PJRTAccelerator(XLAAccelerator):
+    """Lightning's XLA accelerator for any PJRT device; the device count comes from ``torch_xla.runtime``."""
+
+    @staticmethod
+    def is_available() -> bool:
+        return True
+
+    @staticmethod
+    def auto_device_count() -> int:
+        return xr.global_runtime_device_count()
+
+    @staticmethod
+    def parse_devices(devices) -> int:
+        return int(devices)
+
+    @staticmethod
+    def get_parallel_devices(devices) -> list[torch.device]:
+        return [torch.device("xla", i) for i in range(int(devices))]
+
+
+class XLABf16Mixed(XLAPrecision):
+    """fp32 parameters, forward passes under ``torch.autocast("xla", dtype=torch.bfloat16)``."""
+
+    def __init__(self) -> None:
+        super().__init__("32-true")
+        self.precision = "bf16-mixed"
+
+    @contextlib.contextmanager
+    def forward_context(self):
+        with torch.autocast("xla", dtype=torch.bfloat16):
+            yield
+
+
+class XLABf16True(XLAPrecision):
+    """bf16 parameters and inputs, as Lightning's HalfPrecision does on other devices."""
+
+    def __init__(self) -> None:
+        super().__init__("32-true")
+        self.precision = "bf16-true"
+
+    def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        return module.to(dtype=torch.bfloat16)
+
+    def convert_input(self, data):
+        return apply_to_collection(
+            data, torch.Tensor, lambda t: t.to(torch.bfloat16) if torch.is_floating_point(t) else t
+        )
+
+
+def trainer_args(precision: str) -> dict:
+    """``accelerator`` and the precision plugin for ``pl.Trainer`` on XLA."""
+    on_tpu = xr.device_type() == "TPU"
+    accelerator = "tpu" if on_tpu else PJRTAccelerator()
+    plugin = {"fp32": XLAPrecision("32-true"), "bf16-mixed": XLABf16Mixed(), "bf16-true": XLABf16True()}[precision]
+    return {"accelerator": accelerator, "plugins": [plugin]}

@@ -1,0 +1,79 @@
+"""The XLA backend on PJRT's CPU runtime (``make test-xla``): the TPU code path, both workloads, every precision.
+
+Runs in the XLA environment only (torch_xla must stay out of the main one); elsewhere the module is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch_xla", reason="the XLA environment runs these: make test-xla")
+
+from tests.conftest import bench_cli, bench_env
+from tests.test_runner import run_records
+
+SUITE = """
+backend = "xla"
+workloads = {workloads}
+precisions = {precisions}
+epochs = 1
+limit_train = {limit_train}
+limit_test = 256
+warmup_steps = 3
+tta_target = 0.5
+pretrained = false
+"""
+
+
+@pytest.fixture
+def env(mnist_dir, session_cache) -> dict[str, str]:
+    return {**bench_env(mnist_dir, session_cache), "PJRT_DEVICE": os.environ.get("PJRT_DEVICE", "CPU")}
+
+
+def run_suite(tmp_path, env, workloads, precisions, limit_train=320):
+    path = tmp_path / "xla.toml"
+    path.write_text(
+        SUITE.format(workloads=json.dumps(workloads), precisions=json.dumps(precisions), limit_train=limit_train)
+    )
+    results = tmp_path / "results"
+    out = bench_cli(["run", "--suite", str(path), "--results-dir", str(results), "--run-id", "x"], env, timeout=1200)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {(r["workload"], r["precision"]): r for r in run_records(results)}, results
+
+
+def test_backend_discovery(env):
+    code = "from bench import backends; b = backends.get('xla'); print(b.device_name(), b.device_count(), b.env())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("XLA:CPU 1 ")
+    assert "'mat_mul_precision'" in out.stdout and "'torch_xla': '2.9.0'" in out.stdout
+
+
+def test_convnets_every_precision_compile_outside_the_steady_state(tmp_path, env):
+    recs, results = run_suite(
+        tmp_path, env, ["lightning-convnet", "torch-convnet"], ["fp32", "bf16-mixed", "bf16-true", "fp16-mixed"]
+    )
+    for w in ("lightning-convnet", "torch-convnet"):
+        assert recs[w, "fp16-mixed"]["status"] == "unsupported" and "bf16" in recs[w, "fp16-mixed"]["reason"]
+        for p in ("fp32", "bf16-mixed", "bf16-true"):
+            r = recs[w, p]
+            assert r["status"] == "ok", r["reason"]
+            assert r["precision_effective"] == p  # dtypes seen in a real forward pass on the XLA device
+            assert r["device_name"] == "XLA:CPU" and r["env"]["backend"]["mat_mul_precision"] == "highest"
+            assert r["compilations"] > 0 and r["compile_seconds"] > 0
+            assert r["compilations_after_warmup"] is not None
+            assert r["throughput_samples_per_s"] > 0 and r["step_time_ms_median"] is None  # no step clock on XLA
+    assert (results / "report" / "REPORT.md").is_file()
+
+
+def test_fastai_on_xla_with_lr_find(tmp_path, env):
+    recs, _ = run_suite(tmp_path, env, ["fastai-resnet18"], ["bf16-mixed"], limit_train=256)
+    r = recs["fastai-resnet18", "bf16-mixed"]
+    assert r["status"] == "ok", r["reason"]
+    assert r["precision_effective"] == "bf16-mixed" and r["lr_found"] > 0
+    assert r["compilations"] > 0 and [c["phase"] for c in r["curve"]] == ["frozen", "unfrozen"]
