@@ -13,7 +13,7 @@ BACKENDS = {"cpu": "bench.backends.cpu", "cuda": "bench.backends.cuda", "xla": "
 
 class Backend(Protocol):
     name: str
-    lightning_accelerator: str
+    lightning_accelerator: str | None
     peak_memory_kind: str
 
     def available(self) -> bool: ...

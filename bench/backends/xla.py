@@ -22,6 +22,7 @@ def _xla():
 
 class XLA:
     name = "xla"
+    lightning_accelerator = None  # "tpu", or a PJRT accelerator on the CPU runtime: workloads/lightning_xla.py
     peak_memory_kind = "device"
 
     def available(self) -> bool:
