@@ -21,6 +21,7 @@ SUITE = """
 backend = "xla"
 workloads = {workloads}
 precisions = {precisions}
+devices = {devices}
 epochs = 1
 limit_train = {limit_train}
 limit_test = 256
@@ -35,10 +36,15 @@ def env(mnist_dir, session_cache) -> dict[str, str]:
     return {**bench_env(mnist_dir, session_cache), "PJRT_DEVICE": os.environ.get("PJRT_DEVICE", "CPU")}
 
 
-def run_suite(tmp_path, env, workloads, precisions, limit_train=320):
+def run_suite(tmp_path, env, workloads, precisions, limit_train=320, devices=(1,)):
     path = tmp_path / "xla.toml"
     path.write_text(
-        SUITE.format(workloads=json.dumps(workloads), precisions=json.dumps(precisions), limit_train=limit_train)
+        SUITE.format(
+            workloads=json.dumps(workloads),
+            precisions=json.dumps(precisions),
+            limit_train=limit_train,
+            devices=json.dumps(list(devices)),
+        )
     )
     results = tmp_path / "results"
     out = bench_cli(["run", "--suite", str(path), "--results-dir", str(results), "--run-id", "x"], env, timeout=1200)
@@ -77,3 +83,9 @@ def test_fastai_on_xla_with_lr_find(tmp_path, env):
     assert r["status"] == "ok", r["reason"]
     assert r["precision_effective"] == "bf16-mixed" and r["lr_found"] > 0
     assert r["compilations"] > 0 and [c["phase"] for c in r["curve"]] == ["frozen", "unfrozen"]
+
+
+def test_several_devices_on_the_cpu_runtime_are_recorded_unsupported(tmp_path, env):
+    recs, _ = run_suite(tmp_path, {**env, "CPU_NUM_DEVICES": "2"}, ["lightning-convnet"], ["fp32"], devices=[2])
+    r = recs["lightning-convnet", "fp32"]
+    assert r["status"] == "unsupported" and "pytorch/xla#9496" in r["reason"] and r["device_count"] == 2

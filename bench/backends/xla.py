@@ -74,6 +74,12 @@ class XLA:
             return f"torch_xla is not importable here or PJRT_DEVICE is unset: {SETUP_HINT}"
         if devices > self.device_count():
             return f"{devices} XLA devices requested, {self.device_count()} visible"
+        if devices > 1 and self.device_type() == "CPU":
+            # Seen here with CPU_NUM_DEVICES=2: the first all-reduce waits for its rendezvous, then aborts.
+            return (
+                "data-parallel training on PJRT's CPU runtime aborts in its first all-reduce (rendezvous timeout; "
+                "pytorch/xla#9496): several XLA devices need TPUs"
+            )
         if precision == "tf32":
             return "TF32 is an NVIDIA tensor-core mode; XLA's fp32 matmul precision is recorded in env instead"
         if precision == "fp16-mixed":
