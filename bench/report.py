@@ -129,6 +129,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     s["comparable"] = ""
     b_backend, _, b_precision = baseline.partition("/")
     s["speedup"] = None
+    s["scaling"] = _scaling(s)
     for _, g in s.groupby("workload", sort=False):
         configs = {i: {c: _norm(r[c]) for c in CONFIG} for i, r in g.iterrows()}
         ok = [tuple(configs[i].items()) for i in g.index if g.loc[i, "status"] == "ok"]
@@ -150,6 +151,19 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return s
 
 
+def _scaling(s: pd.DataFrame) -> list[float | None]:
+    """Scaling efficiency of each N-device row: its throughput ÷ (N × the same configuration's on one device)."""
+    keys = ["workload", "host", "hardware", "backend", "precision"]
+    one = s[s["device_count"] == 1].set_index(keys)["throughput_median"]
+    out = []
+    for _, r in s.iterrows():
+        k = tuple(r[keys])
+        single = one.get(k) if k in one.index else None
+        ok = r["device_count"] > 1 and single and not pd.isna(single) and not pd.isna(r["throughput_median"])
+        out.append(r["throughput_median"] / (r["device_count"] * single) if ok else None)
+    return out
+
+
 def _table(s: pd.DataFrame) -> pd.DataFrame:
     """The human-facing columns, formatted."""
     t = pd.DataFrame(
@@ -169,6 +183,7 @@ def _table(s: pd.DataFrame) -> pd.DataFrame:
                 for a, b in zip(s["step_ms_median"], s["step_ms_p90"])
             ],
             "speedup": [_fmt(x, ".2f") + "x" if x is not None and not pd.isna(x) else "" for x in s["speedup"]],
+            "scaling eff.": [_fmt(x, ".0%") for x in s["scaling"]],
             "final acc": [_fmt(x, ".4f") for x in s["accuracy_median"]],
             "TTA s (reached)": [
                 f"{_fmt(t, '.1f') or 'not reached'} ({r})" if st == "ok" else ""

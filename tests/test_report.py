@@ -111,3 +111,16 @@ def test_fastai_against_its_reference_names_the_bottleneck(tmp_path):
     md = report.write(tmp_path).read_text()
     assert "fastai-resnet18 vs torch-resnet18" in md
     assert "[top_losses](../run/cells/fastai-resnet18.cpux1.fp32.r0/top_losses.png)" in md
+
+
+def test_scaling_efficiency_against_one_device(tmp_path):
+    path = tmp_path / "run" / "records.jsonl"
+    for r in [
+        rec("lightning-convnet", backend="xla", device_name="TPU v4", tput=1000.0),
+        rec("lightning-convnet", backend="xla", device_name="TPU v4", tput=3000.0, device_count=4,
+            global_batch_size=128),
+    ]:  # fmt: skip
+        records.append(path, r)
+    s = report.summarise(report.frame(records.read_all(tmp_path)), "cpu/fp32").set_index("device_count")
+    assert s.loc[4, "scaling"] == 0.75 and pd.isna(s.loc[1, "scaling"])
+    assert "| 75%" in report.write(tmp_path).read_text()
