@@ -176,8 +176,9 @@ def _atomic_save(obj: object, path: Path) -> None:
             os.unlink(tmp)
 
 
-def tensors(split: str, data_dir: str | os.PathLike | None = None):
-    """Normalised float32 images (N, 1, 28, 28) and int64 labels for ``train`` or ``test``, cached on disk."""
+def tensors(split: str, data_dir: str | os.PathLike | None = None, limit: int | None = None):
+    """Normalised float32 images (N, 1, 28, 28) and int64 labels for ``train`` or ``test``, cached on disk;
+    with ``limit``, the first ``limit`` of them (a suite's ``limit_train`` / ``limit_test``)."""
     import torch
 
     path = _derived_dir() / f"{split}-normalised.pt"
@@ -188,7 +189,7 @@ def tensors(split: str, data_dir: str | os.PathLike | None = None):
         y = torch.from_numpy(read_idx(folder / labels).astype(np.int64))
         _atomic_save({"x": x.unsqueeze(1).contiguous(), "y": y}, path)
     data = torch.load(path, mmap=True, weights_only=True)
-    return data["x"], data["y"]
+    return data["x"][: limit or None], data["y"][: limit or None]
 
 
 def png_folders(data_dir: str | os.PathLike | None = None) -> Path:

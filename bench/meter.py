@@ -34,8 +34,6 @@ class Meter:
     train_t0: float | None = None  # first training step: the time-to-accuracy clock starts here
     warmup_end: float | None = None
     steps: int = 0
-    steady_samples: int = 0
-    steady_seconds: float = 0.0
     eval_seconds: float = 0.0
     tta_seconds: float | None = None
     step_times: list[float] = field(default_factory=list)
@@ -110,8 +108,6 @@ class Meter:
         t = now(self.backend)
         self._epoch["train_seconds"] = t - self._epoch["t0"]
         if self._seg_t0 is not None:
-            self.steady_seconds += t - self._seg_t0
-            self.steady_samples += self._seg_samples
             by_phase = self._by_phase.setdefault(self._phase, [0.0, 0])
             by_phase[0] += t - self._seg_t0
             by_phase[1] += self._seg_samples
@@ -166,17 +162,19 @@ class Meter:
         phase_seconds = {"setup": setup, **self.phases, "warmup": warmup}
         phase_seconds.update({name: seconds for name, (seconds, _) in self._by_phase.items()})
         phase_seconds["eval"] = self.eval_seconds
+        steady_seconds = sum(s for s, _ in self._by_phase.values())
+        steady_samples = sum(n for _, n in self._by_phase.values())
         return {
-            "throughput_samples_per_s": self.steady_samples / self.steady_seconds if self.steady_seconds else None,
+            "throughput_samples_per_s": steady_samples / steady_seconds if steady_seconds else None,
             "step_time_ms_median": 1000 * statistics.median(times) if times else None,
             "step_time_ms_p90": 1000 * times[math.ceil(0.9 * len(times)) - 1] if times else None,
             "steady_steps": len(times),
-            "steady_samples": self.steady_samples,
+            "steady_samples": steady_samples,
             "warmup_steps": min(self.warmup_steps, self.steps),
             "tta_seconds": self.tta_seconds,
             "setup_seconds": setup,
             "warmup_seconds": warmup,
-            "train_seconds": self.steady_seconds,
+            "train_seconds": steady_seconds,
             "eval_seconds": self.eval_seconds,
             "total_seconds": end - self.started,
             "phase_seconds": phase_seconds,

@@ -31,8 +31,15 @@ def autocast(device_type: str, name: str):
 
     import torch
 
-    dtype = AUTOCAST_DTYPE.get(name)
-    return torch.autocast(device_type, dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext()
+    dtype = autocast_dtype(name)
+    return torch.autocast(device_type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def autocast_dtype(name: str):
+    """The dtype a ``*-mixed`` precision autocasts to, or None."""
+    import torch
+
+    return getattr(torch, AUTOCAST_DTYPE[name]) if name in AUTOCAST_DTYPE else None
 
 
 def true_dtype(name: str):

@@ -44,12 +44,8 @@ def optimizer(params, lr: float) -> torch.optim.Optimizer:
 
 def loaders(cell, data_dir: str | None) -> tuple[DataLoader, DataLoader]:
     """Train loader in the seed's order (no shuffling), test loader over the 10,000 test images."""
-    x, y = data.tensors("train", data_dir)
-    tx, ty = data.tensors("test", data_dir)
-    if cell.limit_train:
-        x, y = x[: cell.limit_train], y[: cell.limit_train]
-    if cell.limit_test:
-        tx, ty = tx[: cell.limit_test], ty[: cell.limit_test]
+    x, y = data.tensors("train", data_dir, cell.limit_train)
+    tx, ty = data.tensors("test", data_dir, cell.limit_test)
     kw = {"num_workers": cell.num_workers, "persistent_workers": cell.num_workers > 0}
     # XLA compiles one graph per batch shape: a last partial batch would compile a second training graph
     drop_last = cell.backend == "xla"

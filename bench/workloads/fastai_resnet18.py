@@ -177,8 +177,8 @@ def run(ctx) -> dict:
         learn.load = functools.partial(type(learn).load, learn, device="cpu")
     if dtype := precision.true_dtype(cell.precision):
         _true_dtype(learn.model, dtype)
-    elif dtype_name := precision.AUTOCAST_DTYPE.get(cell.precision):
-        learn.add_cb(AnyDeviceMixedPrecision(device.type, getattr(torch, dtype_name)))
+    elif dtype := precision.autocast_dtype(cell.precision):
+        learn.add_cb(AnyDeviceMixedPrecision(device.type, dtype))
     probe = Probe(learn.model[0][0])  # the body's first convolution
     with meter.phase("lr_find"):
         found = learn.lr_find()  # plots the loss curve with its suggestion, as in the seed

@@ -26,12 +26,8 @@ EVAL_BATCH_SIZE = 1000
 
 def loaders(cell, data_dir: str | None) -> tuple[DataLoader, DataLoader]:
     """Shuffled training batches of 3-channel images, last partial batch dropped, as fastai's loader does."""
-    x, y = data.tensors("train", data_dir)
-    tx, ty = data.tensors("test", data_dir)
-    if cell.limit_train:
-        x, y = x[: cell.limit_train], y[: cell.limit_train]
-    if cell.limit_test:
-        tx, ty = tx[: cell.limit_test], ty[: cell.limit_test]
+    x, y = data.tensors("train", data_dir, cell.limit_train)
+    tx, ty = data.tensors("test", data_dir, cell.limit_test)
     # expand is a view; the collate step stacks each batch into a contiguous (B, 3, 28, 28) tensor
     rgb = TensorDataset(x.expand(-1, 3, -1, -1), y)
     test_rgb = TensorDataset(tx.expand(-1, 3, -1, -1), ty)
