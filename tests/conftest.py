@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,31 @@ def cache(session_cache, monkeypatch) -> Path:
     """Derived data goes to a folder of the test session, never to the user's cache."""
     monkeypatch.setenv("BENCH_CACHE_DIR", str(session_cache))
     return session_cache
+
+
+class Loopback(http.server.BaseHTTPRequestHandler):
+    """A quiet request handler for the tests' loopback servers; ``do_GET`` answers with ``reply``."""
+
+    def reply(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def loopback(handler: type[Loopback]) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 for the duration of the block; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def bench_env(mnist_dir: Path, cache_dir: Path) -> dict[str, str]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import http.server
 import os
 import shutil
 import struct
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import pytest
 
 from bench import data
 from bench.data import DataError
+from tests.conftest import Loopback, loopback
 
 
 def write_idx(path: Path, array: np.ndarray, magic_dims: int | None = None) -> None:
@@ -77,7 +76,7 @@ def test_offline_without_data_names_the_fix(tmp_path, monkeypatch):
         data.locate(tmp_path / "empty")
 
 
-class _Mirrors(http.server.BaseHTTPRequestHandler):
+class _Mirrors(Loopback):
     """/good/ serves the real files, /wrong/ serves other bytes, /broken/ answers 500."""
 
     source: Path
@@ -90,24 +89,13 @@ class _Mirrors(http.server.BaseHTTPRequestHandler):
         body = (self.source / name).read_bytes()
         if kind == "wrong":
             body = gzip.compress(b"not mnist" * 1000)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(body)
 
 
 @pytest.fixture
 def mirrors(mnist_dir):
-    handler = type("Handler", (_Mirrors,), {"source": mnist_dir})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback(type("Handler", (_Mirrors,), {"source": mnist_dir})) as url:
+        yield url
 
 
 def test_download_falls_through_broken_and_wrong_mirrors(mirrors, tmp_path, monkeypatch):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import torchvision
 
 from bench import weights
 from bench.weights import WeightsError
-from tests.conftest import bench_cli, bench_env
+from tests.conftest import Loopback, bench_cli, bench_env, loopback
 from tests.test_runner import run_records
 
 TINY = """
@@ -62,30 +60,18 @@ def test_offline_without_cached_weights_names_both_fixes(tmp_path, monkeypatch):
     assert not weights.resnet18_path().exists()
 
 
-class _Junk(http.server.BaseHTTPRequestHandler):
+class _Junk(Loopback):
     def do_GET(self):
-        body = b"not a checkpoint" * 100
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(b"not a checkpoint" * 100)
 
 
 def test_downloaded_weights_with_a_wrong_checksum_are_refused(tmp_path, monkeypatch):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Junk)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with loopback(_Junk) as url:
         monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-        monkeypatch.setenv("BENCH_WEIGHTS_URL", f"http://127.0.0.1:{server.server_address[1]}/resnet18.pth")
+        monkeypatch.setenv("BENCH_WEIGHTS_URL", f"{url}/resnet18.pth")
         with pytest.raises(WeightsError, match="hash"):
             weights.ensure_resnet18()
         assert not any(weights.resnet18_path().parent.iterdir())  # nothing half-written left in the cache
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_bench_run_stops_before_any_cell_when_weights_are_missing(tmp_path, env):
