@@ -136,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--suite", default="auto", help="packaged suite name, a .toml path, or auto (default)")
     r.add_argument("--workload", type=_csv, help="comma-separated workloads (overrides the suite)")
     r.add_argument("--precision", type=_csv, help="comma-separated precisions")
-    r.add_argument("--device", help="backend: cpu, cuda (default: the suite's, auto-detected)")
+    r.add_argument("--device", help="backend: cpu, cuda, xla (default: the suite's, auto-detected)")
     r.add_argument("--devices", type=_devices, help="comma-separated device counts, or all")
     r.add_argument("--epochs", type=int)
     r.add_argument("--repeats", type=int)

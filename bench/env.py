@@ -44,6 +44,23 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+def lock_differences(versions: dict[str, str | None]) -> dict[str, str]:
+    """The named packages whose installed version is not the lock's (constraints.txt), as "installed (lock X)":
+    a machine that could not install the lock (a lent GPU machine with its own torch) says so in every record."""
+    lock = Path(__file__).resolve().parent.parent / "constraints.txt"
+    if not lock.is_file():
+        return {}
+    pins = dict(
+        line.split("==", 1) for line in lock.read_text().splitlines() if "==" in line and not line.startswith("#")
+    )
+    pins = {name.lower().replace("_", "-"): version.strip() for name, version in pins.items()}
+    return {
+        name: f"{installed} (lock {pins[name]})"
+        for name, installed in versions.items()
+        if installed and name in pins and installed.split("+")[0] != pins[name].split("+")[0]
+    }
+
+
 def collect(backend) -> dict:
     """Everything about where and how a cell ran. ``backend`` adds its device details."""
     return {
@@ -54,7 +71,8 @@ def collect(backend) -> dict:
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": cpu_model(),
         "python": platform.python_version(),
-        "packages": _versions(),
+        "packages": (versions := _versions()),
+        "lock_differences": lock_differences(versions),
         "git_commit": _git_commit(),
         "container_image": os.environ.get("BENCH_IMAGE"),
         "container_image_digest": os.environ.get("BENCH_IMAGE_DIGEST"),

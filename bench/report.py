@@ -342,6 +342,8 @@ def _environments(df: pd.DataFrame) -> pd.DataFrame:
             "allocator": (e.get("allocator") or {}).get("name"),
             "image": e.get("container_image"),
             "commit": (e.get("git_commit") or "")[:12] or None,
+            # a machine that could not install the lock (a lent GPU machine's own torch) is named as such
+            "not the lock": ", ".join(f"{k} {v}" for k, v in (e.get("lock_differences") or {}).items()) or None,
         }
         row = rows.setdefault(e.get("host"), {k: set() for k in values})
         for k, v in values.items():

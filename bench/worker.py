@@ -69,14 +69,22 @@ def run_cell(cell: Cell, cell_dir: Path, data_dir: str | None) -> dict:
     }
 
 
+def run_rank(index: int, cell_file: Path) -> None:
+    """Run the cell in this process; only rank 0 of a data-parallel run writes the result."""
+    cell = Cell.from_json(cell_file.read_text())
+    result = run_cell(cell, cell_file.parent, os.environ.get("BENCH_DATA_DIR"))
+    if result.get("rank", int(os.environ.get("LOCAL_RANK", "0"))) == 0:
+        _write_json(cell_file.parent / "result.json", result)
+
+
 def main(argv: list[str] | None = None) -> int:
     cell_file = Path((argv or sys.argv[1:])[0])
-    cell_dir = cell_file.parent
     cell = Cell.from_json(cell_file.read_text())
-    result = run_cell(cell, cell_dir, os.environ.get("BENCH_DATA_DIR"))
-    if result.get("rank", int(os.environ.get("LOCAL_RANK", "0"))) != 0:
-        return 0  # data-parallel ranks other than 0 (started by the framework) leave the record to rank 0
-    _write_json(cell_dir / "result.json", result)
+    if cell.backend == "xla" and cell.devices > 1:
+        # torch_xla trains data-parallel with one process per device, started before the runtime is touched.
+        backends.get("xla").spawn(run_rank, (cell_file,))
+    else:
+        run_rank(0, cell_file)  # CUDA DDP ranks are started by Lightning, re-running this module per GPU
     return 0
 
 

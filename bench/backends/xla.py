@@ -63,6 +63,12 @@ class XLA:
         """End of a training or evaluation step: compile (once) and run the traced graph, without waiting."""
         _xla()[0].sync()
 
+    def spawn(self, fn, args: tuple) -> None:
+        """Run ``fn(index, *args)`` in one process per device, torch_xla's data-parallel layout."""
+        import torch_xla.distributed.xla_multiprocessing as xmp
+
+        xmp.spawn(fn, args=args)  # all devices: fewer are chosen by the environment, see unsupported()
+
     def mark(self) -> None:
         return None  # no device-side events: per-step times are not measured on XLA (throughput is)
 
@@ -74,6 +80,11 @@ class XLA:
             return f"torch_xla is not importable here or PJRT_DEVICE is unset: {SETUP_HINT}"
         if devices > self.device_count():
             return f"{devices} XLA devices requested, {self.device_count()} visible"
+        if 1 < devices < self.device_count():
+            return (
+                f"torch_xla runs data-parallel on one device or all {self.device_count()}; to use {devices}, "
+                "make only those visible (TPU_VISIBLE_CHIPS and TPU_PROCESS_BOUNDS, see docs/tpu.md)"
+            )
         if devices > 1 and self.device_type() == "CPU":
             # Seen here with CPU_NUM_DEVICES=2: the first all-reduce waits for its rendezvous, then aborts.
             return (

@@ -30,8 +30,15 @@ class LitConvNet(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def on_train_epoch_start(self) -> None:
+    def on_fit_start(self) -> None:
         self.loss_sum, self.batches = torch.zeros((), device=self.device), 0
+
+    def epoch_loss(self) -> float:
+        """The epoch's mean training loss over all devices; starts the next epoch's sum here, before that epoch's
+        synchronised start, so that XLA sees it as device data instead of compiling the next first step anew."""
+        loss = self.trainer.strategy.reduce(self.loss_sum / max(self.batches, 1), reduce_op="mean").item()
+        self.on_fit_start()
+        return loss
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -78,7 +85,7 @@ class Timing(pl.Callback):
             trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer, module) -> None:
-        loss = trainer.strategy.reduce(module.loss_sum / max(module.batches, 1), reduce_op="mean").item()
+        loss = module.epoch_loss()
         # Logged once per epoch, as the plain loop does: per-step logging would be extra work only one side does.
         module.log("train_loss", loss)
         self.meter.epoch_end(trainer.current_epoch, loss)
@@ -96,7 +103,7 @@ def run(ctx) -> dict:
     if ctx.backend.name == "xla":
         from bench.workloads import lightning_xla
 
-        device_args = lightning_xla.trainer_args(cell.precision)
+        device_args = lightning_xla.trainer_args(cell.precision, cell.devices)
     else:
         device_args = {"accelerator": ctx.backend.lightning_accelerator, "precision": LIGHTNING[cell.precision]}
     trainer = pl.Trainer(

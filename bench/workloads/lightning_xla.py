@@ -1,8 +1,9 @@
 """Lightning on XLA: the Trainer arguments for each harness precision, on a TPU or on PJRT's CPU runtime.
 
 Lightning's own ``accelerator="tpu"`` probes for TPU chips and refuses the CPU runtime, its XLA precision plugin has
-no mixed mode, and its ``bf16-true`` only sets the deprecated ``XLA_USE_BF16`` (parameters stay fp32 tensors). The
-three small classes below close those gaps so that the same code path runs on a TPU VM and here.
+no mixed mode, its ``bf16-true`` only sets the deprecated ``XLA_USE_BF16`` (parameters stay fp32 tensors), and its
+data-parallel launcher forks its own workers, whose timings would never reach the harness. The small classes below
+close those gaps so that the same code path runs on a TPU VM and here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch_xla.runtime as xr
 from lightning_utilities import apply_to_collection
 from pytorch_lightning.accelerators import XLAAccelerator
 from pytorch_lightning.plugins.precision import XLAPrecision
+from pytorch_lightning.strategies import XLAStrategy
 
 
 class PJRTAccelerator(XLAAccelerator):
@@ -65,9 +67,19 @@ class XLABf16True(XLAPrecision):
         )
 
 
-def trainer_args(precision: str) -> dict:
-    """``accelerator`` and the precision plugin for ``pl.Trainer`` on XLA."""
+class InRankXLAStrategy(XLAStrategy):
+    """Lightning's XLA data-parallel strategy, run inside the one-process-per-device ranks that the harness's
+    worker starts itself (``backend.spawn``), as DDP runs under torchrun: each rank runs the whole cell with its
+    meter, and rank 0 writes the record. Lightning's own launcher would fork the ranks inside ``fit`` instead."""
+
+    def _configure_launcher(self) -> None:
+        self._launcher = None
+
+
+def trainer_args(precision: str, devices: int) -> dict:
+    """``accelerator``, ``strategy`` and the precision plugin for ``pl.Trainer`` on XLA."""
     on_tpu = xr.device_type() == "TPU"
     accelerator = "tpu" if on_tpu else PJRTAccelerator()
     plugin = {"fp32": XLAPrecision("32-true"), "bf16-mixed": XLABf16Mixed(), "bf16-true": XLABf16True()}[precision]
-    return {"accelerator": accelerator, "plugins": [plugin]}
+    strategy = InRankXLAStrategy() if devices > 1 else "auto"  # one device: Lightning's SingleDeviceXLAStrategy
+    return {"accelerator": accelerator, "strategy": strategy, "plugins": [plugin]}

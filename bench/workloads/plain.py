@@ -32,8 +32,10 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
     status, reason = "ok", None
     for epoch in range(cell.epochs):
         model.train()
-        meter.epoch_start()
+        # Created before the epoch's synchronised start, so it is device data in every step's graph: a lazy
+        # zeros() would make the first step of each epoch a new graph for XLA to compile.
         loss_sum, batches = torch.zeros((), device=device), 0
+        meter.epoch_start()
         for x, y in train_loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if dtype:
@@ -44,8 +46,8 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            ctx.backend.cut_graph()  # XLA: one graph per step, dispatched without waiting
             loss_sum += loss.detach().float()
+            ctx.backend.cut_graph()  # XLA: one graph per step, dispatched without waiting
             batches += 1
             meter.step_end(len(x))
         meter.eval_start()
