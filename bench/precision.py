@@ -92,8 +92,8 @@ class Probe:
         import torch
 
         on_cuda = module.weight.device.type == "cuda"
-        modes = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
-        self.observed = Observed(str(module.weight.dtype), str(output.dtype), tf32_enabled=on_cuda and "tf32" in modes)
+        tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32  # as backends/cuda.py sets
+        self.observed = Observed(str(module.weight.dtype), str(output.dtype), tf32_enabled=on_cuda and tf32)
         self._handle.remove()
 
     def effective(self) -> str | None:

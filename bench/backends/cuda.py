@@ -69,11 +69,12 @@ class CUDA:
         return None
 
     def apply_precision(self, precision: str) -> None:
-        # PyTorch leaves cuDNN's TF32 on by default: fp32 must switch it off to be fp32.
-        mode = "tf32" if precision == "tf32" else "ieee"
-        torch.backends.cuda.matmul.fp32_precision = mode
-        torch.backends.cudnn.conv.fp32_precision = mode
-        torch.backends.cudnn.rnn.fp32_precision = mode
+        # PyTorch leaves cuDNN's TF32 on by default: fp32 must switch it off to be fp32. The older switches, not
+        # torch 2.9's per-backend fp32_precision: once that is set to tf32, torch.get_float32_matmul_precision()
+        # (which Lightning calls on Ampere and newer GPUs) raises "mix of the legacy and new APIs" (seen on an H100).
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
 
     def reset_peak_memory(self) -> None:
         torch.cuda.reset_peak_memory_stats()
@@ -94,8 +95,9 @@ class CUDA:
             "driver_version": _driver_version(),
             "cuda_version": torch.version.cuda,
             "cudnn_version": torch.backends.cudnn.version(),
-            "matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
-            "cudnn_conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "cudnn_benchmark": torch.backends.cudnn.benchmark,
         }
 
