@@ -129,8 +129,12 @@ def read_all(results_dir: Path) -> list[dict]:
     """Every record under ``results_dir``: many runs and machines merge into one list.
 
     Each record gets ``_run_dir``, the folder its file is in, which its ``artifacts`` paths are relative to.
+    The committed ``reference/`` runs below ``results_dir`` are left out: a machine's own report shows its own
+    runs, and a reference is compared by copying it in or by pointing ``results_dir`` at it.
     """
     out = []
     for path in sorted(Path(results_dir).rglob("records.jsonl")):
+        if "reference" in path.relative_to(results_dir).parts:
+            continue
         out += [{**r, "_run_dir": str(path.parent)} for r in read(path)]
     return out

@@ -45,4 +45,6 @@ def test_torn_last_line_is_skipped_then_repaired(tmp_path, capsys):
 def test_read_all_merges_runs(tmp_path):
     records.append(tmp_path / "a" / "records.jsonl", record(run_id="a"))
     records.append(tmp_path / "b" / "records.jsonl", record(run_id="b"))
-    assert sorted(r["run_id"] for r in records.read_all(tmp_path)) == ["a", "b"]
+    records.append(tmp_path / "reference" / "gpu" / "c" / "records.jsonl", record(run_id="c"))
+    assert sorted(r["run_id"] for r in records.read_all(tmp_path)) == ["a", "b"]  # committed references stay out
+    assert [r["run_id"] for r in records.read_all(tmp_path / "reference" / "gpu")] == ["c"]
