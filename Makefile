@@ -89,6 +89,8 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 WEIGHTS ?= auto
 SHM_SIZE ?= 16g
 PJRT_DEVICE ?= TPU
+# The TPU chips are devices under /dev: only a privileged container reaches them (PJRT_DEVICE=CPU needs none).
+TPU_FLAGS ?= $(if $(filter TPU,$(PJRT_DEVICE)),--privileged)
 # BuildKit (cache mounts) through the first client that has it: one with buildx, else Debian's docker.io client.
 DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 && echo docker || { test -x /usr/bin/docker && echo /usr/bin/docker; } || echo docker)
 export DOCKER_BUILDKIT := 1
@@ -158,4 +160,4 @@ bench-gpu: gpu-runtime-check image-cuda
 
 bench-tpu: FLAVOUR = tpu
 bench-tpu: image-tpu
-	$(call bench_in,$(if $(filter auto,$(SUITE)),tpu,$(SUITE)),--privileged -e PJRT_DEVICE=$(PJRT_DEVICE))
+	$(call bench_in,$(if $(filter auto,$(SUITE)),tpu,$(SUITE)),$(TPU_FLAGS) -e PJRT_DEVICE=$(PJRT_DEVICE))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench-base:local, for machines that cannot pull from a registry: Debian bookworm from the host's own apt mirror
-# (debootstrap), with Python 3.11, pip, venv, CA certificates and the host's CA bundle (for TLS-inspecting proxies),
-# imported into Docker. Usage: docker/base-image.sh [TAG]   (needs root, debootstrap and a running Docker engine)
+# (debootstrap), with Python 3.11 (and libpython, which torch_xla links), pip, venv, CA certificates and the host's
+# CA bundle (for TLS-inspecting proxies), imported into Docker.
+# Usage: docker/base-image.sh [TAG]   (needs root, debootstrap and a running Docker engine)
 set -euo pipefail
 tag=${1:-bench-base:local}
 docker=${DOCKER:-docker}
@@ -13,7 +14,7 @@ command -v debootstrap >/dev/null || { echo "base-image: debootstrap is missing.
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 echo "base-image: debootstrap bookworm from $mirror"
-debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$root" "$mirror" \
+debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,libpython3.11,ca-certificates bookworm "$root" "$mirror" \
     > "$root.log" 2>&1 || { tail -n 20 "$root.log" >&2; exit 1; }
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
     cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
