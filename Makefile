@@ -40,7 +40,7 @@ $(XLA_VENV)/.installed: pyproject.toml constraints.txt
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/hadolint docker/Dockerfile
+	$(BIN)/hadolint docker/*
 
 test: lint
 	$(BIN)/python -m pytest
@@ -108,7 +108,7 @@ gpu-runtime-check: docker-check
 	so --gpus cannot reach a GPU. Fix: install the NVIDIA Container Toolkit and restart Docker (docs/gpu.md)."; exit 2; }
 
 base-image: docker-check
-	DOCKER=$(DOCKER) docker/base-image.sh bench-base:local
+	DOCKER=$(DOCKER) scripts/base-image.sh bench-base:local
 
 # MNIST (and the resnet18 weights, when this machine has them) go into the build context, so a build needs no
 # download; a context without them makes the image download them.

@@ -2,7 +2,7 @@
 # bench-base:local, for machines that cannot pull from a registry: Debian bookworm from the host's own apt mirror
 # (debootstrap), with Python 3.11 (and libpython, which torch_xla links), pip, venv, CA certificates and the host's
 # CA bundle (for TLS-inspecting proxies), imported into Docker.
-# Usage: docker/base-image.sh [TAG]   (needs root, debootstrap and a running Docker engine)
+# Usage: scripts/base-image.sh [TAG]   (needs root, debootstrap and a running Docker engine)
 set -euo pipefail
 tag=${1:-bench-base:local}
 docker=${DOCKER:-docker}
