@@ -19,7 +19,7 @@ XLA_VENV ?= .venv-xla
 XLA_PIN := torch-xla==2.9.0
 
 .PHONY: setup setup-xla lint test test-xla bench bench-xla-smoke report data lock clean \
-	base-image images image-cpu image-cuda image-tpu bench-cpu bench-gpu bench-tpu docker-check gpu-runtime-check build-image FORCE
+	base-image images image-cpu image-cuda image-tpu bench-cpu bench-gpu bench-tpu docker-client docker-check gpu-runtime-check build-image FORCE
 
 setup: $(VENV)/.installed
 
@@ -98,6 +98,10 @@ GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcel
 # The container writes as the host user into the mounted results folder; the host name keeps runs apart.
 RUN_FLAGS = --rm --network host --user $$(id -u):$$(id -g) -v "$(abspath $(RESULTS))":/results \
 	-e BENCH_HOST=$$(hostname) -e BENCH_IMAGE_DIGEST=$$($(DOCKER) image inspect -f '{{.Id}}' $(IMAGE):$(FLAVOUR))
+
+# The client the targets above use, for scripts (.ci/run) that call Docker themselves.
+docker-client:
+	@echo $(DOCKER)
 
 docker-check:
 	@$(DOCKER) info >/dev/null 2>&1 || { echo "bench: no Docker engine answers ($(DOCKER) info failed). Fix: install \

@@ -31,13 +31,16 @@ class LitConvNet(pl.LightningModule):
         return self.model(x)
 
     def on_fit_start(self) -> None:
+        self._start_loss_sum()
+
+    def _start_loss_sum(self) -> None:
         self.loss_sum, self.batches = torch.zeros((), device=self.device), 0
 
     def epoch_loss(self) -> float:
         """The epoch's mean training loss over all devices; starts the next epoch's sum here, before that epoch's
         synchronised start, so that XLA sees it as device data instead of compiling the next first step anew."""
         loss = self.trainer.strategy.reduce(self.loss_sum / max(self.batches, 1), reduce_op="mean").item()
-        self.on_fit_start()
+        self._start_loss_sum()
         return loss
 
     def training_step(self, batch, batch_idx):
