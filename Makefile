@@ -19,6 +19,7 @@ XLA_VENV ?= .venv-xla
 XLA_PIN := torch-xla==2.9.0
 
 .PHONY: setup setup-xla lint test test-xla bench bench-xla-smoke report data lock clean \
+	bench-micro bench-compare \
 	base-image images image-cpu image-cuda image-tpu bench-cpu bench-gpu bench-tpu docker-client docker-check gpu-runtime-check build-image FORCE
 
 setup: $(VENV)/.installed
@@ -64,6 +65,34 @@ bench: setup
 		echo "make bench: so fastai-resnet18 trains from random initialisation (--no-pretrained)"; \
 		nopre=--no-pretrained; fi; \
 	$(BIN)/bench run --suite $(SUITE) --results-dir $(RESULTS) $$nopre $(ARGS)
+
+# ---- Step micro-benchmarks (tests/test_micro.py, pytest-benchmark) -------------------------------------------
+# Every workload × precision on the backend the environment detects (XLA=1: the XLA environment, PJRT_DEVICE
+# defaulting to CPU), timed over calibrated rounds after warmup, under the allocator the suites use. Each run is
+# saved under $(RESULTS)/micro/<host>-<backend>/, where `bench report` finds it. bench-compare runs them again and
+# fails when a median is more than COMPARE_FAIL slower than the saved run BASELINE (a run number such as 0001;
+# default: the newest saved run).
+MICRO_TESTS ?= tests/test_micro.py
+MICRO_ARGS ?=
+COMPARE_FAIL ?= median:10%
+BASELINE ?=
+ALLOCATOR ?= auto
+MICRO_SETUP := $(if $(XLA),setup-xla,setup)
+MICRO_PY := $(if $(XLA),$(XLA_VENV),$(VENV))/bin/python
+MICRO_ENV = $(if $(XLA),PJRT_DEVICE=$${PJRT_DEVICE:-CPU}) $(shell $(MICRO_PY) -c 'from bench import allocator; \
+	print(*(f"{k}={v}" for k, v in allocator.child_env("$(ALLOCATOR)")[0].items()))')
+MICRO_RUN = env $(MICRO_ENV) $(MICRO_PY) -m pytest $(MICRO_TESTS) -p no:cacheprovider --benchmark-enable --benchmark-only \
+	--benchmark-min-rounds=10 --benchmark-columns=median,iqr,min,max,rounds --benchmark-sort=fullname \
+	--benchmark-name=short --benchmark-autosave \
+	--benchmark-storage=file://$(abspath $(RESULTS))/micro/$$(hostname)-$$(env $(MICRO_ENV) $(MICRO_PY) -c \
+	'from bench import backends; print(backends.detect())') $(MICRO_ARGS)
+
+bench-micro: $(MICRO_SETUP)
+	$(MICRO_RUN)
+
+bench-compare: $(MICRO_SETUP)
+	$(MICRO_RUN) $(if $(BASELINE),--benchmark-compare=$(BASELINE),--benchmark-compare) \
+		--benchmark-compare-fail=$(COMPARE_FAIL)
 
 report: setup
 	$(BIN)/bench report --results-dir $(RESULTS)

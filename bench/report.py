@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # no display: plots go to files
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from bench import records
+from bench import micro, records
 from bench.precision import PRECISIONS
 from bench.workloads import REFERENCE
 
@@ -29,6 +29,7 @@ CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_worker
 PHASES = ("setup", "loader", "lr_find", "warmup", "train", "frozen", "unfrozen", "eval", "artifacts")
 WITHIN = 0.85  # a framework within 15% of its plain-PyTorch reference counts as close to it
 INPUT_BOUND = 0.5  # loader share at which the input pipeline, not the model, sets the pace
+BOUND = 0.8  # end-to-end below this share of the compute-only step: the input pipeline or the framework sets the pace
 
 
 def frame(recs: list[dict]) -> pd.DataFrame:
@@ -250,6 +251,74 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
+    """Where each configuration's time goes, from the step micro-benchmarks (bench.micro) of the same host, device
+    and precision, next to its end-to-end throughput when a record has it.
+
+    compute-only is the plain-PyTorch step of the workload's network on a fixed on-device batch (its reference's,
+    for a framework workload): the upper bound for that hardware and precision. The framework step is the
+    workload's own loop on that fixed batch, so its difference from compute-only is the framework's per-step cost,
+    and what end-to-end training spends beyond the framework step is the input pipeline's. Below ``BOUND`` the
+    larger of the two names the cell.
+    """
+    latest: dict[tuple, dict] = {}
+    for b in sorted(benchmarks, key=lambda b: b.get("datetime") or ""):  # the newest run of each benchmark wins
+        latest[(b["kind"], b["host"], b["device_name"], b["backend"], b["workload"], b.get("precision"))] = b
+
+    def rate(kind: str, where: tuple, workload: str, prec: str | None) -> float | None:
+        b = latest.get((kind, *where, workload, prec))
+        return b["samples_per_call"] / b["median_s"] if b else None
+
+    ok = s[(s["status"] == "ok") & (s["device_count"] == 1)] if len(s) else s
+    e2e = {tuple(r[k] for k in ("host", "hardware", "backend", "workload", "precision")): r for _, r in ok.iterrows()}
+    rows = []
+    order = {p: i for i, p in enumerate(PRECISIONS)}
+    trained = sorted((k for k in latest if k[0] == "train"), key=lambda k: (k[4], k[1], k[2], order.get(k[5], 99)))
+    for _, *where, workload, prec in trained:
+        where = tuple(where)
+        ref = REFERENCE.get(workload, workload)
+        step, compute = rate("train", where, workload, prec), rate("train", where, ref, prec)
+        record = e2e.get((*where, workload, prec))
+        end = record["full_network_median"] if record is not None else None
+        end = None if end is None or pd.isna(end) else float(end)
+        plain = latest.get(("train", *where, ref, prec))
+        flops = (plain or {}).get("flops_per_step")
+        tflops = flops / plain["median_s"] / 1e12 if flops else None
+        peak = micro.PEAK_TFLOPS.get(where[1], {}).get(prec)
+        rows.append(
+            {
+                "workload": workload,
+                "hardware": f"{where[1]} @{where[0]}",
+                "precision": prec,
+                "end-to-end samples/s": _fmt(end),
+                "framework step samples/s": _fmt(step) if ref != workload else "",
+                "compute-only samples/s": _fmt(compute),
+                "forward-only samples/s": _fmt(rate("eval", where, workload, prec)),
+                "loader-only samples/s": _fmt(rate("loader", where, workload, None)),
+                "end-to-end ÷ compute": _fmt(end / compute, ".2f") if end and compute else "",
+                "bound": _bound(end, step, compute),
+                "framework ÷ plain step": _fmt(step / compute, ".2f") if ref != workload and compute else "",
+                "GFLOP/step": _fmt(flops / 1e9 if flops else None, ",.2f"),
+                "compute-only TFLOP/s": _fmt(tflops, ".3f"),
+                "utilisation": _fmt(tflops / peak, ".1%") if tflops and peak else "no peak known",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _bound(end: float | None, step: float | None, compute: float | None) -> str:
+    """compute-bound at ``BOUND`` of compute-only or above; else whichever of the framework's per-step cost and
+    the input pipeline's takes the larger share of each sample's end-to-end time."""
+    if not end or not compute or not step:
+        return ""
+    if end / compute >= BOUND:
+        return "compute-bound"
+    t, t_step, t_compute = 1 / end, 1 / step, 1 / compute
+    framework, inputs = max(0.0, t_step - t_compute), max(0.0, t - t_step)
+    label = "input-bound" if inputs >= framework else "framework-bound"
+    return f"{label} (input {inputs / t:.0%}, framework {framework / t:.0%} of the time)"
+
+
 def _artifacts(g: pd.DataFrame, out: Path) -> list[tuple[str, list[str]]]:
     """(row label, artifact paths relative to the report folder) for the rows whose cells saved plots."""
     return [
@@ -424,6 +493,29 @@ def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
             "",
         ]
         body += ["<h2>Framework overhead against the plain-PyTorch loop</h2>", ov.to_html(index=False, border=0)]
+    dec = decomposition(s, micro.read(results_dir))
+    if len(dec):
+        md += [
+            "## Where the time goes: step micro-benchmarks",
+            "",
+            "From `make bench-micro` (pytest-benchmark, median per step after warmup, newest run) on the same host, "
+            "device and precision. compute-only = the plain-PyTorch step of the network on a fixed batch already on "
+            "the device (a framework workload's reference network): the upper bound here. framework step = the "
+            "workload's own loop (Lightning's Trainer, fastai's Learner) on that fixed batch. loader-only = the next "
+            "batch of the real training DataLoader. End-to-end is the record's steady-state training (fastai: its "
+            f"unfrozen epochs). Below {BOUND:.0%} of compute-only, a cell is input-bound or framework-bound by which "
+            "of the two takes more of each sample's time: the framework step's excess over compute-only, or "
+            "end-to-end's excess over the framework step. TFLOP/s counts matmuls and convolutions of one training "
+            "step (torch.utils.flop_counter); utilisation is against the device's dense peak where known.",
+            "",
+            dec.to_markdown(index=False),
+            "",
+        ]
+        body += [
+            "<h2>Where the time goes: step micro-benchmarks</h2>",
+            f"<p>{html.escape(md[-3])}</p>",
+            dec.to_html(index=False, border=0),
+        ]
     envs = _environments(df)
     md += ["## Environments", "", envs.to_markdown(index=False), ""]
     body += ["<h2>Environments</h2>", envs.to_html(index=False, border=0)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench import records, report
+from bench import micro, records, report
 
 
 def rec(workload="torch-convnet", precision="fp32", status="ok", tput=1000.0, repeat=0, **over) -> dict:
@@ -124,3 +124,58 @@ def test_scaling_efficiency_against_one_device(tmp_path):
     s = report.summarise(report.frame(records.read_all(tmp_path)), "cpu/fp32").set_index("device_count")
     assert s.loc[4, "scaling"] == 0.75 and pd.isna(s.loc[1, "scaling"])
     assert "| 75%" in report.write(tmp_path).read_text()
+
+
+def micro_run(path, datetime, benchmarks) -> None:
+    """A pytest-benchmark JSON file as `make bench-micro` saves it (only the fields the report reads)."""
+    import json
+
+    entries = [
+        {"name": f"{kind}[{workload}-{precision}]", "stats": {"median": median},
+         "extra_info": {"kind": kind, "workload": workload, "precision": precision, "host": host,
+                        "device_name": device, "backend": backend, "samples_per_call": batch,
+                        "flops_per_step": flops, "env": {"host": host}}}
+        for kind, workload, precision, median, batch, flops, host, device, backend in benchmarks
+    ]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"datetime": datetime, "benchmarks": entries}))
+
+
+def test_decomposition_from_micro_benchmarks(tmp_path):
+    path = tmp_path / "run" / "records.jsonl"
+    for r in [
+        rec("lightning-convnet", tput=800.0),  # 80% of the plain step's 1,000: compute-bound
+        rec("lightning-convnet", "bf16-mixed", tput=500.0),  # the framework step costs more than loading
+        rec("torch-convnet", "bf16-true", tput=400.0),  # the loader takes the rest
+    ]:
+        records.append(path, r)
+    box = ("box", "Test CPU", "cpu")
+    micro_run(tmp_path / "micro" / "box-cpu" / "m" / "0001_old.json", "2026-01-01T00:00:00", [
+        ("train", "torch-convnet", "fp32", 0.064, 32, 1e9, *box),  # an older run: the newest one wins
+    ])  # fmt: skip
+    micro_run(tmp_path / "micro" / "box-cpu" / "m" / "0002_new.json", "2026-01-02T00:00:00", [
+        ("train", "torch-convnet", "fp32", 0.032, 32, 1e9, *box),
+        ("train", "lightning-convnet", "fp32", 0.036, 32, 1e9, *box),
+        ("train", "torch-convnet", "bf16-mixed", 0.016, 32, 1e9, *box),
+        ("train", "lightning-convnet", "bf16-mixed", 0.048, 32, 1e9, *box),
+        ("train", "torch-convnet", "bf16-true", 0.016, 32, 1e9, *box),
+        ("eval", "torch-convnet", "bf16-true", 0.008, 32, None, *box),
+        ("loader", "torch-convnet", None, 0.064, 32, None, *box),
+        ("train", "torch-convnet", "fp32", 0.010, 32, 1e9, "gpubox", "NVIDIA H100 80GB HBM3", "cuda"),
+    ])  # fmt: skip
+    s = report.summarise(report.frame(records.read_all(tmp_path)), "cpu/fp32")
+    d = report.decomposition(s, micro.read(tmp_path)).set_index(["workload", "hardware", "precision"])
+    fp32 = d.loc[("lightning-convnet", "Test CPU @box", "fp32")]
+    assert fp32["compute-only samples/s"] == "1,000" and fp32["framework step samples/s"] == "889"
+    assert fp32["end-to-end ÷ compute"] == "0.80" and fp32["bound"] == "compute-bound"
+    assert fp32["framework ÷ plain step"] == "0.89" and fp32["compute-only TFLOP/s"] == "0.031"
+    assert fp32["utilisation"] == "no peak known"
+    bf16 = d.loc[("lightning-convnet", "Test CPU @box", "bf16-mixed")]["bound"]
+    assert bf16 == "framework-bound (input 25%, framework 50% of the time)"  # of 2 ms/sample: 1 and 0.5 ms
+    true = d.loc[("torch-convnet", "Test CPU @box", "bf16-true")]
+    assert true["bound"].startswith("input-bound (input 80%") and true["loader-only samples/s"] == "500"
+    assert true["forward-only samples/s"] == "4,000" and true["framework step samples/s"] == ""
+    gpu = d.loc[("torch-convnet", "NVIDIA H100 80GB HBM3 @gpubox", "fp32")]
+    assert gpu["end-to-end samples/s"] == "" and gpu["utilisation"] == "0.1%"  # 0.1 TFLOP/s of 67
+    md = report.write(tmp_path).read_text()
+    assert "## Where the time goes: step micro-benchmarks" in md and "framework-bound" in md

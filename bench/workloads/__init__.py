@@ -1,4 +1,5 @@
-"""Workloads, one small file each: NAME, FRAMEWORK, DEFAULTS, SINGLE_DEVICE and ``run(ctx) -> dict``.
+"""Workloads, one small file each: NAME, FRAMEWORK, DEFAULTS, SINGLE_DEVICE, ``run(ctx) -> dict`` (a cell's
+training) and ``steps(cell, backend, data_dir) -> bench.micro.Steps`` (its step micro-benchmarks).
 
 SINGLE_DEVICE says why a workload runs on one device only (None when it runs data-parallel over several).
 DEFAULTS may hold ``pretrained`` for a workload that starts from pretrained weights; ``LR_FINDER = True`` marks

@@ -37,7 +37,7 @@ from fastai.vision.all import (
     vision_learner,
 )
 
-from bench import data, precision, weights
+from bench import data, micro, precision, weights
 from bench.precision import Probe
 
 NAME = "fastai-resnet18"
@@ -161,6 +161,25 @@ def save_artifacts(learn, cell_dir: Path) -> None:
     _save(cell_dir / "confusion_matrix.png")
 
 
+def learner(dls, cell, backend, path: Path):
+    """The seed's ``vision_learner(dls, resnet18, metrics=accuracy)``, made fit for timing on ``backend``."""
+    learn = vision_learner(dls, resnet18, metrics=accuracy, pretrained=cell.pretrained, path=path)
+    learn.remove_cb(ProgressCallback)  # a progress bar prints every batch: never inside a timed region
+    learn.add_cb(CutGraph(backend))
+    if backend.name == "xla":
+        # lr_find restores the model with Learner.load, which cannot map a checkpoint straight onto an XLA
+        # device: load onto the CPU, and load_state_dict copies into the XLA parameters.
+        learn.load = functools.partial(type(learn).load, learn, device="cpu")
+    return learn
+
+
+def set_precision(learn, name: str, device_type: str) -> None:
+    if dtype := precision.true_dtype(name):
+        _true_dtype(learn.model, dtype)
+    elif dtype := precision.autocast_dtype(name):
+        learn.add_cb(AnyDeviceMixedPrecision(device_type, dtype))
+
+
 def run(ctx) -> dict:
     cell, meter = ctx.cell, ctx.meter
     device = ctx.backend.torch_device()
@@ -168,17 +187,8 @@ def run(ctx) -> dict:
         weights.ensure_resnet18()
     dls = loaders(cell, data.png_folders(ctx.data_dir), device)
     meter.loader_pass(dls.train)  # decoding and batching only, no model: the input pipeline's ceiling
-    learn = vision_learner(dls, resnet18, metrics=accuracy, pretrained=cell.pretrained, path=ctx.cell_dir)
-    learn.remove_cb(ProgressCallback)  # a progress bar prints every batch: never inside a timed region
-    learn.add_cb(CutGraph(ctx.backend))
-    if ctx.backend.name == "xla":
-        # lr_find restores the model with Learner.load, which cannot map a checkpoint straight onto an XLA
-        # device: load onto the CPU, and load_state_dict copies into the XLA parameters.
-        learn.load = functools.partial(type(learn).load, learn, device="cpu")
-    if dtype := precision.true_dtype(cell.precision):
-        _true_dtype(learn.model, dtype)
-    elif dtype := precision.autocast_dtype(cell.precision):
-        learn.add_cb(AnyDeviceMixedPrecision(device.type, dtype))
+    learn = learner(dls, cell, ctx.backend, ctx.cell_dir)
+    set_precision(learn, cell.precision, device.type)
     probe = Probe(learn.model[0][0])  # the body's first convolution
     with meter.phase("lr_find"):
         found = learn.lr_find()  # plots the loss curve with its suggestion, as in the seed
@@ -209,3 +219,36 @@ def run(ctx) -> dict:
         "weights": weights.describe(cell.pretrained),
         "artifacts": [f"cells/{ctx.cell_dir.name}/{name}" for name in ARTIFACTS if (ctx.cell_dir / name).is_file()],
     }
+
+
+class TrainOnly(Callback):
+    """Ends ``fit`` after its training batches: the micro-benchmark's fit has no validation."""
+
+    def after_train(self) -> None:
+        raise CancelFitException()
+
+
+def steps(cell, backend, data_dir: str | None) -> micro.Steps:
+    """fastai's own loops over one fixed batch (bench.micro): ``fit_one_cycle`` of the unfrozen network, as the
+    seed's unfrozen epochs run, and ``validate``. The batch is one the real DataLoaders decoded and normalised."""
+    device = backend.torch_device()
+    dls = loaders(cell, data.png_folders(data_dir), device)
+    loader = dls.train
+    x, y = loader.one_batch()
+    learn = learner(dls, cell, backend, dls.path)  # nothing is saved: no lr_find, no checkpoint
+    flops = micro.train_flops(learn.model, x, y, learn.loss_func)
+    set_precision(learn, cell.precision, device.type)
+    learn.unfreeze()
+
+    def fit(batches) -> None:
+        dls.train = batches
+        try:
+            # fine_tune's unfrozen schedule: fit_one_cycle(slice(base_lr / 100, base_lr), pct_start=0.3, div=5)
+            learn.fit_one_cycle(1, slice(cell.lr / 100, cell.lr), pct_start=0.3, div=5.0, cbs=[TrainOnly()])
+        finally:
+            dls.train = loader
+
+    def validate(batches) -> None:
+        learn.validate(dl=batches)
+
+    return micro.Steps((x, y), fit, validate, loader, learn.model[0][0], flops)

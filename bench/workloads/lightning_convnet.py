@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from bench import micro
 from bench.precision import LIGHTNING, Probe
 from bench.workloads import convnet
 
@@ -97,29 +98,33 @@ class Timing(pl.Callback):
             trainer.should_stop = True
 
 
+def make_trainer(cell, backend, **kwargs) -> pl.Trainer:
+    """The Trainer on the cell's backend, devices and precision, with nothing that runs inside timed steps."""
+    if backend.name == "xla":
+        from bench.workloads import lightning_xla
+
+        device_args = lightning_xla.trainer_args(cell.precision, cell.devices)
+    else:
+        device_args = {"accelerator": backend.lightning_accelerator, "precision": LIGHTNING[cell.precision]}
+    return pl.Trainer(
+        **device_args,
+        devices=cell.devices,
+        enable_progress_bar=False,  # a progress bar syncs and prints every step: not in timed regions
+        enable_model_summary=False,
+        enable_checkpointing=False,  # checkpoint writes are I/O, not training; the seed's output is the record
+        num_sanity_val_steps=0,  # evaluation runs once per epoch, inside the time-to-accuracy clock only
+        **kwargs,
+    )
+
+
 def run(ctx) -> dict:
     cell = ctx.cell
     train, test = convnet.loaders(cell, ctx.data_dir)
     module = LitConvNet(cell.lr)
     probe = Probe(module.model.fc1)
     timing = Timing(ctx.meter, cell.stop_at_target)
-    if ctx.backend.name == "xla":
-        from bench.workloads import lightning_xla
-
-        device_args = lightning_xla.trainer_args(cell.precision, cell.devices)
-    else:
-        device_args = {"accelerator": ctx.backend.lightning_accelerator, "precision": LIGHTNING[cell.precision]}
-    trainer = pl.Trainer(
-        **device_args,
-        devices=cell.devices,
-        max_epochs=cell.epochs,
-        logger=TensorBoardLogger(ctx.cell_dir, name="tensorboard", version=""),
-        callbacks=[timing],
-        enable_progress_bar=False,  # a progress bar syncs and prints every step: not in timed regions
-        enable_model_summary=False,
-        enable_checkpointing=False,  # checkpoint writes are I/O, not training; the seed's output is the record
-        num_sanity_val_steps=0,  # evaluation runs once per epoch, inside the time-to-accuracy clock only
-    )
+    logger = TensorBoardLogger(ctx.cell_dir, name="tensorboard", version="")
+    trainer = make_trainer(cell, ctx.backend, max_epochs=cell.epochs, logger=logger, callbacks=[timing])
     trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
     return {
         "status": "diverged" if timing.diverged else "ok",
@@ -132,3 +137,20 @@ def run(ctx) -> dict:
         "global_batch_size": cell.batch_size * trainer.world_size,
         "rank": trainer.global_rank,
     }
+
+
+def steps(cell, backend, data_dir: str | None) -> micro.Steps:
+    """Lightning's own fit and validate loops over one fixed batch (bench.micro), each in a fresh Trainer."""
+    train, _ = convnet.loaders(cell, data_dir)
+    x, y = next(iter(train))
+    module = LitConvNet(cell.lr)
+    flops = micro.train_flops(module.model, x, y, convnet.loss_fn)
+
+    def fit(batches) -> None:
+        make_trainer(cell, backend, max_epochs=1, logger=False).fit(module, train_dataloaders=batches)
+
+    def validate(batches) -> None:
+        make_trainer(cell, backend, logger=False).validate(module, dataloaders=batches, verbose=False)
+
+    device = backend.torch_device()
+    return micro.Steps((x.to(device), y.to(device)), fit, validate, train, module.model.fc1, flops)

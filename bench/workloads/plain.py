@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from bench import precision
+from bench import micro, precision
 from bench.precision import Probe
 
 
@@ -21,37 +21,24 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
     """Train for ``cell.epochs`` epochs, evaluating on the test loader after each; returns the result fields."""
     cell, meter, device = ctx.cell, ctx.meter, ctx.backend.torch_device()
     meter.loader_pass(train_loader, device)
-    model = model.to(device)
-    dtype = precision.true_dtype(cell.precision)
-    if dtype:
-        model = model.to(dtype)
-    opt = make_optimizer(model.parameters())
-    scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16-mixed")
-    probe = Probe(first_layer(model))
+    step = Step(model, make_optimizer, loss_fn, cell.precision, device)
+    probe = Probe(first_layer(step.model))
     writer = SummaryWriter(ctx.cell_dir / "tensorboard")
     status, reason = "ok", None
     for epoch in range(cell.epochs):
-        model.train()
+        step.model.train()
         # Created before the epoch's synchronised start, so it is device data in every step's graph: a lazy
         # zeros() would make the first step of each epoch a new graph for XLA to compile.
         loss_sum, batches = torch.zeros((), device=device), 0
         meter.epoch_start()
         for x, y in train_loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if dtype:
-                x = x.to(dtype)
-            with precision.autocast(device.type, cell.precision):
-                loss = loss_fn(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            loss = step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
             loss_sum += loss.detach().float()
             ctx.backend.cut_graph()  # XLA: one graph per step, dispatched without waiting
             batches += 1
             meter.step_end(len(x))
         meter.eval_start()
-        accuracy = evaluate(model, test_loader, device, cell.precision, ctx.backend)
+        accuracy = evaluate(step, test_loader, device, ctx.backend)
         reached = meter.eval_end(accuracy)
         train_loss = (loss_sum / max(batches, 1)).item()
         meter.epoch_end(epoch, train_loss)
@@ -75,21 +62,73 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
     }
 
 
+class Step:
+    """One training step as a careful user writes it: forward under the precision, loss, backward, optimizer
+    step. The model is moved to ``device`` (and to bf16 for bf16-true); batches must already be there."""
+
+    def __init__(self, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, name: str, device):
+        self.dtype, self.precision, self.device_type = precision.true_dtype(name), name, device.type
+        self.model = model.to(device)
+        if self.dtype:
+            self.model = self.model.to(self.dtype)
+        self.opt = make_optimizer(self.model.parameters())
+        self.scaler = torch.amp.GradScaler(device.type, enabled=name == "fp16-mixed")
+        self.loss_fn = loss_fn
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One step on a batch; returns the loss (not read: reading it would wait for the device)."""
+        if self.dtype:
+            x = x.to(self.dtype)
+        with precision.autocast(self.device_type, self.precision):
+            loss = self.loss_fn(self.model(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return loss
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward only, as evaluation runs it: the predicted classes of a batch."""
+        if self.dtype:
+            x = x.to(self.dtype)
+        with precision.autocast(self.device_type, self.precision):
+            return self.model(x).argmax(1)
+
+
 def first_layer(model: torch.nn.Module) -> torch.nn.Module:
     """The first layer with weights: the one whose dtypes the precision probe watches."""
     return next(m for m in model.modules() if isinstance(getattr(m, "weight", None), torch.Tensor))
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, test_loader, device: torch.device, precision_name: str, backend) -> float:
-    model.eval()
-    dtype = precision.true_dtype(precision_name)
+def evaluate(step: Step, test_loader, device: torch.device, backend) -> float:
+    step.model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     for x, y in test_loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if dtype:
-            x = x.to(dtype)
-        with precision.autocast(device.type, precision_name):
-            correct += (model(x).argmax(1) == y).sum()
+        correct += (step.predict(x) == y).sum()
         backend.cut_graph()
     return correct.item() / len(test_loader.dataset)
+
+
+def steps(model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, train_loader, cell, backend):
+    """The reference's step micro-benchmarks (bench.micro): this loop's step and forward pass on one fixed batch."""
+    device = backend.torch_device()
+    x, y = next(iter(train_loader))
+    flops = micro.train_flops(model, x, y, loss_fn)
+    step = Step(model, make_optimizer, loss_fn, cell.precision, device)
+
+    def train(batches) -> None:
+        step.model.train()
+        for x, y in batches:
+            step(x, y)
+            backend.cut_graph()
+
+    def evaluate(batches) -> None:
+        step.model.eval()
+        for x, _ in batches:
+            step.predict(x)
+            backend.cut_graph()
+
+    batch = (x.to(device), y.to(device))
+    return micro.Steps(batch, train, evaluate, train_loader, first_layer(step.model), flops)

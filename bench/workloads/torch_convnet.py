@@ -25,3 +25,9 @@ def run(ctx) -> dict:
         train,
         test,
     )
+
+
+def steps(cell, backend, data_dir: str | None):
+    train, _ = convnet.loaders(cell, data_dir)
+    model = convnet.ConvNet()
+    return plain.steps(model, lambda params: convnet.optimizer(params, cell.lr), convnet.loss_fn, train, cell, backend)

@@ -41,6 +41,14 @@ def loaders(cell, data_dir: str | None) -> tuple[DataLoader, DataLoader]:
 def run(ctx) -> dict:
     train, test = loaders(ctx.cell, ctx.data_dir)
     model = torchvision.models.resnet18(num_classes=10)
-    return plain.train(
-        ctx, model, lambda params: torch.optim.Adam(params, lr=ctx.cell.lr), F.cross_entropy, train, test
-    )
+    return plain.train(ctx, model, _adam(ctx.cell.lr), F.cross_entropy, train, test)
+
+
+def steps(cell, backend, data_dir: str | None):
+    train, _ = loaders(cell, data_dir)
+    model = torchvision.models.resnet18(num_classes=10)
+    return plain.steps(model, _adam(cell.lr), F.cross_entropy, train, cell, backend)
+
+
+def _adam(lr: float):
+    return lambda params: torch.optim.Adam(params, lr=lr)

@@ -1,0 +1,163 @@
+"""Step micro-benchmarks: one training step, one forward-only step and one loader step of a workload, in isolation.
+
+A workload's ``steps(cell, backend, data_dir)`` returns its ``Steps``: a fixed batch already on the device, and
+its *own* training and evaluation loops (the plain step, Lightning's ``Trainer``, fastai's ``Learner``) as
+functions over an iterable of batches. ``drive`` runs such a loop on a ``Feed`` of that one batch, so one call
+of ``Feed.step`` is one whole step of the framework's loop, hooks and all, with the device synchronised before it
+returns; pytest-benchmark times those calls (tests/test_micro.py). The FLOPs of a training step are counted once
+with ``torch.utils.flop_counter``; ``PEAK_TFLOPS`` turns achieved FLOP/s into utilisation where a peak is known.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+_STOP, _ENDED = object(), object()
+
+
+@dataclass
+class Steps:
+    batch: tuple  # (inputs, targets) on the device, of the workload's batch size
+    train: Callable[[Iterable], None]  # the workload's own training loop over the given batches
+    eval: Callable[[Iterable], None]  # its forward-only (evaluation) loop
+    loader: Iterable  # the workload's real training DataLoader, as its training reads it
+    probe_layer: torch.nn.Module  # the layer whose dtypes show the precision that ran (precision.Probe)
+    flops_per_step: int  # FLOPs of one training step (forward + backward), counted on the CPU
+
+
+class Feed:
+    """A never-ending iterable of one fixed batch, handed to a training loop one step at a time.
+
+    The loop runs in one thread and iterates the feed; ``step()``, called from another thread, lets it take one
+    batch and returns when the loop asks for the next one, i.e. when the loop has done everything it does per
+    step, and the device has finished. A framework that fetches a batch ahead (Lightning) is one step behind:
+    its first ``step()`` does no work, which the warmup absorbs.
+    """
+
+    def __init__(self, batch: tuple, synchronize: Callable[[], None]) -> None:
+        self.batch, self.synchronize = batch, synchronize
+        self._go: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+
+    def __len__(self) -> int:
+        return sys.maxsize  # fastai sizes its epoch with len(); the feed ends when stop() is called
+
+    def __iter__(self) -> Iterator[tuple]:
+        while self._go.get() is not _STOP:
+            yield self.batch
+            self.synchronize()  # the loop is back for the next batch: the step is done, on the device too
+            self._done.put(None)
+
+    def step(self) -> None:
+        self._go.put(None)
+        if self._done.get() is _ENDED:
+            raise RuntimeError("the training loop ended before the benchmark did (see the error above)")
+
+    def stop(self) -> None:
+        self._go.put(_STOP)
+
+    def ended(self) -> None:
+        self._done.put(_ENDED)
+
+
+def drive(loop: Callable[[Iterable], None], feed: Feed, measure: Callable[[Feed], None]) -> None:
+    """Run ``loop(feed)`` in this thread (frameworks expect their main thread) while ``measure(feed)`` calls
+    ``feed.step()`` from another; an error on either side ends both and is raised here."""
+    errors: list[BaseException] = []
+
+    def measuring() -> None:
+        try:
+            measure(feed)
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            feed.stop()
+
+    thread = threading.Thread(target=measuring, name="micro-benchmark")
+    thread.start()
+    try:
+        loop(feed)
+    finally:
+        feed.ended()
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def loader_step(loader: Iterable, device: torch.device, synchronize: Callable[[], None]) -> Callable[[], int]:
+    """A function that takes the next batch from ``loader`` (starting it again when it ends), moves it to
+    ``device`` and waits for the copy; returns the batch's size."""
+    it = iter(loader)
+
+    def step() -> int:
+        nonlocal it
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        x, y = batch[0], batch[1]
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        synchronize()
+        return len(x)
+
+    return step
+
+
+def train_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> int:
+    """FLOPs of one forward and backward pass of ``model`` on ``(x, y)``, counted on a CPU copy in fp32 (the count
+    depends on shapes only). Matmuls and convolutions; elementwise work and the optimizer are not counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = copy.deepcopy(model).cpu().float()
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model(x.cpu().float()), y.cpu()).backward()
+    return counter.get_total_flops()
+
+
+# Dense peak tensor throughput, TFLOP/s, from the vendors' data sheets (no sparsity), keyed by the device name the
+# backends record. fp32 on an NVIDIA GPU is its CUDA-core rate. TPUs run fp32 matmuls as several bf16 passes, so only
+# their bf16 peak is listed; the backend names a TPU by generation ("TPU v5" is either v5e or v5p: left out). CPUs
+# have none: their peak depends on the SKU, clocks and vector units, so no utilisation is shown for them.
+_H100_SXM = {"fp32": 67.0, "tf32": 494.7, "fp16-mixed": 989.4, "bf16-mixed": 989.4, "bf16-true": 989.4}
+_H100_PCIE = {"fp32": 51.2, "tf32": 378.0, "fp16-mixed": 756.0, "bf16-mixed": 756.0, "bf16-true": 756.0}
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "NVIDIA H100 80GB HBM3": _H100_SXM,
+    "NVIDIA H100 PCIe": _H100_PCIE,
+    "NVIDIA H200": _H100_SXM,  # the H100 SXM's compute with more and faster memory
+    "TPU v4": {"bf16-mixed": 275.0, "bf16-true": 275.0},
+    "TPU v6": {"bf16-mixed": 918.0, "bf16-true": 918.0},  # v6e (Trillium)
+}
+
+
+def read(results_dir: Path) -> list[dict]:
+    """Every micro-benchmark saved under a ``micro`` folder of ``results_dir`` (pytest-benchmark's JSON, as
+    ``make bench-micro`` stores it): one dict per benchmark, its ``extra_info`` plus the median seconds per call
+    and the run's time. The committed ``reference/`` runs are left out, as records.read_all does."""
+    out = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        parts = path.relative_to(results_dir).parts
+        if "micro" not in parts or "reference" in parts:
+            continue
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            print(f"warning: {path}: skipping an unreadable micro-benchmark file ({e})", file=sys.stderr)
+            continue
+        for b in run.get("benchmarks", []) if isinstance(run, dict) else []:
+            info = b.get("extra_info") or {}
+            if "kind" in info and (b.get("stats") or {}).get("median"):
+                info = {k: v for k, v in info.items() if k != "env"}
+                out.append({**info, "median_s": b["stats"]["median"], "datetime": run.get("datetime")})
+    return out
