@@ -48,7 +48,7 @@ test: lint
 
 # The XLA tests on PJRT's CPU runtime: the TPU code path without a TPU.
 test-xla: setup-xla
-	PJRT_DEVICE=CPU $(XLA_VENV)/bin/python -m pytest tests/test_xla.py
+	PJRT_DEVICE=CPU $(XLA_VENV)/bin/python -m pytest tests/test_xla.py tests/test_micro.py -k "not bench_compare"
 
 bench-xla-smoke: setup-xla
 	PJRT_DEVICE=$${PJRT_DEVICE:-CPU} $(XLA_VENV)/bin/bench run --suite xla-smoke --results-dir $(RESULTS) $(ARGS)

@@ -62,7 +62,7 @@ class Feed:
     def step(self) -> None:
         self._go.put(None)
         if self._done.get() is _ENDED:
-            raise RuntimeError("the training loop ended before the benchmark did (see the error above)")
+            raise RuntimeError("the training loop stopped taking batches before the benchmark ended")
 
     def stop(self) -> None:
         self._go.put(_STOP)

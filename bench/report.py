@@ -255,11 +255,11 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
     """Where each configuration's time goes, from the step micro-benchmarks (bench.micro) of the same host, device
     and precision, next to its end-to-end throughput when a record has it.
 
-    compute-only is the plain-PyTorch step of the workload's network on a fixed on-device batch (its reference's,
-    for a framework workload): the upper bound for that hardware and precision. The framework step is the
-    workload's own loop on that fixed batch, so its difference from compute-only is the framework's per-step cost,
-    and what end-to-end training spends beyond the framework step is the input pipeline's. Below ``BOUND`` the
-    larger of the two names the cell.
+    compute-only is the workload's own training step on a fixed batch already on the device (for Lightning and
+    fastai, their loop around it): the upper bound of that cell on that hardware and precision. End-to-end below
+    ``BOUND`` of it is input-bound when loading (loader-only) accounts for at least half of the difference, else
+    framework-bound: the time goes to the loop around the steps (loop-bound for a plain-PyTorch reference). The
+    framework's per-step cost is shown apart, as its step against the plain-PyTorch reference's.
     """
     latest: dict[tuple, dict] = {}
     for b in sorted(benchmarks, key=lambda b: b.get("datetime") or ""):  # the newest run of each benchmark wins
@@ -271,19 +271,19 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
 
     ok = s[(s["status"] == "ok") & (s["device_count"] == 1)] if len(s) else s
     e2e = {tuple(r[k] for k in ("host", "hardware", "backend", "workload", "precision")): r for _, r in ok.iterrows()}
-    rows = []
     order = {p: i for i, p in enumerate(PRECISIONS)}
     trained = sorted((k for k in latest if k[0] == "train"), key=lambda k: (k[4], k[1], k[2], order.get(k[5], 99)))
+    rows = []
     for _, *where, workload, prec in trained:
         where = tuple(where)
-        ref = REFERENCE.get(workload, workload)
-        step, compute = rate("train", where, workload, prec), rate("train", where, ref, prec)
+        step = latest[("train", *where, workload, prec)]
+        compute, loader = rate("train", where, workload, prec), rate("loader", where, workload, None)
         record = e2e.get((*where, workload, prec))
         end = record["full_network_median"] if record is not None else None
         end = None if end is None or pd.isna(end) else float(end)
-        plain = latest.get(("train", *where, ref, prec))
-        flops = (plain or {}).get("flops_per_step")
-        tflops = flops / plain["median_s"] / 1e12 if flops else None
+        plain = rate("train", where, REFERENCE[workload], prec) if workload in REFERENCE else None
+        flops = step.get("flops_per_step")
+        tflops = flops / step["median_s"] / 1e12 if flops else None
         peak = micro.PEAK_TFLOPS.get(where[1], {}).get(prec)
         rows.append(
             {
@@ -291,32 +291,32 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
                 "hardware": f"{where[1]} @{where[0]}",
                 "precision": prec,
                 "end-to-end samples/s": _fmt(end),
-                "framework step samples/s": _fmt(step) if ref != workload else "",
                 "compute-only samples/s": _fmt(compute),
                 "forward-only samples/s": _fmt(rate("eval", where, workload, prec)),
-                "loader-only samples/s": _fmt(rate("loader", where, workload, None)),
-                "end-to-end ÷ compute": _fmt(end / compute, ".2f") if end and compute else "",
-                "bound": _bound(end, step, compute),
-                "framework ÷ plain step": _fmt(step / compute, ".2f") if ref != workload and compute else "",
+                "loader-only samples/s": _fmt(loader),
+                "end-to-end ÷ compute": _fmt(end / compute, ".2f") if end else "",
+                "bound": _bound(end, compute, loader, workload in REFERENCE),
+                "step ÷ plain PyTorch step": _fmt(compute / plain, ".2f") if plain else "",
                 "GFLOP/step": _fmt(flops / 1e9 if flops else None, ",.2f"),
-                "compute-only TFLOP/s": _fmt(tflops, ".3f"),
+                "TFLOP/s": _fmt(tflops, ".3f"),
                 "utilisation": _fmt(tflops / peak, ".1%") if tflops and peak else "no peak known",
             }
         )
     return pd.DataFrame(rows)
 
 
-def _bound(end: float | None, step: float | None, compute: float | None) -> str:
-    """compute-bound at ``BOUND`` of compute-only or above; else whichever of the framework's per-step cost and
-    the input pipeline's takes the larger share of each sample's end-to-end time."""
-    if not end or not compute or not step:
+def _bound(end: float | None, compute: float, loader: float | None, framework: bool) -> str:
+    """compute-bound at ``BOUND`` of compute-only or above; below, input-bound when loading a sample takes at least
+    half of the time end-to-end spends beyond the compute-only step, else framework-bound (loop-bound for a
+    plain-PyTorch loop, which has no framework)."""
+    if not end:
         return ""
     if end / compute >= BOUND:
         return "compute-bound"
-    t, t_step, t_compute = 1 / end, 1 / step, 1 / compute
-    framework, inputs = max(0.0, t_step - t_compute), max(0.0, t - t_step)
-    label = "input-bound" if inputs >= framework else "framework-bound"
-    return f"{label} (input {inputs / t:.0%}, framework {framework / t:.0%} of the time)"
+    gap = 1 / end - 1 / compute
+    share = min(1.0, (1 / loader) / gap) if loader else 0.0
+    label = "input-bound" if share >= 0.5 else "framework-bound" if framework else "loop-bound"
+    return f"{label} (loading explains {share:.0%} of the gap)"
 
 
 def _artifacts(g: pd.DataFrame, out: Path) -> list[tuple[str, list[str]]]:
@@ -499,14 +499,15 @@ def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
             "## Where the time goes: step micro-benchmarks",
             "",
             "From `make bench-micro` (pytest-benchmark, median per step after warmup, newest run) on the same host, "
-            "device and precision. compute-only = the plain-PyTorch step of the network on a fixed batch already on "
-            "the device (a framework workload's reference network): the upper bound here. framework step = the "
-            "workload's own loop (Lightning's Trainer, fastai's Learner) on that fixed batch. loader-only = the next "
-            "batch of the real training DataLoader. End-to-end is the record's steady-state training (fastai: its "
-            f"unfrozen epochs). Below {BOUND:.0%} of compute-only, a cell is input-bound or framework-bound by which "
-            "of the two takes more of each sample's time: the framework step's excess over compute-only, or "
-            "end-to-end's excess over the framework step. TFLOP/s counts matmuls and convolutions of one training "
-            "step (torch.utils.flop_counter); utilisation is against the device's dense peak where known.",
+            "device and precision. compute-only = the workload's training step on a fixed batch already on the "
+            "device, inside its own loop (Lightning's Trainer, fastai's Learner): the cell's upper bound here. "
+            "loader-only = the next batch of the real training DataLoader. End-to-end is the record's steady-state "
+            f"training (fastai: its unfrozen epochs). Below {BOUND:.0%} of compute-only a cell is input-bound when "
+            "loading explains at least half of the difference, else framework-bound (the loop around the steps; "
+            "loop-bound for a plain-PyTorch loop). "
+            "step ÷ plain PyTorch step = the framework's per-step cost: its compute-only against its plain-PyTorch "
+            "reference's. TFLOP/s counts the matmuls and convolutions of one training step "
+            "(torch.utils.flop_counter); utilisation is against the device's dense peak where known.",
             "",
             dec.to_markdown(index=False),
             "",

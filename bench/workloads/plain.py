@@ -102,13 +102,19 @@ def first_layer(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def evaluate(step: Step, test_loader, device: torch.device, backend) -> float:
+    return count_correct(step, test_loader, device, backend).item() / len(test_loader.dataset)
+
+
+def count_correct(step: Step, batches, device: torch.device, backend) -> torch.Tensor:
+    """Correct predictions over ``batches``, summed on the device (each batch's result stays live, so that XLA
+    runs the forward pass instead of dropping it as unused)."""
     step.model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
-    for x, y in test_loader:
+    for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         correct += (step.predict(x) == y).sum()
         backend.cut_graph()
-    return correct.item() / len(test_loader.dataset)
+    return correct
 
 
 def steps(model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, train_loader, cell, backend):
@@ -118,17 +124,15 @@ def steps(model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, t
     flops = micro.train_flops(model, x, y, loss_fn)
     step = Step(model, make_optimizer, loss_fn, cell.precision, device)
 
-    def train(batches) -> None:
+    def train(batches) -> None:  # the body of train()'s loop, without the meter
         step.model.train()
+        loss_sum = torch.zeros((), device=device)
         for x, y in batches:
-            step(x, y)
+            loss_sum += step(x, y).detach().float()
             backend.cut_graph()
 
     def evaluate(batches) -> None:
-        step.model.eval()
-        for x, _ in batches:
-            step.predict(x)
-            backend.cut_graph()
+        count_correct(step, batches, device, backend)
 
     batch = (x.to(device), y.to(device))
     return micro.Steps(batch, train, evaluate, train_loader, first_layer(step.model), flops)
