@@ -81,9 +81,9 @@ MICRO_SETUP := $(if $(XLA),setup-xla,setup)
 MICRO_PY := $(if $(XLA),$(XLA_VENV),$(VENV))/bin/python
 MICRO_ENV = $(if $(XLA),PJRT_DEVICE=$${PJRT_DEVICE:-CPU}) $(shell $(MICRO_PY) -c 'from bench import allocator; \
 	print(*(f"{k}={v}" for k, v in allocator.child_env("$(ALLOCATOR)")[0].items()))')
-MICRO_RUN = env $(MICRO_ENV) $(MICRO_PY) -m pytest $(MICRO_TESTS) -p no:cacheprovider --benchmark-enable --benchmark-only \
-	--benchmark-min-rounds=10 --benchmark-max-time=3 --benchmark-columns=median,iqr,min,max,rounds --benchmark-sort=fullname \
-	--benchmark-name=short --benchmark-autosave \
+MICRO_RUN = env $(MICRO_ENV) $(MICRO_PY) -m pytest $(MICRO_TESTS) -p no:cacheprovider --benchmark-enable \
+	--benchmark-only --benchmark-min-rounds=10 --benchmark-max-time=3 --benchmark-name=short \
+	--benchmark-columns=median,iqr,min,max,rounds --benchmark-sort=fullname --benchmark-autosave \
 	--benchmark-storage=file://$(abspath $(RESULTS))/micro/$$(hostname)-$$(env $(MICRO_ENV) $(MICRO_PY) -c \
 	'from bench import backends; print(backends.detect())') $(MICRO_ARGS)
 

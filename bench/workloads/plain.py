@@ -117,7 +117,9 @@ def count_correct(step: Step, batches, device: torch.device, backend) -> torch.T
     return correct
 
 
-def steps(model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, train_loader, cell, backend):
+def steps(
+    model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, train_loader, cell, backend
+) -> micro.Steps:
     """The reference's step micro-benchmarks (bench.micro): this loop's step and forward pass on one fixed batch."""
     device = backend.torch_device()
     x, y = next(iter(train_loader))

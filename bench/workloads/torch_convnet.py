@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from bench import micro
 from bench.workloads import convnet, plain
 
 NAME = "torch-convnet"
@@ -27,7 +28,7 @@ def run(ctx) -> dict:
     )
 
 
-def steps(cell, backend, data_dir: str | None):
+def steps(cell, backend, data_dir: str | None) -> micro.Steps:
     train, _ = convnet.loaders(cell, data_dir)
     model = convnet.ConvNet()
     return plain.steps(model, lambda params: convnet.optimizer(params, cell.lr), convnet.loss_fn, train, cell, backend)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench import data
+from bench import data, micro
 from bench.workloads import plain
 
 NAME = "torch-resnet18"
@@ -44,7 +44,7 @@ def run(ctx) -> dict:
     return plain.train(ctx, model, _adam(ctx.cell.lr), F.cross_entropy, train, test)
 
 
-def steps(cell, backend, data_dir: str | None):
+def steps(cell, backend, data_dir: str | None) -> micro.Steps:
     train, _ = loaders(cell, data_dir)
     model = torchvision.models.resnet18(num_classes=10)
     return plain.steps(model, _adam(cell.lr), F.cross_entropy, train, cell, backend)
