@@ -141,10 +141,15 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
 }
 
 
+# What the report joins a micro-benchmark on.
+_KEYS = ("kind", "workload", "precision", "host", "device_name", "backend", "samples_per_call")
+
+
 def read(results_dir: Path) -> list[dict]:
     """Every micro-benchmark saved under a ``micro`` folder of ``results_dir`` (pytest-benchmark's JSON, as
     ``make bench-micro`` stores it): one dict per benchmark, its ``extra_info`` plus the median seconds per call
-    and the run's time. The committed ``reference/`` runs are left out, as records.read_all does."""
+    and the run's time; other benchmarks (without these keys) are skipped. The committed ``reference/`` runs are
+    left out, as records.read_all does."""
     out = []
     for path in sorted(Path(results_dir).rglob("*.json")):
         parts = path.relative_to(results_dir).parts
@@ -157,7 +162,7 @@ def read(results_dir: Path) -> list[dict]:
             continue
         for b in run.get("benchmarks", []) if isinstance(run, dict) else []:
             info = b.get("extra_info") or {}
-            if "kind" in info and (b.get("stats") or {}).get("median"):
+            if all(k in info for k in _KEYS) and (b.get("stats") or {}).get("median"):
                 info = {k: v for k, v in info.items() if k != "env"}
                 out.append({**info, "median_s": b["stats"]["median"], "datetime": run.get("datetime")})
     return out
