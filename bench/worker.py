@@ -35,7 +35,7 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def run_cell(cell: Cell, cell_dir: Path, data_dir: str | None) -> dict:
+def run_cell(cell: Cell, cell_dir: Path, data_dir: str | None, rank: int = 0) -> dict:
     import numpy as np
     import torch
 
@@ -45,7 +45,8 @@ def run_cell(cell: Cell, cell_dir: Path, data_dir: str | None) -> dict:
     np.random.seed(cell.seed)
     torch.manual_seed(cell.seed)
     backend.reset_peak_memory()
-    meter = Meter(backend, cell.warmup_steps, cell.tta_target, curve_path=cell_dir / "curve.csv")
+    curve = cell_dir / "curve.csv" if rank == 0 else None  # one rank's file, as one rank's record
+    meter = Meter(backend, cell.warmup_steps, cell.tta_target, curve_path=curve)
     ctx = Context(cell, backend, meter, cell_dir, data_dir)
     try:
         result = workloads.get(cell.workload).run(ctx)
@@ -70,10 +71,14 @@ def run_cell(cell: Cell, cell_dir: Path, data_dir: str | None) -> dict:
 
 
 def run_rank(index: int, cell_file: Path) -> None:
-    """Run the cell in this process; only rank 0 of a data-parallel run writes the result."""
+    """Run the cell in this process; only global rank 0 of a data-parallel run writes the result.
+
+    ``index`` is torch_xla's global ordinal in the processes that ``backend.spawn`` starts, else 0; the ranks that
+    Lightning's DDP launcher starts for CUDA re-run this module with their rank in LOCAL_RANK."""
+    rank = index or int(os.environ.get("LOCAL_RANK", "0"))
     cell = Cell.from_json(cell_file.read_text())
-    result = run_cell(cell, cell_file.parent, os.environ.get("BENCH_DATA_DIR"))
-    if result.get("rank", int(os.environ.get("LOCAL_RANK", "0"))) == 0:
+    result = run_cell(cell, cell_file.parent, os.environ.get("BENCH_DATA_DIR"), rank)
+    if rank == 0:
         _write_json(cell_file.parent / "result.json", result)
 
 

@@ -53,12 +53,62 @@ def run_suite(tmp_path, env, workloads, precisions, limit_train=320, devices=(1,
     return {(r["workload"], r["precision"]): r for r in run_records(results)}, results
 
 
-def test_backend_discovery(env):
-    code = "from bench import backends; b = backends.get('xla'); print(b.device_name(), b.device_count(), b.env())"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+DESCRIBE = (
+    "from bench.backends import xla; b = xla.BACKEND;"
+    "print(b.device_name(), b.device_count(), b.unsupported('fp32', 1), b.env(), 'started:', xla._runtime_started())"
+)
+
+
+def describe(env: dict[str, str]) -> str:
+    out = subprocess.run([sys.executable, "-c", DESCRIBE], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("XLA:CPU 1 ")
-    assert "'mat_mul_precision'" in out.stdout and "'torch_xla': '2.9.0'" in out.stdout
+    return out.stdout
+
+
+def test_backend_discovery_never_starts_the_runtime(env):
+    out = describe(env)
+    assert out.startswith("XLA:CPU 1 None ")
+    assert "'mat_mul_precision'" in out and "'torch_xla': '2.9.0'" in out
+    assert out.strip().endswith("started: False")  # on a TPU a client here would keep the chips from the workers
+
+
+def test_tpu_devices_are_counted_as_lightning_counts_them(env):
+    """No TPU here: the VM's metadata comes from the variables torch_xla reads instead, and no chip is on the PCI
+    bus, so the count is what TPU_VISIBLE_CHIPS makes visible, times the cores of a chip (two on v2/v3)."""
+    tpu = {**env, "PJRT_DEVICE": "TPU", "TPU_SKIP_MDS_QUERY": "1"}
+    out = describe({**tpu, "TPU_ACCELERATOR_TYPE": "v4-8", "TPU_VISIBLE_CHIPS": "0"})
+    assert out.startswith("TPU v4 1 None ") and "'xla_device_count': 1" in out and out.strip().endswith("False")
+    assert describe({**tpu, "TPU_ACCELERATOR_TYPE": "v3-8", "TPU_VISIBLE_CHIPS": "0,1,2,3"}).startswith("TPU v3 8 ")
+    assert describe({**tpu, "TPU_ACCELERATOR_TYPE": "v5litepod-8"}).startswith("TPU v5 0 1 XLA devices requested")
+
+
+# `bench run` with a C environment in which torch_xla's runtime cannot start: a PJRT client in this process fails as
+# a second process fails on a TPU whose chips a first one holds. The workers' environment comes from os.environ.
+PARENT_WITHOUT_RUNTIME = (
+    "import ctypes, sys; ctypes.CDLL(None).setenv(b'PJRT_DEVICE', b'NONE_IN_THE_PARENT', 1);"
+    "from bench.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_the_parent_of_the_workers_never_starts_the_runtime(tmp_path, env):
+    (tmp_path / "s.toml").write_text(
+        SUITE.format(
+            workloads='["lightning-convnet"]',
+            precisions='["fp32", "fp16-mixed"]',
+            devices='["all"]',
+            epochs=1,
+            limit_train=64,
+        )
+    )
+    args = ["run", "--suite", str(tmp_path / "s.toml"), "--results-dir", str(tmp_path), "--run-id", "x"]
+    out = subprocess.run(
+        [sys.executable, "-c", PARENT_WITHOUT_RUNTIME, *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    recs = {r["precision"]: r for r in run_records(tmp_path)}
+    assert recs["fp32"]["status"] == "ok" and recs["fp32"]["device_count"] == 1  # "all", counted in the parent
+    unsupported = recs["fp16-mixed"]  # its environment is recorded by the parent
+    assert unsupported["status"] == "unsupported" and unsupported["env"]["backend"]["xla_device_count"] == 1
 
 
 def test_convnets_every_precision_compile_outside_the_steady_state(tmp_path, env):
@@ -120,3 +170,60 @@ def test_several_devices_start_one_process_per_device(tmp_path, env):
 def test_devices_between_one_and_all_are_recorded_unsupported(tmp_path, env):
     recs, _ = run_suite(tmp_path, {**env, "CPU_NUM_DEVICES": "3"}, ["lightning-convnet"], ["fp32"], devices=[2])
     assert "one device or all 3" in recs["lightning-convnet", "fp32"]["reason"]
+
+
+# Lightning's view of a world of two XLA devices over the one real XLA:CPU device: see the test below.
+RANK = """
+import pathlib, sys
+from lightning_fabric.plugins.environments import XLAEnvironment
+from bench import worker
+rank = int(sys.argv[2])
+XLAEnvironment.world_size = lambda self: 2
+XLAEnvironment.global_rank = XLAEnvironment.local_rank = lambda self: rank
+worker.run_rank(rank, pathlib.Path(sys.argv[1]))
+"""
+
+
+def test_a_several_device_record_is_written_once_by_rank_0_with_the_global_batch(tmp_path, env):
+    """Once fit() returns, Lightning's XLAStrategy.teardown (2.6.6) makes every rank report world size 1 and rank 0.
+    PJRT's CPU runtime cannot run two ranks' collectives (above), so here each rank trains on the one real device
+    while Lightning's cluster environment reports two: the harness's rank processes with Lightning's own XLA
+    strategy, teardown included, whose collectives then span one device."""
+    from bench.suite import Cell
+
+    cell = Cell(
+        workload="lightning-convnet",
+        backend="xla",
+        precision="fp32",
+        devices=2,
+        repeat=0,
+        seed=0,
+        epochs=1,
+        batch_size=32,
+        limit_train=128,
+        limit_test=64,
+        num_workers=0,
+        lr=0.5,
+        pretrained=None,
+        tta_target=0.5,
+        stop_at_target=False,
+        warmup_steps=1,
+        allocator="glibc",
+        timeout_s=600,
+        suite="t",
+    )
+    (tmp_path / "cell.json").write_text(cell.to_json())
+    for rank in (1, 0):
+        out = subprocess.run(
+            [sys.executable, "-c", RANK, str(tmp_path / "cell.json"), str(rank)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr
+        if rank == 1:
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.json"]  # no result, no curve
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "ok", result["reason"]
+    assert result["global_batch_size"] == 64 and result["curve"][0]["samples"] == 128  # 2 steps × 32 × 2 ranks

@@ -3,6 +3,12 @@
 The CPU runtime runs the same lazy-tensor, compile-and-execute code path as a TPU, which is how this backend is
 tested without one. torch_xla lives in its own environment (``make setup-xla``): importing it next to fastai
 breaks fastai's ``to_bf16()``, and it needs exactly the lock's torch.
+
+Describing the devices never starts the runtime. Only one process at a time may open a TPU chip (libtpu: "The TPU is
+already in use by process with pid N"), so a PJRT client in ``bench run``, the parent that expands suites, checks
+cells and records the environment of unsupported ones, would make every cell's worker fail. The parent counts
+devices as Lightning does, from the VM's PCI devices and metadata (``torch_xla._internal.tpu``); a worker, whose
+runtime is running, asks the runtime.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import os
 
 SETUP_HINT = "use the XLA environment (`make setup-xla`, then .venv-xla/bin/bench) with PJRT_DEVICE=TPU or CPU"
+RUNTIMES = ("TPU", "CPU")  # the PJRT devices this backend runs and counts without a client
 
 
 def _xla():
@@ -20,14 +27,20 @@ def _xla():
     return torch_xla, xm, xr
 
 
+def _runtime_started() -> bool:
+    """Whether this process has a PJRT client (a cell's worker); asking does not start one."""
+    return bool(_xla()[0]._XLAC._xla_runtime_is_initialized())
+
+
 class XLA:
     name = "xla"
     lightning_accelerator = None  # "tpu", or a PJRT accelerator on the CPU runtime: workloads/lightning_xla.py
     peak_memory_kind = "device"
 
     def available(self) -> bool:
-        if not os.environ.get("PJRT_DEVICE"):
-            return False  # without it torch_xla would probe for TPUs and guess
+        # Without PJRT_DEVICE torch_xla would probe for TPUs and guess.
+        if os.environ.get("PJRT_DEVICE", "").split("_")[0] not in RUNTIMES:
+            return False
         try:
             _xla()
         except ImportError:
@@ -35,10 +48,23 @@ class XLA:
         return True
 
     def device_type(self) -> str:
-        return _xla()[2].device_type()  # "TPU", "CPU", "CUDA"
+        return _xla()[2].device_type()  # "TPU" or "CPU": PJRT_DEVICE, read without starting the runtime
 
     def device_count(self) -> int:
-        return _xla()[2].global_runtime_device_count() if self.available() else 0
+        """The devices the runtime has or will have, counted without starting it (see the module's doc)."""
+        if not self.available():
+            return 0
+        if _runtime_started():  # a worker: the runtime's own count, every rank's devices included
+            return _xla()[2].global_runtime_device_count()
+        if self.device_type() == "CPU":
+            return int(os.environ.get("CPU_NUM_DEVICES", "1"))  # what PJRT's CPU client reads (pjrt_registry.cpp)
+        from torch_xla._internal import tpu
+
+        # Lightning's count (XLAAccelerator.auto_device_count): chips on the PCI bus × cores per chip (2 on v2/v3).
+        # TPU_VISIBLE_CHIPS, when the user sets it, is what the runtime opens instead.
+        visible = os.environ.get("TPU_VISIBLE_CHIPS")
+        chips = len(visible.split(",")) if visible else tpu.num_available_chips()
+        return chips * tpu.num_logical_cores_per_chip()
 
     def tpu_version(self) -> int | None:
         if self.device_type() != "TPU":
@@ -67,7 +93,7 @@ class XLA:
         """Run ``fn(index, *args)`` in one process per device, torch_xla's data-parallel layout."""
         import torch_xla.distributed.xla_multiprocessing as xmp
 
-        xmp.spawn(fn, args=args)  # all devices: fewer are chosen by the environment, see unsupported()
+        xmp.spawn(fn, args=args)  # one process per chip, on every chip the runtime sees: see unsupported()
 
     def mark(self) -> None:
         return None  # no device-side events: per-step times are not measured on XLA (throughput is)
@@ -77,13 +103,13 @@ class XLA:
 
     def unsupported(self, precision: str, devices: int) -> str | None:
         if not self.available():
-            return f"torch_xla is not importable here or PJRT_DEVICE is unset: {SETUP_HINT}"
+            return f"torch_xla is not importable here, or PJRT_DEVICE is neither TPU nor CPU: {SETUP_HINT}"
         if devices > self.device_count():
             return f"{devices} XLA devices requested, {self.device_count()} visible"
         if 1 < devices < self.device_count():
             return (
-                f"torch_xla runs data-parallel on one device or all {self.device_count()}; to use {devices}, "
-                "make only those visible (TPU_VISIBLE_CHIPS and TPU_PROCESS_BOUNDS, see docs/tpu.md)"
+                f"torch_xla runs data-parallel on one device or all {self.device_count()} (xmp.spawn): "
+                f"--devices 1 or all, not {devices}"
             )
         if devices > 1 and self.device_type() == "CPU":
             # Seen here with CPU_NUM_DEVICES=2: the first all-reduce waits for its rendezvous, then aborts.

@@ -70,12 +70,18 @@ class Timing(pl.Callback):
     def __init__(self, meter, stop_at_target: bool) -> None:
         self.meter, self.stop_at_target = meter, stop_at_target
         self.diverged: str | None = None
+        self.world_size = 1
+
+    def on_train_start(self, trainer, module) -> None:
+        # Read while the strategy runs: once fit() returns, Lightning's XLAStrategy.teardown makes every rank
+        # report a world size of 1.
+        self.world_size = trainer.world_size
 
     def on_train_epoch_start(self, trainer, module) -> None:
         self.meter.epoch_start()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.meter.step_end(len(batch[0]) * trainer.world_size)
+        self.meter.step_end(len(batch[0]) * self.world_size)
 
     def on_validation_epoch_start(self, trainer, module) -> None:
         self.meter.eval_start()
@@ -134,8 +140,7 @@ def run(ctx) -> dict:
         "final_accuracy": ctx.meter.accuracy,
         "train_samples": len(train.dataset),
         "test_samples": len(test.dataset),
-        "global_batch_size": cell.batch_size * trainer.world_size,
-        "rank": trainer.global_rank,
+        "global_batch_size": cell.batch_size * timing.world_size,
     }
 
 
