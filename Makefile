@@ -33,10 +33,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # The XLA environment: the same lock plus torch_xla, kept apart (fastai's to_bf16() breaks where it is importable).
 setup-xla: $(XLA_VENV)/.installed
 
-$(XLA_VENV)/.installed: pyproject.toml constraints.txt
+$(XLA_VENV)/.installed: pyproject.toml constraints.txt $(XLA_VENV)/.xla-pin
 	test -x $(XLA_VENV)/bin/python || $(PYTHON) -m venv $(XLA_VENV)
 	$(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]' $(XLA_PIN)
 	touch $@
+
+# The pin the environment was made with: rewritten (so the environment is remade) only when XLA_PIN changes, so
+# that `make setup-xla XLA_PIN='torch-xla[tpu]==2.9.0'` adds libtpu to an environment made without it.
+$(XLA_VENV)/.xla-pin: FORCE
+	@mkdir -p $(XLA_VENV) && echo '$(XLA_PIN)' | cmp -s - $@ || echo '$(XLA_PIN)' > $@
 
 lint: setup
 	$(BIN)/ruff check .
@@ -116,7 +121,10 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 # The CPU image's torch comes from this index when it is reachable, else from PyPI (the larger CUDA wheel).
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 WEIGHTS ?= auto
+# DataLoader workers share batches through /dev/shm, 64 MB in a container by default.
 SHM_SIZE ?= 16g
+# The container runs as you, so that the results are yours; RUN_USER=0:0 runs it as root (docs/tpu.md).
+RUN_USER ?= $$(id -u):$$(id -g)
 PJRT_DEVICE ?= TPU
 # The TPU chips are devices under /dev: only a privileged container reaches them (PJRT_DEVICE=CPU needs none).
 TPU_FLAGS ?= $(if $(filter TPU,$(PJRT_DEVICE)),--privileged)
@@ -125,7 +133,7 @@ DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 && echo docker || { test
 export DOCKER_BUILDKIT := 1
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
 # The container writes as the host user into the mounted results folder; the host name keeps runs apart.
-RUN_FLAGS = --rm --network host --user $$(id -u):$$(id -g) -v "$(abspath $(RESULTS))":/results \
+RUN_FLAGS = --rm --network host --user $(RUN_USER) --shm-size $(SHM_SIZE) -v "$(abspath $(RESULTS))":/results \
 	-e BENCH_HOST=$$(hostname) -e BENCH_IMAGE_DIGEST=$$($(DOCKER) image inspect -f '{{.Id}}' $(IMAGE):$(FLAVOUR))
 
 # The client the targets above use, for scripts (.ci/run) that call Docker themselves.
@@ -133,8 +141,11 @@ docker-client:
 	@echo $(DOCKER)
 
 docker-check:
-	@$(DOCKER) info >/dev/null 2>&1 || { echo "bench: no Docker engine answers ($(DOCKER) info failed). Fix: install \
-	Docker (https://docs.docker.com/engine/install/) and start it (sudo systemctl start docker, or dockerd &)."; exit 2; }
+	@out=$$($(DOCKER) info 2>&1) || { if echo "$$out" | grep -qi "permission denied"; then \
+	echo "bench: you may not use the Docker engine ($(DOCKER) info: permission denied). Fix: join the docker group, \
+	sudo usermod -aG docker $$(id -un), then log in again (https://docs.docker.com/engine/install/linux-postinstall/)."; \
+	else echo "bench: no Docker engine answers ($(DOCKER) info failed). Fix: install Docker \
+	(https://docs.docker.com/engine/install/) and start it (sudo systemctl start docker, or dockerd &)."; fi; exit 2; }
 
 gpu-runtime-check: docker-check
 	@$(DOCKER) info --format '{{json .Runtimes}}' | grep -q nvidia || { echo "bench: Docker has no NVIDIA runtime, \
@@ -189,7 +200,7 @@ bench-cpu: image-cpu
 
 bench-gpu: FLAVOUR = cuda
 bench-gpu: gpu-runtime-check image-cuda
-	$(call bench_in,$(if $(filter auto,$(SUITE)),gpu,$(SUITE)),--gpus all --ipc host --shm-size $(SHM_SIZE))
+	$(call bench_in,$(if $(filter auto,$(SUITE)),gpu,$(SUITE)),--gpus all)
 
 bench-tpu: FLAVOUR = tpu
 bench-tpu: image-tpu

@@ -1,0 +1,36 @@
+"""The Makefile's own logic: the XLA environment follows XLA_PIN, and Docker's refusals name their fix."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.conftest import ROOT
+
+
+def make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", "-C", str(ROOT), *args], capture_output=True, text=True
+    )
+
+
+def test_the_xla_environment_is_remade_when_its_pin_changes(tmp_path):
+    pin = tmp_path / ".xla-pin"  # a prerequisite of the environment's .installed stamp
+    assert make(str(pin), f"XLA_VENV={tmp_path}").returncode == 0
+    assert pin.read_text() == "torch-xla==2.9.0\n"
+    stamp = pin.stat().st_mtime_ns
+    assert make(str(pin), f"XLA_VENV={tmp_path}").returncode == 0
+    assert pin.stat().st_mtime_ns == stamp  # the same pin: the environment stays as it is
+    assert make(str(pin), f"XLA_VENV={tmp_path}", "XLA_PIN=torch-xla[tpu]==2.9.0").returncode == 0
+    assert pin.read_text() == "torch-xla[tpu]==2.9.0\n"
+
+
+def test_docker_check_names_the_fix(tmp_path):
+    denied = tmp_path / "docker"
+    denied.write_text(
+        "#!/bin/sh\necho 'permission denied while trying to connect to the Docker daemon socket' >&2\nexit 1\n"
+    )
+    denied.chmod(0o755)
+    out = make("docker-check", f"DOCKER={denied}")
+    assert out.returncode == 2 and "sudo usermod -aG docker" in out.stdout and "log in again" in out.stdout
+    out = make("docker-check", "DOCKER=false")
+    assert out.returncode == 2 and "no Docker engine answers" in out.stdout
