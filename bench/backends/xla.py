@@ -93,7 +93,7 @@ class XLA:
         """Run ``fn(index, *args)`` in one process per device, torch_xla's data-parallel layout."""
         import torch_xla.distributed.xla_multiprocessing as xmp
 
-        xmp.spawn(fn, args=args)  # one process per chip, on every chip the runtime sees: see unsupported()
+        xmp.spawn(fn, args=args)  # every device the runtime sees (one or all: unsupported() refuses the rest)
 
     def mark(self) -> None:
         return None  # no device-side events: per-step times are not measured on XLA (throughput is)
