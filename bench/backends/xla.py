@@ -60,18 +60,23 @@ class XLA:
             return int(os.environ.get("CPU_NUM_DEVICES", "1"))  # what PJRT's CPU client reads (pjrt_registry.cpp)
         from torch_xla._internal import tpu
 
-        # Lightning's count (XLAAccelerator.auto_device_count): chips on the PCI bus × cores per chip (2 on v2/v3).
+        # Lightning's count (XLAAccelerator.auto_device_count): chips on the PCI bus × cores per chip (2 on v2/v3,
+        # torch_xla's num_logical_cores_per_chip).
         # TPU_VISIBLE_CHIPS, when the user sets it, is what the runtime opens instead.
         visible = os.environ.get("TPU_VISIBLE_CHIPS")
         chips = len(visible.split(",")) if visible else tpu.num_available_chips()
-        return chips * tpu.num_logical_cores_per_chip()
+        return chips * (2 if chips and (self.tpu_version() or 4) <= 3 else 1)
 
     def tpu_version(self) -> int | None:
+        """The TPU generation from the VM's metadata server; None off a TPU VM (or without the server)."""
         if self.device_type() != "TPU":
             return None
         from torch_xla._internal import tpu
 
-        return tpu.version()
+        try:
+            return tpu.version()
+        except OSError:  # requests' errors are OSErrors too: no metadata server answered
+            return None
 
     def device_name(self) -> str:
         version = self.tpu_version()
@@ -104,6 +109,8 @@ class XLA:
     def unsupported(self, precision: str, devices: int) -> str | None:
         if not self.available():
             return f"torch_xla is not importable here, or PJRT_DEVICE is neither TPU nor CPU: {SETUP_HINT}"
+        if self.device_type() == "TPU" and self.device_count() == 0:
+            return "PJRT_DEVICE=TPU, but no TPU chip is on this machine's PCI bus: run on a Cloud TPU VM (docs/tpu.md)"
         if devices > self.device_count():
             return f"{devices} XLA devices requested, {self.device_count()} visible"
         if 1 < devices < self.device_count():
