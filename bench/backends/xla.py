@@ -109,13 +109,14 @@ class XLA:
     def unsupported(self, precision: str, devices: int) -> str | None:
         if not self.available():
             return f"torch_xla is not importable here, or PJRT_DEVICE is neither TPU nor CPU: {SETUP_HINT}"
-        if self.device_type() == "TPU" and self.device_count() == 0:
+        count = self.device_count()  # on a TPU VM, a metadata-server request: once per check
+        if self.device_type() == "TPU" and count == 0:
             return "PJRT_DEVICE=TPU, but no TPU chip is on this machine's PCI bus: run on a Cloud TPU VM (docs/tpu.md)"
-        if devices > self.device_count():
-            return f"{devices} XLA devices requested, {self.device_count()} visible"
-        if 1 < devices < self.device_count():
+        if devices > count:
+            return f"{devices} XLA devices requested, {count} visible"
+        if 1 < devices < count:
             return (
-                f"torch_xla runs data-parallel on one device or all {self.device_count()} (xmp.spawn): "
+                f"torch_xla runs data-parallel on one device or all {count} (xmp.spawn): "
                 f"--devices 1 or all, not {devices}"
             )
         if devices > 1 and self.device_type() == "CPU":
