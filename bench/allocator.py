@@ -36,19 +36,20 @@ def child_env(setting: str) -> tuple[dict[str, str], str]:
         if kind in _LIBS:
             lib = find_library(kind)
             if lib:
-                return {"LD_PRELOAD": lib, "BENCH_ALLOCATOR": kind}, kind
+                return {"LD_PRELOAD": lib}, kind
             if setting != "auto":
                 pkg = "libgoogle-perftools4" if kind == "tcmalloc" else "libjemalloc2"
                 raise ValueError(f"allocator {kind} requested but not installed (apt-get install {pkg})")
         elif kind == "glibc-tuned":
-            return {**GLIBC_TUNED, "BENCH_ALLOCATOR": kind}, kind
+            return dict(GLIBC_TUNED), kind
         else:
-            return {"BENCH_ALLOCATOR": "glibc"}, "glibc"
+            return {}, "glibc"
     raise AssertionError("unreachable")
 
 
-def describe() -> dict:
-    """What the current process actually runs with, for the record's env."""
+def describe(name: str | None = None) -> dict:
+    """What the current process actually runs with, for the record's env; ``name`` is the allocator the runner
+    put in force (None: a process the harness did not start)."""
     preload = os.environ.get("LD_PRELOAD", "")
     mapped = None
     if preload:
@@ -58,7 +59,7 @@ def describe() -> dict:
         except OSError:
             pass
     return {
-        "name": os.environ.get("BENCH_ALLOCATOR", "glibc (not set by the harness)"),
+        "name": name or "glibc (not set by the harness)",
         "ld_preload": preload or None,
         "preload_mapped": mapped,
         **{k: os.environ[k] for k in sorted(os.environ) if k.startswith("MALLOC_")},

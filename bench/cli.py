@@ -89,14 +89,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from bench import data
 
-    data.locate(args.data_dir)  # fail once, before any cell, when MNIST cannot be had
+    data_dir = str(data.locate(args.data_dir))  # fail once, before any cell, when MNIST cannot be had
     if any(cell.pretrained for cell in cells):
         from bench import weights
 
         weights.ensure_resnet18()  # likewise for pretrained weights: cached, downloaded, or one clear error
     host = os.environ.get("BENCH_HOST") or socket.gethostname()
     run_id = args.run_id or f"{name}-{host}"
-    status = runner.sweep(cells, Path(args.results_dir), run_id, args.data_dir)
+    status = runner.sweep(cells, Path(args.results_dir), run_id, data_dir)
     if status != 130 and not args.no_report:  # interrupted: stop now, `bench report` can follow
         cmd_report(args)
     return status

@@ -61,8 +61,9 @@ def lock_differences(versions: dict[str, str | None]) -> dict[str, str]:
     }
 
 
-def collect(backend) -> dict:
-    """Everything about where and how a cell ran. ``backend`` adds its device details."""
+def collect(backend, allocator_name: str | None = None) -> dict:
+    """Everything about where and how a cell ran. ``backend`` adds its device details; ``allocator_name`` is the
+    allocator the runner put in force for the process (bench.allocator)."""
     return {
         "host": os.environ.get("BENCH_HOST") or socket.gethostname(),
         "platform": platform.platform(),
@@ -77,7 +78,8 @@ def collect(backend) -> dict:
         "container_image": os.environ.get("BENCH_IMAGE"),
         "container_image_digest": os.environ.get("BENCH_IMAGE_DIGEST"),
         "in_container": os.path.exists("/.dockerenv"),
-        "allocator": allocator.describe(),
+        "allocator": allocator.describe(allocator_name),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "device_name": backend.device_name() if backend.available() else None,
         "backend": backend.env(),
     }

@@ -6,7 +6,11 @@ Work outside training (the loader-only pass, fastai's ``lr_find``, saving plots)
 ``phase``: it is reported on its own and counted neither in setup nor in throughput or time-to-accuracy.
 Interval boundaries take a wall-clock timestamp after synchronising the device. Steps in between get a
 device-side mark (``backend.mark``: a CUDA event, a plain timestamp on CPU) so the queue is never drained
-mid-epoch, except once at the end of warmup.
+mid-epoch, except once at the end of warmup. After training, ``window`` runs a few more steps of the workload's
+own loop for the trackers that measure them (the profile), as the phase "profile".
+
+The meter fills the record's ``timing`` and ``accuracy`` sections and drives the other trackers' hooks
+(bench.trackers): steady segments start and end, the window after training.
 """
 
 from __future__ import annotations
@@ -18,10 +22,25 @@ import math
 import os
 import statistics
 import time
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.backends import Backend, now
+from bench.trackers import Tracker
+
+
+@dataclass
+class Window:
+    """The steps a workload's loop runs after training for the trackers (0: skip the loop)."""
+
+    steps: int
+    done_steps: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.done_steps >= self.steps
 
 
 @dataclass
@@ -39,14 +58,15 @@ class Meter:
     step_times: list[float] = field(default_factory=list)
     curve: list[dict] = field(default_factory=list)
     curve_path: Path | None = None  # rewritten after every epoch: a killed cell keeps its finished epochs
+    trackers: list[Tracker] = field(default_factory=list)
     accuracy: float | None = None
     phases: dict[str, float] = field(default_factory=dict)  # named phases outside training, in seconds
     loader_samples_per_s: float | None = None
     _phase: str = "train"  # the training phase the current epoch belongs to (fastai: frozen, unfrozen)
     _by_phase: dict[str, list[float]] = field(default_factory=dict)  # phase -> [steady seconds, steady samples]
     _pre_train_phases: float = 0.0  # seconds of named phases before the first training step
-    _seg_compiles: dict | None = None  # graph compilations when the current steady segment began (XLA)
-    steady_compilations: int = 0  # compilations inside steady-state segments: their time is in throughput
+    _post_train_phases: list[str] = field(default_factory=list)  # named phases after it (artifacts, profile)
+    _window: Window | None = None
     _epoch: dict = field(default_factory=dict)
     _seg_t0: float | None = None  # start of the current steady-state segment
     _seg_samples: int = 0
@@ -63,6 +83,8 @@ class Meter:
             self.phases[name] = self.phases.get(name, 0.0) + seconds
             if self.train_t0 is None:
                 self._pre_train_phases += seconds
+            elif name not in self._post_train_phases:
+                self._post_train_phases.append(name)
 
     def loader_pass(self, loader, device=None) -> float:
         """Loader-only throughput: one pass over ``loader`` with no model, batches moved to ``device``."""
@@ -89,11 +111,17 @@ class Meter:
 
     def _begin_segment(self, t: float) -> None:
         self._seg_t0, self._seg_samples = t, 0
-        self._seg_compiles = self.backend.compile_stats()
+        for tracker in self.trackers:
+            tracker.steady_start()
         self._marks = [self.backend.mark()]
 
     def step_end(self, samples: int) -> None:
         """After an optimizer step over ``samples`` samples (global, across devices)."""
+        if self._window is not None:
+            self._window.done_steps += 1
+            for tracker in self.trackers:
+                tracker.window_step()
+            return
         self.steps += 1
         self._epoch["samples"] += samples
         if self._seg_t0 is not None:
@@ -111,10 +139,8 @@ class Meter:
             by_phase = self._by_phase.setdefault(self._phase, [0.0, 0])
             by_phase[0] += t - self._seg_t0
             by_phase[1] += self._seg_samples
-            if self._seg_compiles is not None:
-                self.steady_compilations += (
-                    self.backend.compile_stats()["compilations"] - self._seg_compiles["compilations"]
-                )
+            for tracker in self.trackers:
+                tracker.steady_end()
             marks = self._marks
             between = (self.backend.seconds_between(a, b) for a, b in itertools.pairwise(marks))
             self.step_times += [d for d in between if d is not None]  # None: the device has no step clock
@@ -153,15 +179,54 @@ class Meter:
                 writer.writerows(self.curve)
             os.replace(tmp, self.curve_path)
 
-    def summary(self) -> dict:
-        """The record's timing fields; throughput is null when no step ran past warmup."""
+    @contextlib.contextmanager
+    def window(self) -> Iterator[Window]:
+        """After training: the workload's own loop runs ``window.steps`` more steps, calling ``step_end`` after each
+        and stopping once ``window.done``, while the trackers measure them. Timed as the phase "profile", out of
+        throughput and TTA. An error in the loop costs the trackers' measurement, not the cell, whose training
+        is already measured."""
+        window = Window(max((t.window_steps() for t in self.trackers), default=0))
+        if not window.steps:
+            yield window
+            return
+        with self.phase("profile"):
+            for tracker in self.trackers:
+                tracker.window_start()
+            self._window, error = window, None
+            try:
+                yield window
+            except Exception as e:
+                traceback.print_exc()
+                error = e
+            finally:
+                self._window = None
+                for tracker in self.trackers:
+                    tracker.window_end(error)
+
+    def sections(self) -> dict[str, dict]:
+        """The record's ``timing`` and ``accuracy`` sections."""
+        return {"timing": self.timing(), "accuracy": self.accuracy_section()}
+
+    def accuracy_section(self) -> dict:
+        return {
+            "final_accuracy": self.accuracy,
+            "tta_target": self.tta_target,
+            "tta_seconds": self.tta_seconds,
+            "epochs_run": len(self.curve),
+            "curve": self.curve,
+        }
+
+    def timing(self) -> dict:
+        """Throughput is null when no step ran past warmup."""
         times = sorted(self.step_times)
         end = time.perf_counter()
         warmup = self.warmup_end - self.train_t0 if self.warmup_end is not None and self.train_t0 else None
         setup = (self.train_t0 or end) - self.started - self._pre_train_phases
-        phase_seconds = {"setup": setup, **self.phases, "warmup": warmup}
+        before = {k: v for k, v in self.phases.items() if k not in self._post_train_phases}
+        phase_seconds = {"setup": setup, **before, "warmup": warmup}
         phase_seconds.update({name: seconds for name, (seconds, _) in self._by_phase.items()})
         phase_seconds["eval"] = self.eval_seconds
+        phase_seconds.update({k: self.phases[k] for k in self._post_train_phases})
         steady_seconds = sum(s for s, _ in self._by_phase.values())
         steady_samples = sum(n for _, n in self._by_phase.values())
         return {
@@ -171,7 +236,6 @@ class Meter:
             "steady_steps": len(times),
             "steady_samples": steady_samples,
             "warmup_steps": min(self.warmup_steps, self.steps),
-            "tta_seconds": self.tta_seconds,
             "setup_seconds": setup,
             "warmup_seconds": warmup,
             "train_seconds": steady_seconds,
@@ -180,12 +244,4 @@ class Meter:
             "phase_seconds": phase_seconds,
             "phase_throughput": {name: n / s for name, (s, n) in self._by_phase.items() if s},
             "loader_samples_per_s": self.loader_samples_per_s,
-            **self._compiles(),
         }
-
-    def _compiles(self) -> dict:
-        """Graph compilations of the cell (XLA), and how many fell inside steady-state training after warmup."""
-        stats = self.backend.compile_stats()
-        if stats is None:
-            return {"compilations": None, "compile_seconds": None, "compilations_after_warmup": None}
-        return {**stats, "compilations_after_warmup": self.steady_compilations}

@@ -4,7 +4,8 @@ A workload's ``steps(cell, backend, data_dir)`` returns its ``Steps``: a fixed b
 its *own* training and evaluation loops (the plain step, Lightning's ``Trainer``, fastai's ``Learner``) as
 functions over an iterable of batches. ``drive`` runs such a loop on a ``Feed`` of that one batch, so one call
 of ``Feed.step`` is one whole step of the framework's loop, hooks and all, with the device synchronised before it
-returns; pytest-benchmark times those calls (tests/test_micro.py). The FLOPs of a training step are counted once
+returns (or ``PIPELINED`` steps between two synchronisations: the pipelined figure); pytest-benchmark times those
+calls (tests/test_micro.py). The FLOPs of a training step are counted once
 with ``torch.utils.flop_counter``; ``PEAK_TFLOPS`` turns achieved FLOP/s into utilisation where a peak is known.
 """
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
 _STOP, _ENDED = object(), object()
+PIPELINED = 10  # steps per synchronisation in the pipelined micro-benchmark
 
 
 @dataclass
@@ -37,16 +39,19 @@ class Steps:
 
 
 class Feed:
-    """A never-ending iterable of one fixed batch, handed to a training loop one step at a time.
+    """A never-ending iterable of one fixed batch, handed to a training loop ``per_call`` steps at a time.
 
-    The loop runs in one thread and iterates the feed; ``step()``, called from another thread, lets it take one
-    batch and returns when the loop asks for the next one, i.e. when the loop has done everything it does per
-    step, and the device has finished. A framework that fetches a batch ahead (Lightning) is one step behind:
-    its first ``step()`` does no work, which the warmup absorbs.
+    The loop runs in one thread and iterates the feed; ``step()``, called from another thread, lets it take
+    ``per_call`` batches and returns when the loop asks for the next one after them, i.e. when the loop has done
+    everything it does per step, and the device has finished. With ``per_call`` 1 every step is synchronised: its
+    time is the host's work plus the device's, in series. With more, the host queues the next steps while the
+    device runs the earlier ones, as a training loop does between its synchronisations: the pipelined step.
+    A framework that fetches a batch ahead (Lightning) is one step behind: its first ``step()`` does one step less,
+    which the warmup absorbs.
     """
 
-    def __init__(self, batch: tuple, synchronize: Callable[[], None]) -> None:
-        self.batch, self.synchronize = batch, synchronize
+    def __init__(self, batch: tuple, synchronize: Callable[[], None], per_call: int = 1) -> None:
+        self.batch, self.synchronize, self.per_call = batch, synchronize, per_call
         self._go: queue.SimpleQueue = queue.SimpleQueue()
         self._done: queue.SimpleQueue = queue.SimpleQueue()
 
@@ -55,8 +60,10 @@ class Feed:
 
     def __iter__(self) -> Iterator[tuple]:
         while self._go.get() is not _STOP:
+            for _ in range(self.per_call - 1):
+                yield self.batch  # queued without waiting for the device
             yield self.batch
-            self.synchronize()  # the loop is back for the next batch: the step is done, on the device too
+            self.synchronize()  # the loop is back for the next batch: the steps are done, on the device too
             self._done.put(None)
 
     def step(self) -> None:

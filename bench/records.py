@@ -11,68 +11,96 @@ import os
 import sys
 from pathlib import Path
 
-SCHEMA_VERSION = 2  # 2: phases, loader-only throughput, weights, lr_found, artifacts
+SCHEMA_VERSION = 3  # 3: typed sections, one per tracker; 2: flat fields (still read, see upgrade)
+READABLE = (2, 3)
 STATUSES = ("ok", "unsupported", "failed", "timeout", "diverged")
 FAILED = ("failed", "timeout", "diverged")
-FIELDS = (
-    "schema_version",
-    "run_id",
-    "cell_id",
-    "fingerprint",
-    "workload",
-    "framework",
-    "backend",
-    "device_name",
-    "device_count",
-    "precision",
-    "precision_effective",
-    "precision_evidence",  # dtypes seen in the first training forward pass
-    "status",
-    "reason",
-    "repeat",
-    "seed",
-    "batch_size",
-    "lr",  # the setting: a number, or "find"
-    "lr_found",  # the learning-rate finder's suggestion, where the workload runs one
-    "lr_used",
-    "num_workers",
-    "pretrained",
-    "weights",  # the starting weights: random initialisation, or the file used and its checksum
-    "global_batch_size",
-    "epochs",
-    "epochs_run",
-    "limit_train",
-    "limit_test",
-    "train_samples",
-    "test_samples",
-    "throughput_samples_per_s",
-    "phase_throughput",  # steady-state samples/s per training phase (fastai: frozen, unfrozen)
-    "loader_samples_per_s",  # one pass of the training loader with no model: the input pipeline's ceiling
-    "step_time_ms_median",
-    "step_time_ms_p90",
-    "steady_steps",
-    "warmup_steps",
-    "final_accuracy",
-    "tta_target",
-    "tta_seconds",
-    "stop_at_target",
-    "setup_seconds",
-    "warmup_seconds",
-    "train_seconds",
-    "eval_seconds",
-    "total_seconds",
-    "phase_seconds",  # setup, loader, lr_find, warmup, training phases, eval, artifacts
-    "process_seconds",
-    "compilations",  # XLA graph compilations in the cell (null where nothing is compiled)
-    "compile_seconds",
-    "compilations_after_warmup",  # compilations inside steady-state training (in its time): a report warning
-    "peak_memory_bytes",
-    "peak_memory_kind",
-    "curve",
-    "artifacts",  # files in the cell's folder worth looking at, relative to the run folder
-    "started_at",
-    "env",
-)
+TOP = ("schema_version", "status", "reason")
+RUNNER_SECTIONS = ("cell", "run")  # what only the runner knows: the configuration, the process and its end
+WORKER_SECTIONS = ("outcome",)  # the workload's own fields: what its run used and saw; then the trackers' sections
+# Sections whose fields are unique across the record: ``flat`` lifts them to the top for tables and tests.
+FLAT_SECTIONS = ("cell", "run", "outcome", "timing", "accuracy", "memory", "compile")
+
+
+def sections() -> tuple[str, ...]:
+    """Every section a schema-3 record has, in order; the trackers' come from the files in bench/trackers."""
+    from bench import trackers
+
+    return (*RUNNER_SECTIONS, *WORKER_SECTIONS, *trackers.sections())
+
+
+def new(status: str, reason: str | None = None, **filled: dict | None) -> dict:
+    """A record with every section; those not given are null (a cell that never ran fills only some)."""
+    unknown = set(filled) - set(sections())
+    if unknown:
+        raise ValueError(f"unknown record sections {sorted(unknown)}; known: {', '.join(sections())}")
+    return {"schema_version": SCHEMA_VERSION, "status": status, "reason": reason,
+            **{name: filled.get(name) for name in sections()}}  # fmt: skip
+
+
+def check(record: dict) -> None:
+    """Refuse a record that lacks a section or has one nobody declared: never a silent drop or a stray key."""
+    expected = (*TOP, *sections())
+    missing = [k for k in expected if k not in record]
+    unknown = [k for k in record if k not in expected]
+    if missing or unknown:
+        raise ValueError(f"record lacks sections {missing} / has unknown ones {unknown}; expected {expected}")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"record status {record['status']!r}; valid: {', '.join(STATUSES)}")
+    if record["status"] == "ok":
+        empty = [k for k in sections() if not isinstance(record[k], dict)]
+        if empty:
+            raise ValueError(f"an ok record needs every section; {empty} are empty")
+    for k in sections():
+        if record[k] is not None and not isinstance(record[k], dict):
+            raise ValueError(f"record section {k!r} is a {type(record[k]).__name__}, not an object")
+
+
+# Schema 2 (flat) fields and the schema-3 section each belongs to; anything else went to the top level.
+_V2 = {
+    "cell": ("run_id", "cell_id", "fingerprint", "workload", "framework", "backend", "device_count", "precision",
+             "repeat", "seed", "batch_size", "lr", "num_workers", "pretrained", "epochs", "limit_train",
+             "limit_test", "tta_target", "stop_at_target"),
+    "run": ("started_at", "process_seconds"),
+    "outcome": ("precision_effective", "precision_evidence", "lr_found", "lr_used", "weights",
+                 "global_batch_size", "train_samples", "test_samples", "artifacts"),
+    "timing": ("throughput_samples_per_s", "phase_throughput", "loader_samples_per_s", "step_time_ms_median",
+               "step_time_ms_p90", "steady_steps", "warmup_steps", "setup_seconds", "warmup_seconds",
+               "train_seconds", "eval_seconds", "total_seconds", "phase_seconds"),
+    "accuracy": ("final_accuracy", "tta_seconds", "epochs_run", "curve"),
+    "memory": ("peak_memory_bytes", "peak_memory_kind"),
+    "compile": ("compilations", "compile_seconds", "compilations_after_warmup"),
+}  # fmt: skip
+
+
+def upgrade(record: dict) -> dict:
+    """A record of any readable schema as schema 3 (in memory; files are never rewritten)."""
+    version = record.get("schema_version")
+    if version == SCHEMA_VERSION:
+        return record
+    if version not in READABLE and version != 1:  # 1 had a subset of 2's flat fields
+        raise ValueError(f"schema_version {version!r}; this version reads {', '.join(map(str, READABLE))}")
+    out = {"schema_version": version, "status": record.get("status"), "reason": record.get("reason")}
+    for section, fields in _V2.items():
+        out[section] = {f: record.get(f) for f in fields}
+    if "unfrozen" in (record.get("phase_throughput") or {}):  # how schema 2's report told fastai's phases apart
+        out["outcome"]["full_network_phase"] = "unfrozen"
+    out["env"] = {**(record.get("env") or {}), "device_name": record.get("device_name")}
+    for name in sections():
+        out.setdefault(name, None)  # sections schema 2 did not have (profile) stay empty
+    return out
+
+
+def flat(record: dict) -> dict:
+    """One dict of the record's fields for tables: the top level, the fields of ``FLAT_SECTIONS``, and every
+    section under its own name as well."""
+    out = {k: record.get(k) for k in TOP}
+    for name in FLAT_SECTIONS:
+        for k, v in (record.get(name) or {}).items():
+            out.setdefault(k, v)
+    for name in sections():
+        out[name] = record.get(name)
+    return out
 
 
 def warn(message: str) -> None:
@@ -93,9 +121,7 @@ def repair(path: Path) -> None:
 
 
 def append(path: Path, record: dict) -> None:
-    missing = [f for f in FIELDS if f not in record]
-    if missing:
-        raise ValueError(f"record lacks fields {missing}")
+    check(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(record, default=str) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

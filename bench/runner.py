@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import ctypes
+import dataclasses
 import datetime
 import json
 import os
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench import allocator, backends, env, records, workloads
+from bench.job import Job
 from bench.suite import Cell
 
 KILL_GRACE_S = 10
@@ -52,56 +54,32 @@ def _tail(path: Path, lines: int = 6) -> str:
     return " | ".join(text[-lines:])
 
 
-def base_record(cell: Cell, run_id: str) -> dict:
-    record = dict.fromkeys(records.FIELDS)
-    record.update(
-        schema_version=records.SCHEMA_VERSION,
-        run_id=run_id,
-        cell_id=cell.cell_id,
-        fingerprint=cell.fingerprint,
-        workload=cell.workload,
-        framework=workloads.get(cell.workload).FRAMEWORK,
-        backend=cell.backend,
-        device_count=cell.devices,
-        precision=cell.precision,
-        repeat=cell.repeat,
-        seed=cell.seed,
-        batch_size=cell.batch_size,
-        lr=cell.lr,
-        lr_used=None if cell.lr == "find" else cell.lr,
-        num_workers=cell.num_workers,
-        pretrained=cell.pretrained,
-        weights=None if cell.pretrained else {"source": "random initialisation", "pretrained": False},
-        global_batch_size=cell.batch_size * cell.devices,
-        epochs=cell.epochs,
-        limit_train=cell.limit_train,
-        limit_test=cell.limit_test,
-        tta_target=cell.tta_target,
-        stop_at_target=cell.stop_at_target,
-        started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    )
-    return record
+def cell_section(cell: Cell, run_id: str) -> dict:
+    """The record's ``cell`` section: the configuration as the suite set it, and where it belongs."""
+    return {
+        "run_id": run_id,
+        "cell_id": cell.cell_id,
+        "fingerprint": cell.fingerprint,
+        "framework": workloads.get(cell.workload).FRAMEWORK,
+        **{k: v for k, v in dataclasses.asdict(cell).items() if k != "devices"},
+        "device_count": cell.devices,
+    }
 
 
-def _host_env(backend, cell: Cell) -> dict:
-    e = env.collect(backend)
-    e["allocator"] = {"name": allocator.child_env(cell.allocator)[1]}
-    return e
+def _started() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None) -> dict:
     """Run one cell in a subprocess and return its record (never raises for a failing cell)."""
-    record = base_record(cell, run_id)
     cell_dir = run_dir / "cells" / cell.dirname
     if cell_dir.exists():
         shutil.rmtree(cell_dir)  # left by an interrupted run: never mix its files with this one's
     cell_dir.mkdir(parents=True)
-    (cell_dir / "cell.json").write_text(cell.to_json())
-    alloc_env, _ = allocator.child_env(cell.allocator)
-    child_env = {**os.environ, **alloc_env}
-    if data_dir:
-        child_env["BENCH_DATA_DIR"] = str(data_dir)
+    alloc_env, alloc_name = allocator.child_env(cell.allocator)
+    (cell_dir / "cell.json").write_text(Job(cell, run_id, data_dir, alloc_name).to_json())
     log = cell_dir / "log.txt"
+    run = {"started_at": _started()}
     t0 = time.perf_counter()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -109,7 +87,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None) -> di
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=child_env,
+            env={**os.environ, **alloc_env},  # what acts at process start only; everything else is in cell.json
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
@@ -121,26 +99,26 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None) -> di
         except BaseException:  # Ctrl-C: stop the cell with the sweep
             _kill(proc)
             raise
-    record["process_seconds"] = time.perf_counter() - t0
+    run.update(process_seconds=time.perf_counter() - t0, exit_code=code, log=f"cells/{cell.dirname}/log.txt")
     result_file = cell_dir / "result.json"
     if code is None:
-        record.update(status="timeout", reason=f"no result after {cell.timeout_s} s (suite timeout_s); log: {log}")
+        record = records.new("timeout", f"no result after {cell.timeout_s} s (suite timeout_s); log: {log}")
     elif result_file.exists():
-        result = json.loads(result_file.read_text())
-        record.update({k: v for k, v in result.items() if k in records.FIELDS})
+        record = records.new(**json.loads(result_file.read_text()))  # every section the worker wrote, unfiltered
         if record["status"] == "failed":
             record["reason"] = f"{record['reason']} (log: {log})"
     elif code < 0:
         hint = " (killed by the kernel: out of memory?)" if code == -signal.SIGKILL else ""
-        record.update(status="failed", reason=f"worker killed by signal {-code}{hint}; log: {log}")
+        record = records.new("failed", f"worker killed by signal {-code}{hint}; log: {log}")
     else:
-        record.update(status="failed", reason=f"worker exited {code}: {_tail(log)}")
-    if record["curve"] is None and (cell_dir / "curve.csv").exists():  # epochs finished before it stopped
+        record = records.new("failed", f"worker exited {code}: {_tail(log)}")
+    if record["accuracy"] is None and (cell_dir / "curve.csv").exists():  # epochs finished before it stopped
         with open(cell_dir / "curve.csv", newline="") as f:
-            record["curve"] = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
-        record["epochs_run"] = len(record["curve"])
+            curve = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        record["accuracy"] = {"curve": curve, "epochs_run": len(curve)}
     if record["env"] is None:
-        record["env"] = _host_env(backends.get(cell.backend), cell)
+        record["env"] = env.collect(backends.get(cell.backend), alloc_name)
+    record.update(cell=cell_section(cell, run_id), run=run)
     return record
 
 
@@ -171,7 +149,10 @@ def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | Non
     run_dir = Path(results_dir) / run_id
     path = run_dir / "records.jsonl"
     records.repair(path)
-    done = {r.get("fingerprint"): r for r in (records.read(path) if path.exists() else [])}
+    done = {}
+    for r in records.read(path) if path.exists() else []:
+        r = records.upgrade(r)  # a run started by an older version resumes too
+        done[(r["cell"] or {}).get("fingerprint")] = r
     statuses = []
     # SIGTERM (docker stop, a batch scheduler) stops the sweep as cleanly as Ctrl-C does.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -184,13 +165,12 @@ def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | Non
                 continue
             reason = unsupported_reason(cell)
             if reason:
-                record = base_record(cell, run_id)
-                backend = backends.get(cell.backend)
-                record.update(
-                    status="unsupported",
-                    reason=reason,
-                    env=_host_env(backend, cell),
-                    device_name=backend.device_name() if backend.available() else None,
+                record = records.new(
+                    "unsupported",
+                    reason,
+                    cell=cell_section(cell, run_id),
+                    run={"started_at": _started()},
+                    env=env.collect(backends.get(cell.backend), allocator.child_env(cell.allocator)[1]),
                 )
             else:
                 print(f"{label}: running", flush=True)
@@ -212,7 +192,8 @@ def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | Non
     return 1 if bad else 0
 
 
-def _summary(r: dict) -> str:
+def _summary(record: dict) -> str:
+    r = records.flat(record)
     if r["status"] != "ok":
         return f"{r['status']}: {r['reason']}"
     if not r["throughput_samples_per_s"]:

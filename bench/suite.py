@@ -36,6 +36,7 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "tta_target": ((int, float), 0.99),
     "stop_at_target": (bool, False),
     "warmup_steps": (int, 50),
+    "profile_steps": (int, 30),  # training steps profiled after training (bench.trackers.profile); 0 turns it off
     "timeout_s": (int, 3600),
     "allocator": (str, "auto"),
 }
@@ -50,6 +51,7 @@ PER_WORKLOAD = (
     "tta_target",
     "stop_at_target",
     "warmup_steps",
+    "profile_steps",
     "timeout_s",
 )
 
@@ -78,6 +80,7 @@ class Cell:
     tta_target: float
     stop_at_target: bool
     warmup_steps: int
+    profile_steps: int
     allocator: str
     timeout_s: int
     suite: str
@@ -92,8 +95,9 @@ class Cell:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies what is measured: same fingerprint, same measurement (suite name and timeout aside)."""
-        config = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("suite", "timeout_s")}
+        """Identifies what is measured: same fingerprint, same measurement (suite name, timeout and the profile
+        window after training aside)."""
+        config = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("suite", "timeout_s", "profile_steps")}
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -161,8 +165,8 @@ def validate(name: str, raw: dict) -> dict:
     for d in s["devices"]:
         if d != "all" and not (isinstance(d, int) and not isinstance(d, bool) and d >= 1):
             raise SuiteError(f'suite {name}: devices entry {d!r} should be a positive integer or "all"')
-    if s["repeats"] < 1 or s["warmup_steps"] < 0:
-        raise SuiteError(f"suite {name}: repeats must be >= 1 and warmup_steps >= 0")
+    if s["repeats"] < 1 or s["warmup_steps"] < 0 or s["profile_steps"] < 0:
+        raise SuiteError(f"suite {name}: repeats must be >= 1, warmup_steps and profile_steps >= 0")
     for w, over in overrides.items():
         workloads.get(w)
         for key, value in over.items():
@@ -214,6 +218,7 @@ def expand(name: str, s: dict) -> list[Cell]:
                             tta_target=float(over["tta_target"]),
                             stop_at_target=over["stop_at_target"],
                             warmup_steps=over["warmup_steps"],
+                            profile_steps=over["profile_steps"],
                             allocator=s["allocator"],
                             timeout_s=over["timeout_s"],
                             suite=name,

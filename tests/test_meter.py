@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import backends, meter
+from bench import backends, meter, trackers
 
 
 class Clock:
@@ -45,6 +45,11 @@ def clock(monkeypatch) -> Clock:
     return c
 
 
+def summary(m: meter.Meter) -> dict:
+    sections = m.sections()
+    return {**sections["timing"], **sections["accuracy"]}
+
+
 def train(m: meter.Meter, clock: Clock, epochs: int, steps: int, step_s: float, eval_s: float, accs) -> None:
     for epoch in range(epochs):
         m.epoch_start()
@@ -68,7 +73,7 @@ def test_warmup_and_eval_are_excluded_from_throughput(clock):
     clock.t += 3.0
     m.eval_end(0.5)
     m.epoch_end(0, 1.0)
-    s = m.summary()
+    s = summary(m)
     assert s["setup_seconds"] == pytest.approx(2.0)
     assert s["warmup_seconds"] == pytest.approx(5.0)
     assert s["steady_steps"] == 5
@@ -81,7 +86,7 @@ def test_warmup_and_eval_are_excluded_from_throughput(clock):
 def test_time_to_accuracy_counts_training_and_evaluation(clock):
     m = meter.Meter(FakeDevice(clock), warmup_steps=0, tta_target=0.99)
     train(m, clock, epochs=3, steps=10, step_s=0.5, eval_s=1.0, accs=[0.98, 0.991, 0.995])
-    s = m.summary()
+    s = summary(m)
     assert s["tta_seconds"] == pytest.approx(2 * (10 * 0.5 + 1.0))  # first evaluation at or above target
     assert s["throughput_samples_per_s"] == pytest.approx(32 / 0.5)
     assert [c["test_accuracy"] for c in m.curve] == [0.98, 0.991, 0.995]
@@ -97,7 +102,7 @@ def test_step_time_percentiles(clock):
         m.step_end(32)
     m.eval_start()
     m.eval_end(0.0)
-    s = m.summary()
+    s = summary(m)
     assert s["step_time_ms_median"] == pytest.approx(10.0)
     assert s["step_time_ms_p90"] == pytest.approx(20.0)
 
@@ -112,7 +117,7 @@ def test_device_is_synchronised_at_boundaries_only(clock):
 def test_no_steady_steps_gives_null_throughput(clock):
     m = meter.Meter(FakeDevice(clock), warmup_steps=50, tta_target=1.0)
     train(m, clock, epochs=1, steps=10, step_s=0.01, eval_s=0.1, accs=[0.5])
-    assert m.summary()["throughput_samples_per_s"] is None
+    assert summary(m)["throughput_samples_per_s"] is None
 
 
 def test_curve_file_is_written_after_every_epoch(clock, tmp_path):
@@ -160,7 +165,7 @@ def test_named_phases_are_out_of_setup_throughput_and_tta(clock):
     m.epoch_end(1, 0.1)
     with m.phase("artifacts"):
         clock.t += 3.0
-    s = m.summary()
+    s = summary(m)
     assert s["setup_seconds"] == pytest.approx(1.0)  # the loader pass and lr_find are phases of their own
     assert s["tta_seconds"] == pytest.approx(0.4 + 1.0)
     assert s["phase_seconds"] == pytest.approx(
@@ -170,3 +175,67 @@ def test_named_phases_are_out_of_setup_throughput_and_tta(clock):
     assert s["phase_throughput"] == pytest.approx({"frozen": 640.0, "unfrozen": 320.0})
     assert s["throughput_samples_per_s"] == pytest.approx(512 / 1.2)
     assert [c["phase"] for c in m.curve] == ["frozen", "unfrozen"]
+
+
+class Hooks(trackers.Tracker):
+    """A tracker that logs the lifecycle events it gets and wants a window of 3 steps."""
+
+    SECTION = "hooks"
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock, self.events = clock, []
+
+    def steady_start(self) -> None:
+        self.events.append(("steady_start", self.clock.t))
+
+    def steady_end(self) -> None:
+        self.events.append(("steady_end", self.clock.t))
+
+    def window_steps(self) -> int:
+        return 3
+
+    def window_start(self) -> None:
+        self.events.append(("window_start", self.clock.t))
+
+    def window_step(self) -> None:
+        self.events.append(("window_step", self.clock.t))
+
+    def window_end(self, error) -> None:
+        self.events.append(("window_end", repr(error) if error else None))
+
+
+def test_trackers_get_the_steady_segments_and_a_window_outside_throughput_and_tta(clock):
+    hooks = Hooks(clock)
+    m = meter.Meter(FakeDevice(clock), warmup_steps=2, tta_target=0.5, trackers=[hooks])
+    train(m, clock, epochs=1, steps=4, step_s=0.5, eval_s=1.0, accs=[0.6])
+    before = summary(m)
+    with m.window() as window:
+        while not window.done:
+            clock.t += 10.0  # slow profiled steps
+            m.step_end(32)
+    s = summary(m)
+    assert window.done_steps == 3 and s["phase_seconds"]["profile"] == pytest.approx(30.0)
+    assert s["throughput_samples_per_s"] == before["throughput_samples_per_s"] == pytest.approx(64.0)
+    assert s["tta_seconds"] == before["tta_seconds"] and s["steady_steps"] == 2
+    assert list(s["phase_seconds"])[-1] == "profile"  # after training's phases, in the order they ran
+    names = [e for e, _ in hooks.events]
+    assert names == ["steady_start", "steady_end", "window_start", "window_step", "window_step", "window_step",
+                     "window_end"]  # fmt: skip
+
+
+def test_an_error_in_the_window_costs_the_trackers_measurement_not_the_cell(clock):
+    hooks = Hooks(clock)
+    m = meter.Meter(FakeDevice(clock), warmup_steps=0, tta_target=0.5, trackers=[hooks])
+    train(m, clock, epochs=1, steps=2, step_s=0.5, eval_s=1.0, accs=[0.6])
+    with m.window():
+        m.step_end(32)
+        raise RuntimeError("loader broke")
+    assert hooks.events[-1] == ("window_end", "RuntimeError('loader broke')")
+    assert summary(m)["final_accuracy"] == 0.6
+
+
+def test_no_tracker_wanting_a_window_runs_no_window_steps(clock):
+    m = meter.Meter(FakeDevice(clock), warmup_steps=0, tta_target=0.5)
+    with m.window() as window:
+        assert window.steps == 0 and window.done
+    assert "profile" not in summary(m)["phase_seconds"]

@@ -65,7 +65,7 @@ def _info(benchmark, kind: str, cell, backend, samples: int, **extra) -> None:
     )
 
 
-def _loop(benchmark, kind: str, workload: str, precision: str, data_dir: str) -> None:
+def _loop(benchmark, kind: str, workload: str, precision: str, data_dir: str, per_call: int = 1) -> None:
     cell, backend, steps = _steps(workload, precision, data_dir)
     probe = Probe(steps.probe_layer)
     warmup = WARMUP_STEPS if benchmark.enabled else 2  # Lightning's first step only fetches (see micro.Feed)
@@ -80,10 +80,10 @@ def _loop(benchmark, kind: str, workload: str, precision: str, data_dir: str) ->
         seen["warmup_seconds"], seen["compile_warm"] = time.perf_counter() - t0, backend.compile_stats()
         benchmark(feed.step)
 
-    loop = steps.train if kind == "train" else steps.eval
+    loop = steps.eval if kind == "eval" else steps.train
     backends.now(backend)  # the set-up's device work is done before the warmup clock starts
     start = backend.compile_stats()
-    micro.drive(loop, micro.Feed(steps.batch, backend.synchronize), measure)
+    micro.drive(loop, micro.Feed(steps.batch, backend.synchronize, per_call), measure)
     compiles = [(s or {}).get("compilations") for s in (start, seen["compile_warm"])]
     end = (backend.compile_stats() or {}).get("compilations")
     _info(
@@ -91,10 +91,11 @@ def _loop(benchmark, kind: str, workload: str, precision: str, data_dir: str) ->
         kind,
         cell,
         backend,
-        len(steps.batch[0]),
+        len(steps.batch[0]) * per_call,
         precision=precision,
         precision_effective=probe.effective(),
-        flops_per_step=steps.flops_per_step if kind == "train" else None,
+        steps_per_call=per_call,
+        flops_per_step=steps.flops_per_step if kind != "eval" else None,
         warmup_steps=warmup,
         warmup_seconds=seen["warmup_seconds"],
         compilations_warmup=None if end is None else compiles[1] - compiles[0],
@@ -109,6 +110,14 @@ def _loop(benchmark, kind: str, workload: str, precision: str, data_dir: str) ->
 def test_train_step(benchmark, workload, precision, data_dir):
     """Forward, loss, backward and optimizer step on a fixed batch, inside the workload's own training loop."""
     _loop(benchmark, "train", workload, precision, data_dir)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("workload", list(workloads.WORKLOADS))
+def test_train_pipelined(benchmark, workload, precision, data_dir):
+    """``micro.PIPELINED`` training steps between two synchronisations: the host queues steps while the device runs
+    earlier ones, so on an accelerator this is above the synchronised step's rate (on a CPU, the same)."""
+    _loop(benchmark, "train-pipelined", workload, precision, data_dir, per_call=micro.PIPELINED)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -139,6 +148,11 @@ def test_feed_hands_one_batch_per_step_and_errors_end_both_sides():
 
     micro.drive(loop, micro.Feed(batch, lambda: None), lambda f: [f.step() for _ in range(3)])
     assert len(seen) == 3 and seen[0] is batch
+
+    seen.clear()
+    syncs = []
+    micro.drive(loop, micro.Feed(batch, lambda: syncs.append(len(seen)), 4), lambda f: [f.step() for _ in range(3)])
+    assert len(seen) == 12 and syncs == [4, 8, 12]  # pipelined: one synchronisation per 4 steps
 
     def failing_loop(batches):
         next(iter(batches))

@@ -1,4 +1,4 @@
-"""Records: whole lines, torn last lines skipped and repaired, required fields enforced."""
+"""Records: whole lines, torn last lines skipped and repaired, sections enforced, schema 2 read as schema 3."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 from bench import records
 
 
-def record(**over) -> dict:
-    r = dict.fromkeys(records.FIELDS)
-    r.update(schema_version=records.SCHEMA_VERSION, status="ok", cell_id="w/cpux1/fp32", **over)
+def record(status="ok", **over) -> dict:
+    filled = {name: {} for name in records.sections()} if status == "ok" else {}
+    r = records.new(status, None, **filled)
+    r["cell"] = {"cell_id": "w/cpux1/fp32", **over}
     return r
 
 
@@ -19,13 +20,24 @@ def test_append_and_read_back(tmp_path):
     path = tmp_path / "run" / "records.jsonl"
     records.append(path, record(repeat=0))
     records.append(path, record(repeat=1))
-    assert [r["repeat"] for r in records.read(path)] == [0, 1]
+    assert [r["cell"]["repeat"] for r in records.read(path)] == [0, 1]
     assert path.read_text().count("\n") == 2
 
 
-def test_missing_fields_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="lacks fields"):
-        records.append(tmp_path / "r.jsonl", {"status": "ok"})
+def test_a_record_missing_a_section_or_with_an_unknown_one_fails_loudly(tmp_path):
+    path = tmp_path / "r.jsonl"
+    missing = record()
+    del missing["profile"]
+    with pytest.raises(ValueError, match=r"lacks sections \['profile'\]"):
+        records.append(path, missing)
+    with pytest.raises(ValueError, match=r"unknown ones \['energy'\]"):
+        records.append(path, {**record(), "energy": {}})
+    with pytest.raises(ValueError, match="an ok record needs every section"):
+        records.append(path, {**record(), "timing": None})
+    with pytest.raises(ValueError, match="unknown record sections"):
+        records.new("ok", None, speed={})
+    records.append(path, record("unsupported"))  # a cell that never ran fills only some sections
+    assert not path.read_text().count("energy")
 
 
 def test_torn_last_line_is_skipped_then_repaired(tmp_path, capsys):
@@ -34,11 +46,11 @@ def test_torn_last_line_is_skipped_then_repaired(tmp_path, capsys):
     whole = json.dumps(record(repeat=1))
     with open(path, "a") as f:
         f.write(whole[: len(whole) // 2])  # what a killed writer can leave
-    assert [r["repeat"] for r in records.read(path)] == [0]
+    assert [r["cell"]["repeat"] for r in records.read(path)] == [0]
     assert "torn or corrupt" in capsys.readouterr().err
     records.repair(path)
     records.append(path, record(repeat=2))
-    assert [r["repeat"] for r in records.read(path)] == [0, 2]
+    assert [r["cell"]["repeat"] for r in records.read(path)] == [0, 2]
     assert "dropping a torn last line" in capsys.readouterr().err
 
 
@@ -46,5 +58,22 @@ def test_read_all_merges_runs(tmp_path):
     records.append(tmp_path / "a" / "records.jsonl", record(run_id="a"))
     records.append(tmp_path / "b" / "records.jsonl", record(run_id="b"))
     records.append(tmp_path / "reference" / "gpu" / "c" / "records.jsonl", record(run_id="c"))
-    assert sorted(r["run_id"] for r in records.read_all(tmp_path)) == ["a", "b"]  # committed references stay out
-    assert [r["run_id"] for r in records.read_all(tmp_path / "reference" / "gpu")] == ["c"]
+    assert sorted(r["cell"]["run_id"] for r in records.read_all(tmp_path)) == ["a", "b"]  # references stay out
+    assert [r["cell"]["run_id"] for r in records.read_all(tmp_path / "reference" / "gpu")] == ["c"]
+
+
+def test_schema_2_reads_as_schema_3_and_flattens_back():
+    v2 = {"schema_version": 2, "status": "ok", "reason": None, "workload": "fastai-resnet18", "precision": "fp32",
+          "device_name": "NVIDIA H100 80GB HBM3", "throughput_samples_per_s": 2085.0, "final_accuracy": 0.96,
+          "phase_throughput": {"frozen": 2500.0, "unfrozen": 2000.0}, "peak_memory_bytes": 2**30,
+          "env": {"host": "vm"}}  # fmt: skip
+    r = records.upgrade(v2)
+    assert set(r) == {*records.TOP, *records.sections()} and r["profile"] is None
+    assert r["cell"]["workload"] == "fastai-resnet18" and r["timing"]["throughput_samples_per_s"] == 2085.0
+    assert r["env"] == {"host": "vm", "device_name": "NVIDIA H100 80GB HBM3"}
+    assert r["outcome"]["full_network_phase"] == "unfrozen"
+    flat = records.flat(r)
+    assert flat["final_accuracy"] == 0.96 and flat["peak_memory_bytes"] == 2**30
+    assert flat["workload"] == "fastai-resnet18" and flat["outcome"]["full_network_phase"] == "unfrozen"
+    with pytest.raises(ValueError, match="schema_version 99"):
+        records.upgrade({"schema_version": 99})

@@ -14,6 +14,7 @@ import pytest
 
 from bench import records
 from bench.backends.cpu import bf16_kernels
+from bench.trackers import profile
 from tests.conftest import bench_cli, bench_env
 
 pytestmark = pytest.mark.slow
@@ -26,6 +27,7 @@ epochs = 1
 limit_train = 640
 limit_test = 1000
 warmup_steps = 5
+profile_steps = 4
 tta_target = 0.5
 """
 
@@ -44,7 +46,13 @@ def env(mnist_dir, session_cache) -> dict[str, str]:
 
 
 def run_records(results: Path) -> list[dict]:
-    return [r for p in results.rglob("records.jsonl") for r in records.read(p)]
+    """Every record under ``results``, each checked against the schema, as one flat dict (bench.records.flat)."""
+    out = []
+    for path in results.rglob("records.jsonl"):
+        for r in records.read(path):
+            records.check(r)
+            out.append(records.flat(r))
+    return out
 
 
 def workers_of(results: Path) -> list[int]:
@@ -81,7 +89,7 @@ def test_smoke_run_records_report_and_resume(tmp_path, env):
         ("torch-convnet", "fp32", "ok"),
     ]
     for r in recs:
-        assert set(records.FIELDS) <= set(r)
+        assert r["schema_version"] == 3 and r["cell"]["fingerprint"] and r["run"]["started_at"]
         assert r["env"]["host"] and r["env"]["packages"]["torch"] and r["env"]["allocator"]["name"]
     for r in (r for r in recs if r["status"] == "ok"):
         assert r["precision_effective"] == "fp32"
@@ -93,11 +101,23 @@ def test_smoke_run_records_report_and_resume(tmp_path, env):
         cell = results / "r" / "cells" / f"{r['workload']}.cpux1.fp32.r0"
         assert (cell / "curve.csv").read_text().startswith("epoch,phase,elapsed_seconds")
         assert list(cell.rglob("events.out.tfevents.*")), "TensorBoard event files"
+        assert r["loader_samples_per_s"] > 0  # Lightning's loader-only pass too
+        assert r["run"]["exit_code"] == 0 and r["steady_samples"] == 15 * 32  # no field is filtered out
+        p = r["profile"]
+        assert p["status"] == "ok" and p["steps"] == 4 and p["activities"] == ["CPU"], p
+        assert 0 < p["device_busy_pct"] <= 100 and 0 <= p["loader_pct"] < 100 and p["host_ms_per_step"] > 0
+        assert p["top_host_ops"][0]["ms_per_step"] > 0 and p["top_device_ops"] is None
+        # the saved trace parses back to the same window: Perfetto and TensorBoard open this file
+        events = profile.read_trace(results / "r" / p["trace"])["traceEvents"]
+        assert profile.analyse(events, device=False)["device_busy_pct"] == pytest.approx(p["device_busy_pct"])
+        assert sum(e.get("name", "").startswith("ProfilerStep#") for e in events) == 4
+        assert "profile" in r["phase_seconds"] and r["steady_steps"] == 15  # the window is outside throughput
     unsupported = next(r for r in recs if r["status"] == "unsupported")
     assert "bf16-mixed" in unsupported["reason"]
 
     md = (results / "report" / "REPORT.md").read_text()  # written by `bench run` at the end
     assert "## lightning-convnet" in md and "Framework overhead" in md and "unsupported" in md
+    assert md.count("% ATen |") >= 4 and "host ms/step" in md  # busy % and host time on every ok row, twice
     (results / "report" / "REPORT.md").unlink()
 
     again = bench_cli(["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"], env, timeout=600)
@@ -127,9 +147,9 @@ def test_sigkill_mid_sweep_then_rerun_completes_without_duplicates(tmp_path, env
     assert "dropping a torn last line" in out.stderr
     lines = path.read_text().splitlines()
     recs = [json.loads(line) for line in lines]  # every line is whole
-    assert sorted(r["repeat"] for r in recs) == [0, 1, 2]
-    assert len({r["fingerprint"] for r in recs}) == 3
-    assert all(r["status"] == "ok" and r["precision_effective"] == r["precision"] for r in recs)
+    assert sorted(r["cell"]["repeat"] for r in recs) == [0, 1, 2]
+    assert len({r["cell"]["fingerprint"] for r in recs}) == 3
+    assert all(r["status"] == "ok" and r["outcome"]["precision_effective"] == r["cell"]["precision"] for r in recs)
 
 
 def test_timeout_and_crash_become_records_and_the_sweep_goes_on(tmp_path, env):
@@ -168,7 +188,7 @@ def test_interrupt_stops_cleanly_and_keeps_finished_records(tmp_path, env):
     assert proc.returncode == 130, output
     assert "run the same command again to resume" in output
     assert not workers_of(results)
-    assert [r["repeat"] for r in records.read(path)] == [0]
+    assert [r["cell"]["repeat"] for r in records.read(path)] == [0]
 
 
 def test_unknown_names_fail_before_anything_runs(tmp_path, env):

@@ -109,7 +109,8 @@ def test_convnets_every_precision_compile_outside_the_steady_state(tmp_path, env
             assert r["status"] == "ok", r["reason"]
             assert r["device_count"] == 1  # "all", counted by the parent
             assert r["precision_effective"] == p  # dtypes seen in a real forward pass on the XLA device
-            assert r["device_name"] == "XLA:CPU" and r["env"]["backend"]["mat_mul_precision"] == "highest"
+            assert r["env"]["device_name"] == "XLA:CPU" and r["env"]["backend"]["mat_mul_precision"] == "highest"
+            assert r["profile"]["status"] == "unsupported" and "XPlane" in r["profile"]["reason"]
             assert r["compilations"] > 0 and r["compile_seconds"] > 0
             assert r["compilations_after_warmup"] == 0  # the second epoch reuses the first one's graphs
             assert r["throughput_samples_per_s"] > 0 and r["step_time_ms_median"] is None  # no step clock on XLA
@@ -176,6 +177,7 @@ def test_a_several_device_record_is_written_once_by_rank_0_with_the_global_batch
     PJRT's CPU runtime cannot run two ranks' collectives (above), so here each rank trains on the one real device
     while Lightning's cluster environment reports two: the harness's rank processes with Lightning's own XLA
     strategy, teardown included, whose collectives then span one device."""
+    from bench.job import Job
     from bench.suite import Cell
 
     cell = Cell(
@@ -195,11 +197,12 @@ def test_a_several_device_record_is_written_once_by_rank_0_with_the_global_batch
         tta_target=0.5,
         stop_at_target=False,
         warmup_steps=1,
+        profile_steps=30,
         allocator="glibc",
         timeout_s=600,
         suite="t",
     )
-    (tmp_path / "cell.json").write_text(cell.to_json())
+    (tmp_path / "cell.json").write_text(Job(cell, "r", env["BENCH_DATA_DIR"], "glibc").to_json())
     for rank in (1, 0):
         out = subprocess.run(
             [sys.executable, "-c", RANK, str(tmp_path / "cell.json"), str(rank)],
@@ -213,4 +216,6 @@ def test_a_several_device_record_is_written_once_by_rank_0_with_the_global_batch
             assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.json"]  # no result, no curve
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "ok", result["reason"]
-    assert result["global_batch_size"] == 64 and result["curve"][0]["samples"] == 128  # 2 steps × 32 × 2 ranks
+    assert result["outcome"]["global_batch_size"] == 64
+    assert result["accuracy"]["curve"][0]["samples"] == 128  # 2 steps × 32 × 2 ranks
+    assert result["profile"]["status"] == "unsupported"

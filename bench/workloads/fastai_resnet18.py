@@ -24,6 +24,7 @@ from fastai.callback.tensorboard import TensorBoardCallback
 from fastai.vision.all import (
     Callback,
     CancelFitException,
+    CancelValidException,
     CategoryBlock,
     ClassificationInterpretation,
     DataBlock,
@@ -205,12 +206,17 @@ def run(ctx) -> dict:
     if not timing.diverged:  # nothing worth plotting, and NaN losses would break the plots
         with meter.phase("artifacts"):
             save_artifacts(learn, ctx.cell_dir)
+        with meter.window() as window:  # the profile, after the plots: fine_tune's unfrozen loop, TensorBoard too
+            if window.steps:
+                learn.unfreeze()
+                epochs = math.ceil(window.steps / len(dls.train)) + 1
+                cbs = [WindowSteps(meter, window), tensorboard]
+                learn.fit_one_cycle(epochs, slice(lr / 100, lr), pct_start=0.3, div=5.0, cbs=cbs)
     return {
         "status": "diverged" if timing.diverged else "ok",
         "reason": timing.diverged,
         "precision_effective": probe.effective(),
         "precision_evidence": vars(probe.observed) if probe.observed else None,
-        "final_accuracy": meter.accuracy,
         "train_samples": len(dls.train.dataset),
         "test_samples": len(dls.valid.dataset),
         "global_batch_size": cell.batch_size,
@@ -218,7 +224,26 @@ def run(ctx) -> dict:
         "lr_used": lr,
         "weights": weights.describe(cell.pretrained),
         "artifacts": [f"cells/{ctx.cell_dir.name}/{name}" for name in ARTIFACTS if (ctx.cell_dir / name).is_file()],
+        # the phase that trains the whole network, as the plain-PyTorch reference does in every epoch
+        "full_network_phase": "unfrozen",
     }
+
+
+class WindowSteps(Callback):
+    """The profile window after training (bench.meter.Meter.window): fastai's own loop, without validation,
+    ended once the window is done."""
+
+    def __init__(self, meter, window) -> None:
+        self.meter, self.window = meter, window
+
+    def after_batch(self) -> None:
+        if self.training:
+            self.meter.step_end(len(self.xb[0]))
+            if self.window.done:
+                raise CancelFitException()
+
+    def before_validate(self) -> None:
+        raise CancelValidException()
 
 
 class TrainOnly(Callback):

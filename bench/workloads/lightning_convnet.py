@@ -64,6 +64,18 @@ class LitConvNet(pl.LightningModule):
         return convnet.optimizer(self.parameters(), self.lr)
 
 
+class WindowSteps(pl.Callback):
+    """The profile window after training (bench.meter.Meter.window): Lightning's own loop, ended once it is done."""
+
+    def __init__(self, meter, window, world_size: int) -> None:
+        self.meter, self.window, self.world_size = meter, window, world_size
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.meter.step_end(len(batch[0]) * self.world_size)
+        if self.window.done:
+            trainer.should_stop = True
+
+
 class Timing(pl.Callback):
     """Feeds Lightning's loop events to the harness meter; validation runs before on_train_epoch_end."""
 
@@ -126,21 +138,29 @@ def make_trainer(cell, backend, **kwargs) -> pl.Trainer:
 def run(ctx) -> dict:
     cell = ctx.cell
     train, test = convnet.loaders(cell, ctx.data_dir)
+    ctx.meter.loader_pass(train, ctx.backend.torch_device())  # the input pipeline's ceiling, no model
     module = LitConvNet(cell.lr)
     probe = Probe(module.model.fc1)
     timing = Timing(ctx.meter, cell.stop_at_target)
     logger = TensorBoardLogger(ctx.cell_dir, name="tensorboard", version="")
     trainer = make_trainer(cell, ctx.backend, max_epochs=cell.epochs, logger=logger, callbacks=[timing])
     trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
+    if not timing.diverged:
+        with ctx.meter.window() as window:  # the profile: Lightning's loop again, for window.steps steps
+            if window.steps:
+                steps = WindowSteps(ctx.meter, window, timing.world_size)
+                again = make_trainer(cell, ctx.backend, max_steps=window.steps, logger=False, callbacks=[steps])
+                again.fit(module, train_dataloaders=train)
     return {
         "status": "diverged" if timing.diverged else "ok",
         "reason": timing.diverged,
         "precision_effective": probe.effective(),
         "precision_evidence": vars(probe.observed) if probe.observed else None,
-        "final_accuracy": ctx.meter.accuracy,
         "train_samples": len(train.dataset),
         "test_samples": len(test.dataset),
         "global_batch_size": cell.batch_size * timing.world_size,
+        "lr_used": cell.lr,
+        "weights": {"source": "random initialisation", "pretrained": False},
     }
 
 

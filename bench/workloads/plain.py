@@ -50,16 +50,35 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
         if reached and cell.stop_at_target:
             break
     writer.close()
+    if status == "ok":
+        with meter.window() as window:  # the profile: more steps of this same loop, after training
+            step.model.train()
+            for x, y in cycle(train_loader, window.steps):
+                step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+                ctx.backend.cut_graph()
+                meter.step_end(len(x))
     return {
         "status": status,
         "reason": reason,
         "precision_effective": probe.effective(),
         "precision_evidence": vars(probe.observed) if probe.observed else None,
-        "final_accuracy": meter.accuracy,
         "train_samples": len(train_loader.dataset),
         "test_samples": len(test_loader.dataset),
         "global_batch_size": cell.batch_size,
+        "lr_used": cell.lr,
+        "weights": {"source": "random initialisation", "pretrained": False},
     }
+
+
+def cycle(loader, steps: int):
+    """The next ``steps`` batches of ``loader``, starting it again as often as needed."""
+    left = steps
+    while left > 0:
+        for batch in loader:
+            yield batch
+            left -= 1
+            if left == 0:
+                return
 
 
 class Step:

@@ -1,0 +1,141 @@
+"""Records of any number of runs and machines → REPORT.md, report.html (plots embedded) and summary.csv.
+
+Rows are hardware × device count × precision per workload (aggregate), what bounds them (verdicts), as tables
+(render) and plots (plots). Cells that did not run or did not finish are shown with their reason; rows whose
+configuration differs from the workload's usual one are flagged. Records of schema 2 are read too.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from bench import micro, records
+from bench.report import aggregate, plots, render, verdicts
+
+PROFILE_NOTE = (
+    "busy % = the share of a profiled window of the cell's own training loop (after training, torch.profiler) in "
+    "which the device works: the union of CUDA kernel and copy intervals on a GPU; on a CPU, ATen ops outside the "
+    "DataLoader (the rest is Python, the framework and the loader). host ms/step = the window's wall time per step "
+    "not spent waiting for the device; loader % = the DataLoader's share; bound (profile) rests on these."
+)
+
+
+def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
+    recs = records.read_all(results_dir)
+    if not recs:
+        raise ValueError(f"no records.jsonl under {results_dir}; run `bench run` first")
+    df = aggregate.frame(recs)
+    s = aggregate.summarise(df, baseline)
+    out = Path(results_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    tracked = pd.DataFrame(list(s["tracked"]), index=s.index)
+    s.drop(columns=["tracked"]).join(tracked).to_csv(out / "summary.csv", index=False)
+    md = [
+        "# Benchmark report",
+        "",
+        f"{len(df)} records from {df['run_id'].nunique()} runs on "
+        f"{df['host'].nunique()} hosts. Throughput counts steady-state training steps only (warmup and "
+        "evaluation excluded); TTA is one clock from the first training step to the first evaluation at or "
+        f"above the target. Speedup is against {baseline} of the same workload. See docs/methodology.md.",
+        "",
+        "## Overview",
+        "",
+        PROFILE_NOTE,
+        "",
+        render.overview(s, out, render.md_link).to_markdown(index=False),
+        "",
+    ]
+    body = [
+        f"<h1>Benchmark report</h1><p>{html.escape(md[2])}</p><h2>Overview</h2><p>{html.escape(PROFILE_NOTE)}</p>",
+        render.overview(s, out, render.html_link).to_html(index=False, border=0, escape=False),
+    ]
+    for workload, g in s.groupby("workload", sort=False):
+        table = render.table(g)
+        acc = plots.png(plots.accuracy(df, workload, float(g["tta_target"].iloc[0])), out / f"{workload}-accuracy.png")
+        tput = plots.png(plots.throughput(s, workload), out / f"{workload}-throughput.png")
+        base = g["baseline"].dropna().iloc[0] if "baseline" in g and g["baseline"].notna().any() else "none found"
+        md += [
+            f"## {workload}",
+            "",
+            f"Speedup baseline: {base}.",
+            "",
+            table.to_markdown(index=False),
+            "",
+            f"![accuracy]({workload}-accuracy.png)",
+            "",
+            f"![throughput]({workload}-throughput.png)",
+            "",
+        ]
+        body += [
+            f"<h2>{html.escape(workload)}</h2><p>Speedup baseline: {html.escape(base)}.</p>",
+            table.to_html(index=False, border=0),
+            f'<img src="data:image/png;base64,{acc}">',
+            f'<img src="data:image/png;base64,{tput}">',
+        ]
+        if arts := render.artifacts(g, out):
+            md += ["Files saved by each cell (first repeat): plots, the profile's trace (Perfetto, TensorBoard):", ""]
+            md += [
+                f"- {label}: " + " · ".join(render.md_link(a, render.name(a)) for a in paths) for label, paths in arts
+            ]
+            md += [""]
+            items = "".join(
+                f"<li>{html.escape(label)}: " + " · ".join(render.html_link(a, render.name(a)) for a in paths) + "</li>"
+                for label, paths in arts
+            )
+            body.append(f"<p>Files saved by each cell (first repeat):</p><ul>{items}</ul>")
+    ov = verdicts.overhead(s)
+    if len(ov):
+        md += [
+            "## Framework overhead against the plain-PyTorch loop",
+            "",
+            "ratio = framework samples/s ÷ its plain-PyTorch reference's on the same hardware and precision (for "
+            "fastai, its unfrozen epochs: the reference trains the whole network throughout). loader share = "
+            "framework samples/s ÷ loader-only samples/s (one pass of the training loader with no model): the "
+            "fraction of each step spent loading when the loader runs in the training process (num_workers = 0).",
+            "",
+            ov.to_markdown(index=False),
+            "",
+        ]
+        body += ["<h2>Framework overhead against the plain-PyTorch loop</h2>", ov.to_html(index=False, border=0)]
+    dec = verdicts.decomposition(s, micro.read(results_dir))
+    if len(dec):
+        md += [
+            "## Where the time goes: step micro-benchmarks",
+            "",
+            "From `make bench-micro` (pytest-benchmark, median per step after warmup, newest run) on the same host, "
+            "device and precision. compute-only = the workload's training step on a fixed batch already on the "
+            "device, inside its own loop (Lightning's Trainer, fastai's Learner), synchronised after every step; "
+            f"pipelined = the same with {micro.PIPELINED} steps per synchronisation, as training runs them (on an "
+            "accelerator the host queues steps while the device works: the cell's upper bound there). "
+            "loader-only = the next batch of the real training DataLoader. End-to-end is the record's steady-state "
+            "training (fastai: its unfrozen epochs). "
+            f"Below {verdicts.BOUND:.0%} of compute-only a cell is input-bound when loading explains at least half "
+            "of the difference, else framework-bound (the loop around the steps; loop-bound for a plain-PyTorch loop). "
+            "step ÷ plain PyTorch step = the framework's per-step cost: its compute-only against its plain-PyTorch "
+            "reference's. TFLOP/s counts the matmuls and convolutions of one training step "
+            "(torch.utils.flop_counter); utilisation is against the device's dense peak where known.",
+            "",
+            dec.to_markdown(index=False),
+            "",
+        ]
+        body += [
+            "<h2>Where the time goes: step micro-benchmarks</h2>",
+            f"<p>{html.escape(md[-3])}</p>",
+            dec.to_html(index=False, border=0),
+        ]
+    envs = render.environments(df)
+    md += ["## Environments", "", envs.to_markdown(index=False), ""]
+    body += ["<h2>Environments</h2>", envs.to_html(index=False, border=0)]
+    (out / "REPORT.md").write_text("\n".join(md))
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+        "td,th{padding:3px 8px;border-bottom:1px solid #ddd}img{max-width:100%;display:block;margin:1em 0}"
+    )
+    (out / "report.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Benchmark report"
+        f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    )
+    return out / "REPORT.md"

@@ -1,0 +1,174 @@
+"""Records → one table row per workload × hardware × device count × precision, with medians and spreads over
+repeats, comparability flags, speedups, scaling efficiency and each tracker's own columns."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pandas as pd
+
+from bench import records, trackers
+from bench.precision import PRECISIONS
+
+ROW = ["workload", "host", "hardware", "backend", "device_count", "precision"]
+# must match for figures to compare
+CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
+COLUMNS = (*records.TOP, "run_id", "cell_id", "workload", "backend", "device_count", "precision", "repeat", "curve",
+           "throughput_samples_per_s", "phase_throughput", "loader_samples_per_s", "step_time_ms_median",
+           "step_time_ms_p90", "final_accuracy", "tta_target", "tta_seconds", "warmup_seconds", "setup_seconds",
+           "phase_seconds", "lr_found", "weights", "artifacts", "full_network_phase", "peak_memory_bytes",
+           "peak_memory_kind", "precision_effective", *CONFIG)  # fmt: skip
+
+
+def frame(recs: list[dict]) -> pd.DataFrame:
+    """Records of any readable schema as one flat row each (bench.records.flat), sorted for the tables."""
+    rows = []
+    for r in recs:
+        row = records.flat(records.upgrade(r))
+        row["_run_dir"] = r.get("_run_dir")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for col in (*COLUMNS, *records.sections(), "_run_dir"):
+        if col not in df:
+            df[col] = None
+    df["host"] = [(e or {}).get("host") for e in df["env"]]
+    df["hardware"] = pd.Series([(e or {}).get("device_name") for e in df["env"]], dtype=object).fillna(df["backend"])
+    df["allocator"] = [((e or {}).get("allocator") or {}).get("name") for e in df["env"]]
+    order = {p: i for i, p in enumerate(PRECISIONS)}
+    df["_p"] = df["precision"].map(order)
+    return df.sort_values(["workload", "host", "backend", "device_count", "_p", "repeat"]).reset_index(drop=True)
+
+
+def norm(value: object) -> str:
+    return "none" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def median(values) -> float | None:
+    v = pd.to_numeric(pd.Series(list(values), dtype=object)).dropna()
+    return float(v.median()) if len(v) else None
+
+
+def full_network_throughput(r: pd.Series) -> float | None:
+    """Steady samples/s while the whole network trains: a workload whose phases train only part of it (fastai's
+    frozen epoch) declares the phase that trains all of it, as its plain-PyTorch reference does throughout."""
+    phases = r["phase_throughput"] if isinstance(r["phase_throughput"], dict) else {}
+    return phases.get(r["full_network_phase"], r["throughput_samples_per_s"])
+
+
+def _weights(w: object) -> str | None:
+    if not isinstance(w, dict):
+        return None
+    if not w.get("pretrained"):
+        return "random init"
+    return f"{w.get('source')} ({'checksum ok' if w.get('checksum_ok') else 'checksum MISMATCH'})"
+
+
+def _phases(ok: pd.DataFrame) -> dict[str, float]:
+    """Median seconds of every phase the records name, in the order they name them."""
+    names = dict.fromkeys(k for x in ok["phase_seconds"] if isinstance(x, dict) for k in x)
+    found = {n: median((x or {}).get(n) for x in ok["phase_seconds"] if isinstance(x, dict)) for n in names}
+    return {n: m for n, m in found.items() if m is not None}
+
+
+def _files(ok: pd.DataFrame) -> list[str]:
+    """The first repeat's declared artifacts and profile trace, as paths (relative to where the report runs)."""
+    for _, r in ok.iterrows():
+        arts = list(r["artifacts"]) if isinstance(r["artifacts"], list) else []
+        trace = (r["profile"] or {}).get("trace") if isinstance(r["profile"], dict) else None
+        paths = [*arts, *([trace] if trace else [])]
+        if paths:
+            return [os.path.join(r["_run_dir"], p) for p in paths]
+    return []
+
+
+def _tracker_columns(g: pd.DataFrame) -> dict[str, str]:
+    """Each tracker's own columns for this row, from its sections over the ok repeats (or any, when none is ok)."""
+    ok = g[g["status"] == "ok"]
+    use = ok if len(ok) else g
+    out: dict[str, str] = {}
+    for section, report in trackers.report_columns():
+        sections = [s for s in use[section] if isinstance(s, dict)]
+        if sections:
+            out.update(report(sections))
+    return out
+
+
+def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """One row per workload × hardware × device count × precision, with medians and spreads over repeats."""
+    rows = []
+    for key, g in df.groupby(ROW, sort=False, dropna=False):
+        ok = g[g["status"] == "ok"]
+        others = g[g["status"] != "ok"]
+        row = dict(zip(ROW, key))
+        tput = pd.to_numeric(ok["throughput_samples_per_s"])
+        tta = pd.to_numeric(ok["tta_seconds"])
+        row.update(
+            status="ok" if len(ok) else others["status"].iloc[0],
+            repeats_ok=len(ok),
+            repeats=len(g),
+            throughput_median=tput.median() if len(tput.dropna()) else None,
+            throughput_min=tput.min(),
+            throughput_max=tput.max(),
+            step_ms_median=pd.to_numeric(ok["step_time_ms_median"]).median(),
+            step_ms_p90=pd.to_numeric(ok["step_time_ms_p90"]).median(),
+            accuracy_median=pd.to_numeric(ok["final_accuracy"]).median(),
+            tta_target=g["tta_target"].iloc[0],
+            tta_median=tta.median() if tta.notna().any() else None,
+            tta_reached=f"{int(tta.notna().sum())}/{len(ok)}",
+            warmup_s_median=pd.to_numeric(ok["warmup_seconds"]).median(),
+            setup_s_median=pd.to_numeric(ok["setup_seconds"]).median(),
+            loader_median=median(ok["loader_samples_per_s"]),
+            full_network_median=median(full_network_throughput(r) for _, r in ok.iterrows()),
+            phases=_phases(ok),
+            lr_found_median=median(ok["lr_found"]),
+            weights=",".join(sorted({w for w in map(_weights, ok["weights"]) if w})),
+            artifacts=_files(ok),
+            precision_effective=",".join(sorted(set(ok["precision_effective"].dropna()))),
+            allocator=",".join(sorted(set(g["allocator"].dropna()))),
+            reason="; ".join(sorted({f"{s}: {r}" for s, r in zip(others["status"], others["reason"])})),
+            tracked=_tracker_columns(g),
+            profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
+            profile_loader=median(p.get("loader_pct") for p in ok["profile"] if isinstance(p, dict)),
+            **{c: g[c].dropna().iloc[0] if g[c].notna().any() else None for c in CONFIG},
+        )
+        rows.append(row)
+    s = pd.DataFrame(rows)
+    if s.empty:
+        return s
+    s["comparable"] = ""
+    b_backend, _, b_precision = baseline.partition("/")
+    s["speedup"] = None
+    s["scaling"] = _scaling(s)
+    for _, g in s.groupby("workload", sort=False):
+        configs = {i: {c: norm(r[c]) for c in CONFIG} for i, r in g.iterrows()}
+        ok = [tuple(configs[i].items()) for i in g.index if g.loc[i, "status"] == "ok"]
+        usual = dict(Counter(ok).most_common(1)[0][0]) if ok else {}
+        for i in g.index[g["status"] == "ok"]:
+            diff = [f"{c} {v} (usual {usual[c]})" for c, v in configs[i].items() if v != usual[c]]
+            s.loc[i, "comparable"] = "not comparable: " + ", ".join(diff) if diff else "yes"
+        base = g[
+            (g["backend"] == b_backend)
+            & (g["precision"] == b_precision)
+            & (g["device_count"] == 1)
+            & (s.loc[g.index, "comparable"] == "yes")
+            & g["throughput_median"].notna()
+        ]
+        if len(base):
+            ref = base.iloc[0]
+            s.loc[g.index, "speedup"] = g["throughput_median"] / ref["throughput_median"]
+            s.loc[g.index, "baseline"] = f"{ref['hardware']} {b_precision} on {ref['host']}"
+    return s
+
+
+def _scaling(s: pd.DataFrame) -> list[float | None]:
+    """Scaling efficiency of each N-device row: its throughput ÷ (N × the same configuration's on one device)."""
+    keys = ["workload", "host", "hardware", "backend", "precision"]
+    one = s[s["device_count"] == 1].set_index(keys)["throughput_median"]
+    out = []
+    for _, r in s.iterrows():
+        k = tuple(r[keys])
+        single = one.get(k) if k in one.index else None
+        ok = r["device_count"] > 1 and single and not pd.isna(single) and not pd.isna(r["throughput_median"])
+        out.append(r["throughput_median"] / (r["device_count"] * single) if ok else None)
+    return out

@@ -1,0 +1,52 @@
+"""The report's plots: accuracy against wall-clock time, throughput per configuration."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: plots go to files
+import matplotlib.pyplot as plt
+import pandas as pd
+
+
+def accuracy(df: pd.DataFrame, workload: str, target: float) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ok = df[(df["workload"] == workload) & (df["status"] == "ok")]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, (key, g) in enumerate(ok.groupby(["host", "hardware", "device_count", "precision"], sort=False)):
+        for j, curve in enumerate(g["curve"]):
+            pts = [(c["elapsed_seconds"], c["test_accuracy"]) for c in curve or [] if c.get("elapsed_seconds")]
+            if pts:
+                x, y = zip(*pts)
+                label = f"{key[1]} x{key[2]} {key[3]}" if j == 0 else None
+                ax.plot(x, y, marker=".", color=colors[n % len(colors)], alpha=0.8, label=label)
+    ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target}")
+    ax.set(xlabel="wall-clock seconds since the first training step", ylabel="test accuracy", title=workload)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def throughput(s: pd.DataFrame, workload: str) -> plt.Figure:
+    g = s[(s["workload"] == workload) & s["throughput_median"].notna()]
+    fig, ax = plt.subplots(figsize=(7, 1.3 + 0.4 * max(len(g), 1)))
+    labels = [f"{h} x{d} {p}" for h, d, p in zip(g["hardware"], g["device_count"], g["precision"])]
+    med = g["throughput_median"].astype(float)
+    err = [med - g["throughput_min"].astype(float), g["throughput_max"].astype(float) - med]
+    ax.barh(labels, med, xerr=err, capsize=3)
+    ax.invert_yaxis()
+    ax.set(xlabel="training samples/s (median, min–max over repeats)", title=workload)
+    fig.tight_layout()
+    return fig
+
+
+def png(fig: plt.Figure, path: Path) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    path.write_bytes(buf.getvalue())
+    return base64.b64encode(buf.getvalue()).decode()

@@ -1,0 +1,124 @@
+"""The report's tables, formatted for reading: per-workload rows, the overview, the environments; links."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.verdicts import fmt
+
+
+def table(s: pd.DataFrame) -> pd.DataFrame:
+    """The human-facing columns, formatted."""
+    t = pd.DataFrame(
+        {
+            "hardware": s["hardware"] + " @" + s["host"].astype(str),
+            "devices": s["device_count"],
+            "precision": s["precision"],
+            "status": [
+                st if st != "ok" else f"ok {r}/{n}" for st, r, n in zip(s["status"], s["repeats_ok"], s["repeats"])
+            ],
+            "samples/s median (min–max)": [
+                f"{fmt(m)} ({fmt(lo)}–{fmt(hi)})" if m is not None and not pd.isna(m) else ""
+                for m, lo, hi in zip(s["throughput_median"], s["throughput_min"], s["throughput_max"])
+            ],
+            "step ms p50/p90": [
+                f"{fmt(a, '.2f')}/{fmt(b, '.2f')}" if not pd.isna(a) else ""
+                for a, b in zip(s["step_ms_median"], s["step_ms_p90"])
+            ],
+            "speedup": [fmt(x, ".2f") + "x" if x is not None and not pd.isna(x) else "" for x in s["speedup"]],
+            "scaling eff.": [fmt(x, ".0%") for x in s["scaling"]],
+            "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
+            "TTA s (reached)": [
+                f"{fmt(t, '.1f') or 'not reached'} ({r})" if st == "ok" else ""
+                for t, r, st in zip(s["tta_median"], s["tta_reached"], s["status"])
+            ],
+            "loader samples/s": [fmt(x) for x in s["loader_median"]],
+            "phases s (median)": [
+                ", ".join(f"{k} {v:.1f}" for k, v in ph.items()) if isinstance(ph, dict) else "" for ph in s["phases"]
+            ],
+            **tracked(s),
+            "allocator": s["allocator"],
+            "comparable": s["comparable"],
+            "notes": s["reason"],
+        }
+    )
+    return t
+
+
+def tracked(s: pd.DataFrame) -> dict[str, list[str]]:
+    """The trackers' own columns (bench.trackers), each shown where any row of the table has it."""
+    labels = dict.fromkeys(label for cols in s["tracked"] for label in cols)
+    return {label: [cols.get(label, "") for cols in s["tracked"]] for label in labels}
+
+
+def artifacts(g: pd.DataFrame, out: Path) -> list[tuple[str, list[str]]]:
+    """(row label, paths relative to the report folder) for the rows whose cells saved files (plots, traces)."""
+    return [
+        (f"{r['hardware']} x{r['device_count']} {r['precision']}", [os.path.relpath(a, out) for a in r["artifacts"]])
+        for _, r in g.iterrows()
+        if r["artifacts"]
+    ]
+
+
+def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
+    """Every workload's rows in one table, so that frameworks on the same hardware sit side by side.
+    ``link(path, text)`` formats a link for the output format."""
+    tracked_columns = tracked(s)
+    return pd.DataFrame(
+        {
+            "workload": s["workload"],
+            "hardware": s["hardware"] + " @" + s["host"].astype(str),
+            "devices": s["device_count"],
+            "precision": s["precision"],
+            "status": s["status"],
+            "samples/s": [fmt(x) for x in s["throughput_median"]],
+            "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
+            "TTA s": [fmt(x, ".1f") for x in s["tta_median"]],
+            **{k: v for k, v in tracked_columns.items() if k in ("busy %", "host ms/step", "bound (profile)")},
+            "weights": s["weights"],
+            "files": [" ".join(link(os.path.relpath(a, out), name(a)) for a in arts) for arts in s["artifacts"]],
+        }
+    )
+
+
+def name(path: str) -> str:
+    """A file's short name for a link: its stem, "trace" for a profile trace."""
+    return "trace" if ".pt.trace." in path else Path(path).stem
+
+
+def md_link(path: str, text: str) -> str:
+    return f"[{text}]({path})"
+
+
+def html_link(path: str, text: str) -> str:
+    return f'<a href="{html.escape(path)}">{html.escape(text)}</a>'
+
+
+def environments(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per host; a value that differed between its records is listed with all its variants."""
+    rows: dict[str, dict[str, set]] = {}
+    for e in df["env"]:
+        e = e or {}
+        pk = e.get("packages") or {}
+        values = {
+            "cpu": e.get("cpu_model"),
+            "cores": e.get("cpu_count"),
+            "accelerator": (e.get("backend") or {}).get("gpu_name"),
+            "torch": pk.get("torch"),
+            "lightning": pk.get("pytorch-lightning"),
+            "python": e.get("python"),
+            "allocator": (e.get("allocator") or {}).get("name"),
+            "image": e.get("container_image"),
+            "commit": (e.get("git_commit") or "")[:12] or None,
+            # a machine that could not install the lock (a lent GPU machine's own torch) is named as such
+            "not the lock": ", ".join(f"{k} {v}" for k, v in (e.get("lock_differences") or {}).items()) or None,
+        }
+        row = rows.setdefault(e.get("host"), {k: set() for k in values})
+        for k, v in values.items():
+            if v is not None:
+                row[k].add(str(v))
+    return pd.DataFrame([{"host": h, **{k: ", ".join(sorted(v)) for k, v in r.items()}} for h, r in rows.items()])

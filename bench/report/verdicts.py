@@ -1,0 +1,147 @@
+"""Verdicts: what bounds each configuration, from the profile (bench.trackers.profile), from the framework against its
+plain-PyTorch reference, and from the step micro-benchmarks (bench.micro). Thresholds are in docs/methodology.md."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench import micro
+from bench.precision import PRECISIONS
+from bench.workloads import REFERENCE
+
+WITHIN = 0.85  # a framework within 15% of its plain-PyTorch reference counts as close to it
+INPUT_BOUND = 0.5  # loader share at which the input pipeline, not the model, sets the pace
+BOUND = 0.8  # end-to-end below this share of the compute-only step: the input pipeline or the framework sets the pace
+BUSY = 80.0  # device busy % (profile) from which the device, not the host, sets the pace
+
+
+def fmt(x: float | None, spec: str = ",.0f") -> str:
+    return "" if x is None or pd.isna(x) else format(x, spec)
+
+
+def profile_bound(busy_pct: float, loader_pct: float, device: bool) -> str:
+    """The profile's verdict: input-bound when the DataLoader takes at least half of the window; else compute-bound
+    when the device (on a CPU: ATen ops) is busy for ``BUSY`` % of it or more; else host-bound, the time going to
+    Python, the framework and kernel launches between the device's work."""
+    if loader_pct >= 100 * INPUT_BOUND:
+        return f"input-bound (loader {loader_pct:.0f}%)"
+    if busy_pct >= BUSY:
+        return "compute-bound" if device else "compute-bound (in ATen ops)"
+    idle = "device idle" if device else "outside ATen ops"
+    return f"host-bound ({100 - busy_pct:.0f}% {idle})"
+
+
+def overhead(s: pd.DataFrame) -> pd.DataFrame:
+    """Each framework workload against its plain-PyTorch reference on the same hardware, devices and precision.
+
+    With the loader in the training process (num_workers = 0) a step costs loader time plus compute time, so
+    ``loader share`` = training samples/s ÷ loader-only samples/s is the fraction of each step spent loading,
+    and the framework's speed without it is 1 / (1/training − 1/loader).
+    """
+    keys = ["host", "hardware", "backend", "device_count", "precision"]
+    rows = []
+    for workload, reference in REFERENCE.items():
+        ref = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)["full_network_median"]
+        for _, r in s[(s["workload"] == workload) & (s["status"] == "ok")].iterrows():
+            k = tuple(r[keys])
+            t, loader = r["full_network_median"], r["loader_median"]
+            if k not in ref.index or pd.isna(t) or pd.isna(ref[k]):
+                continue
+            ratio = t / ref[k]
+            share = t / loader if loader and not pd.isna(loader) else None
+            without = 1 / (1 / t - 1 / loader) / ref[k] if share is not None and share < 1 else None
+            if ratio >= WITHIN:
+                verdict = f"within {1 - WITHIN:.0%} of plain PyTorch"
+            elif share is not None and share >= INPUT_BOUND:
+                verdict = f"input-bound: the loader takes {share:.0%} of each step"
+            elif without is not None and without >= WITHIN and r["num_workers"] == 0:
+                verdict = (
+                    f"input pipeline: loading takes {share:.0%} of each step; without it the ratio is {without:.2f}"
+                )
+            else:
+                verdict = "framework overhead"
+            rows.append(
+                {
+                    "workload": f"{workload} vs {reference}",
+                    "hardware": f"{r['hardware']} @{r['host']}",
+                    "devices": r["device_count"],
+                    "precision": r["precision"],
+                    "framework samples/s": fmt(t),
+                    "plain torch samples/s": fmt(ref[k]),
+                    "ratio": f"{ratio:.3f}",
+                    "loader-only samples/s": fmt(loader),
+                    "loader share": fmt(share, ".0%"),
+                    "verdict": verdict,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
+    """Where each configuration's time goes, from the step micro-benchmarks (bench.micro) of the same host, device
+    and precision, next to its end-to-end throughput when a record has it.
+
+    compute-only is the workload's own training step on a fixed batch already on the device (for Lightning and
+    fastai, their loop around it): the upper bound of that cell on that hardware and precision. End-to-end below
+    ``BOUND`` of it is input-bound when loading (loader-only) accounts for at least half of the difference, else
+    framework-bound: the time goes to the loop around the steps (loop-bound for a plain-PyTorch reference). The
+    framework's per-step cost is shown apart, as its step against the plain-PyTorch reference's.
+    """
+    latest: dict[tuple, dict] = {}
+    for b in sorted(benchmarks, key=lambda b: b.get("datetime") or ""):  # the newest run of each benchmark wins
+        latest[(b["kind"], b["host"], b["device_name"], b["backend"], b["workload"], b.get("precision"))] = b
+
+    def rate(kind: str, where: tuple, workload: str, prec: str | None) -> float | None:
+        b = latest.get((kind, *where, workload, prec))
+        return b["samples_per_call"] / b["median_s"] if b else None
+
+    ok = s[(s["status"] == "ok") & (s["device_count"] == 1)] if len(s) else s
+    e2e = {tuple(r[k] for k in ("host", "hardware", "backend", "workload", "precision")): r for _, r in ok.iterrows()}
+    order = {p: i for i, p in enumerate(PRECISIONS)}
+    trained = sorted((k for k in latest if k[0] == "train"), key=lambda k: (k[4], k[1], k[2], order.get(k[5], 99)))
+    rows = []
+    for _, *where, workload, prec in trained:
+        where = tuple(where)
+        step = latest[("train", *where, workload, prec)]
+        compute, loader = rate("train", where, workload, prec), rate("loader", where, workload, None)
+        record = e2e.get((*where, workload, prec))
+        end = record["full_network_median"] if record is not None else None
+        end = None if end is None or pd.isna(end) else float(end)
+        plain = rate("train", where, REFERENCE[workload], prec) if workload in REFERENCE else None
+        flops = step.get("flops_per_step")
+        tflops = flops / step["median_s"] / 1e12 if flops else None
+        peak = micro.PEAK_TFLOPS.get(where[1], {}).get(prec)
+        rows.append(
+            {
+                "workload": workload,
+                "hardware": f"{where[1]} @{where[0]}",
+                "precision": prec,
+                "end-to-end samples/s": fmt(end),
+                "compute-only samples/s": fmt(compute),
+                # several steps per synchronisation: the host queues while the device runs (micro.PIPELINED)
+                "pipelined samples/s": fmt(rate("train-pipelined", where, workload, prec)),
+                "forward-only samples/s": fmt(rate("eval", where, workload, prec)),
+                "loader-only samples/s": fmt(loader),
+                "end-to-end ÷ compute": fmt(end / compute, ".2f") if end else "",
+                "bound": _bound(end, compute, loader, workload in REFERENCE),
+                "step ÷ plain PyTorch step": fmt(compute / plain, ".2f") if plain else "",
+                "GFLOP/step": fmt(flops / 1e9 if flops else None, ",.2f"),
+                "TFLOP/s": fmt(tflops, ".3f"),
+                "utilisation": fmt(tflops / peak, ".1%") if tflops and peak else "no peak known",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _bound(end: float | None, compute: float, loader: float | None, framework: bool) -> str:
+    """compute-bound at ``BOUND`` of compute-only or above; below, input-bound when loading a sample takes at least
+    half of the time end-to-end spends beyond the compute-only step, else framework-bound (loop-bound for a
+    plain-PyTorch loop, which has no framework)."""
+    if not end:
+        return ""
+    if end / compute >= BOUND:
+        return "compute-bound"
+    gap = 1 / end - 1 / compute
+    share = min(1.0, (1 / loader) / gap) if loader else 0.0
+    label = "input-bound" if share >= 0.5 else "framework-bound" if framework else "loop-bound"
+    return f"{label} (loading explains {share:.0%} of the gap)"

@@ -1,0 +1,178 @@
+"""Trackers: a new one is one file; the profile's arithmetic on CUDA-shaped traces; the smaller trackers."""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from bench import records, report, runner, trackers, worker
+from bench.job import Job
+from bench.report import verdicts
+from bench.suite import expand, validate
+from bench.trackers import compile as compile_tracker
+from bench.trackers import profile
+
+SEGMENTS = '''
+"""Counts steady-state segments: a tracker written as a user would, in one file."""
+from bench.trackers import Tracker
+
+ORDER = 50
+
+
+class Segments(Tracker):
+    SECTION = "segments"
+
+    def start(self):
+        self.count = 0
+
+    def steady_start(self):
+        self.count += 1
+
+    def section(self):
+        return {"steady_segments": self.count}
+
+
+TRACKER = Segments
+
+
+def report(sections):
+    return {"segments": str(max(s["steady_segments"] for s in sections))}
+'''
+
+
+def small_cell(**over):
+    raw = {"backend": "cpu", "workloads": ["torch-convnet"], "epochs": 2, "limit_train": 320, "limit_test": 200,
+           "warmup_steps": 2, "profile_steps": 3, "tta_target": 0.5, "allocator": "glibc", **over}  # fmt: skip
+    return expand("t", validate("t", raw))[0]
+
+
+@pytest.mark.slow
+def test_a_new_tracker_is_one_file_and_adds_its_section_and_report_columns(tmp_path, monkeypatch, mnist_dir, cache):
+    folder = tmp_path / "more"
+    folder.mkdir()
+    (folder / "segments.py").write_text(SEGMENTS)
+    monkeypatch.setattr(trackers, "__path__", [*trackers.__path__, str(folder)])
+    monkeypatch.delitem(sys.modules, "bench.trackers.segments", raising=False)
+    assert "segments" in records.sections()
+
+    cell = small_cell()
+    run_dir = tmp_path / "results" / "r"
+    cell_dir = run_dir / "cells" / cell.dirname
+    cell_dir.mkdir(parents=True)
+    result = worker.run_cell(Job(cell, "r", str(mnist_dir), "glibc"), cell_dir)  # the worker, in this process
+    record = records.new(**result, cell=runner.cell_section(cell, "r"), run={})
+    records.append(run_dir / "records.jsonl", record)
+    assert record["status"] == "ok", record["reason"]
+    assert record["segments"] == {"steady_segments": 2}  # one per epoch after warmup
+    assert record["profile"]["status"] == "ok"
+    table = report.write(tmp_path / "results").read_text().split("## torch-convnet")[1]
+    header, _, row = table.split("\n")[4:7]  # the workload's table: its header, rule and one row
+    columns = dict(zip((c.strip() for c in header.split("|")), (c.strip() for c in row.split("|"))))
+    assert columns["segments"] == "2" and columns["bound (profile)"]
+    monkeypatch.delitem(sys.modules, "bench.trackers.segments", raising=False)
+
+
+def span(name, ts, dur, cat="cpu_op", **kw):
+    return {"ph": "X", "name": name, "cat": cat, "ts": ts, "dur": dur, **kw}
+
+
+def test_device_busy_is_the_union_of_kernel_intervals_over_the_window():
+    """A CUDA-shaped trace: two steps of 100 µs; kernels overlap on two streams (counted once), one runs past the
+    window's end (clipped); the host waits 30 µs in a synchronisation; the loader takes 20 µs of each step."""
+    events = [
+        span("ProfilerStep#3", 1000, 100, "user_annotation"),
+        span("ProfilerStep#4", 1100, 100, "user_annotation"),
+        span("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__", 1000, 20, "user_annotation"),
+        span("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__", 1100, 20, "user_annotation"),
+        span("volta_sgemm", 1020, 40, "kernel"),
+        span("elementwise", 1040, 40, "kernel"),  # overlaps the one above: busy 1020–1080, not 80 µs twice
+        span("Memcpy HtoD", 1120, 10, "gpu_memcpy"),
+        span("conv", 1150, 100, "kernel"),  # runs past the window's end at 1200
+        span("cudaStreamSynchronize", 1160, 30, "cuda_runtime"),
+        span("aten::mm", 900, 50),  # before the window: not counted
+        {"ph": "M", "name": "process_name"},
+    ]
+    m = profile.analyse(events, device=True)
+    assert m["steps"] == 2 and m["window_ms_per_step"] == pytest.approx(0.1)
+    assert m["device_busy_pct"] == pytest.approx(100 * (60 + 10 + 50) / 200)
+    assert m["host_ms_per_step"] == pytest.approx((200 - 30) / 2 / 1000)
+    assert m["loader_pct"] == pytest.approx(20.0) and m["ops_per_step"] == 1.5
+    assert m["busy_kind"].startswith("CUDA")
+
+
+def test_on_a_cpu_busy_is_aten_time_outside_the_loader():
+    events = [
+        span("ProfilerStep#3", 0, 100, "user_annotation"),
+        span("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__", 0, 20, "user_annotation"),
+        span("aten::stack", 5, 10),  # collation, inside the loader: the loader's time, not the model's
+        span("aten::convolution", 30, 40),
+        span("aten::mkldnn_convolution", 35, 30),  # nested in the one above
+    ]
+    m = profile.analyse(events, device=False)
+    assert m["device_busy_pct"] == pytest.approx(40.0) and m["loader_pct"] == pytest.approx(20.0)
+    assert m["host_ms_per_step"] == pytest.approx(0.1) and m["ops_per_step"] == 3
+
+
+def test_no_profiled_step_gives_no_measurement():
+    assert profile.analyse([span("aten::mm", 0, 10)], device=False) is None
+
+
+def test_interval_arithmetic():
+    assert profile.union([(5, 7), (0, 2), (1, 3), (7, 8), (9, 9)]) == [(0, 3), (5, 8)]
+    assert profile.subtract([(0, 10), (20, 30)], [(2, 4), (8, 22)]) == [(0, 2), (4, 8), (22, 30)]
+
+
+def backend(name="cpu", stats=None):
+    return SimpleNamespace(name=name, compile_stats=lambda: stats() if stats else None, synchronize=lambda: None)
+
+
+def tracker(module, cell, be, tmp_path):
+    t = module.TRACKER(Job(cell, "r", None, "glibc"), be, tmp_path)
+    t.start()
+    return t
+
+
+def test_the_profile_says_why_it_did_not_run(tmp_path):
+    off = tracker(profile, small_cell(profile_steps=0), backend(), tmp_path)
+    xla = tracker(profile, small_cell(), backend("xla"), tmp_path)
+    two = tracker(profile, small_cell(devices=[2], backend="xla"), backend("xla"), tmp_path)
+    assert off.window_steps() == xla.window_steps() == two.window_steps() == 0
+    assert off.section()["status"] == "off" and "XPlane" in xla.section()["reason"]
+    assert "one device" in two.section()["reason"]
+    assert profile.report([xla.section()]) == {"profile": f"unsupported: {xla.section()['reason']}"}
+
+
+def test_a_window_that_records_nothing_is_a_failed_profile(tmp_path):
+    t = tracker(profile, small_cell(profile_steps=5), backend(), tmp_path)
+    assert t.window_steps() == profile.WARMUP + 5
+    t.window_start()
+    t.window_step()  # the loop ran out after one step, inside the profiler's warmup
+    t.window_end(None)
+    assert t.section() == {"status": "failed", "reason": "no profiled steps: the loop stopped after 1 steps"}
+
+
+def test_profile_report_columns_and_verdicts():
+    ok = {"status": "ok", "busy_kind": "CUDA kernels and copies", "host_ms_per_step": 3.8, "loader_pct": 20.0}
+    cols = profile.report([{**ok, "device_busy_pct": b} for b in (10.0, 12.0, 90.0)])
+    assert cols == {"busy %": "12% CUDA", "host ms/step": "3.80", "loader %": "20%",
+                    "bound (profile)": "host-bound (88% device idle)"}  # fmt: skip
+    assert verdicts.profile_bound(85.0, 5.0, device=True) == "compute-bound"
+    assert verdicts.profile_bound(85.0, 60.0, device=False) == "input-bound (loader 60%)"
+    assert verdicts.profile_bound(60.0, 5.0, device=False) == "host-bound (40% outside ATen ops)"
+
+
+def test_compilations_inside_steady_segments_are_counted(tmp_path):
+    count = iter([0, 0, 5, 5, 7, 9])
+    be = backend("xla", stats=lambda: {"compilations": next(count), "compile_seconds": 1.5})
+    t = tracker(compile_tracker, small_cell(), be, tmp_path)
+    t.steady_start()  # 0
+    t.steady_end()  # 0: none inside the first segment
+    t.steady_start()  # 5: compiled during evaluation, outside the segments
+    t.steady_end()  # 5
+    t.steady_start()  # 7
+    t.steady_end()  # 9: two inside the third
+    assert t.after_warmup == 2
+    section = {"compilations": 9, "compile_seconds": 1.5, "compilations_after_warmup": 2}
+    assert compile_tracker.report([section])["compilations"] == "9 in 1.5 s; WARNING: 2 inside steady-state training"
