@@ -64,6 +64,7 @@ def build_cells(args: argparse.Namespace):
         ("lr", args.lr),
         ("pretrained", False if args.no_pretrained else None),
         ("allocator", args.allocator),
+        ("profile_steps", args.profile_steps),
     ):
         if value is not None:
             raw[key] = value
@@ -147,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
         "--no-pretrained", action="store_true", help="train from random initialisation (no pretrained weights)"
     )
     r.add_argument("--allocator", help="auto, tcmalloc, jemalloc, glibc-tuned, glibc")
+    r.add_argument("--profile-steps", type=int, help="steps profiled after training (default 30; 0: no profile)")
     r.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     r.add_argument("--run-id", help="folder under the results dir (default: <suite>-<host>; same id resumes)")

@@ -173,6 +173,8 @@ def validate(name: str, raw: dict) -> dict:
             if key not in PER_WORKLOAD:
                 raise SuiteError(f"suite {name}: [workload.{w}] key {key!r}; valid: {', '.join(PER_WORKLOAD)}")
             _check(f"suite {name} [workload.{w}]", key, value)
+            if key in ("warmup_steps", "profile_steps") and value < 0:
+                raise SuiteError(f"suite {name}: [workload.{w}] {key} must be >= 0")
     s["workload"] = overrides
     return s
 

@@ -33,3 +33,5 @@ timeout --signal=INT --kill-after=30 "${BENCH_BUDGET_S:-420}" \
     "$py" -m bench run --suite gpu-reference --results-dir "$out" --run-id gpu-reference --no-report "${pretrained[@]}" "$@"
 echo "bench run: exit $? after $(( $(date +%s) - start )) s"
 "$py" -m bench report --results-dir "$out" --baseline "${BENCH_BASELINE:-cuda/fp32}"
+# The overview, busy % and host ms per step included, into the device tool's output tail.
+sed -n '/^## Overview/,/^## /p' "$out/report/REPORT.md" | cut -c1-400

@@ -11,6 +11,7 @@ import torchvision
 
 from bench import weights
 from bench.backends.cpu import bf16_kernels
+from bench.trackers import profile
 from bench.weights import WeightsError
 from tests.conftest import Loopback, bench_cli, bench_env, loopback
 from tests.test_runner import run_records
@@ -22,6 +23,7 @@ precisions = {precisions}
 limit_train = 640
 limit_test = 500
 warmup_steps = 5
+profile_steps = 4
 tta_target = 0.5
 
 [workload.fastai-resnet18]
@@ -117,6 +119,12 @@ def test_tiny_real_run_every_precision_artifacts_and_report(tmp_path, env):
         for a in r["artifacts"]:
             assert (results / "r" / a).read_bytes().startswith(PNG)
         assert list((cell / "tensorboard").glob("events.out.tfevents.*"))
+        assert list(r["phase_seconds"])[-2:] == ["artifacts", "profile"]  # the plots show the trained model
+    for w in ("fastai-resnet18", "torch-resnet18"):
+        p = recs[w, "fp32"]["profile"]  # fastai's own loop, its TensorBoard writes and DataLoader included
+        assert p["status"] == "ok" and p["steps"] == 4 and 0 < p["device_busy_pct"] <= 100, p
+        events = profile.read_trace(results / "r" / p["trace"])["traceEvents"]
+        assert profile.analyse(events, device=False)["loader_pct"] == pytest.approx(p["loader_pct"])
     if bf16:
         assert recs["fastai-resnet18", "bf16-true"]["precision_evidence"]["param_dtype"] == "torch.bfloat16"
     assert recs["torch-resnet18", "fp32"]["status"] == "ok"

@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench import micro, records, report
 from bench.report import aggregate, verdicts
+from tests.conftest import ROOT
 
 
 def rec(workload="torch-convnet", precision="fp32", status="ok", tput=1000.0, repeat=0, **over) -> dict:
@@ -190,3 +191,12 @@ def test_decomposition_from_micro_benchmarks(tmp_path):
     assert gpu["end-to-end samples/s"] == "" and gpu["utilisation"] == "0.1%"  # 0.1 TFLOP/s of 67
     md = report.write(tmp_path).read_text()
     assert "## Where the time goes: step micro-benchmarks" in md and "framework-bound" in md
+
+
+def test_the_committed_h100_reference_of_schema_2_still_renders(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "results" / "reference" / "nvidia-h100", tmp_path / "h100")
+    md = report.write(tmp_path / "h100", baseline="cuda/fp32").read_text()
+    assert "| fastai-resnet18   | NVIDIA H100 80GB HBM3 @vm" in md and "## lightning-convnet" in md
+    assert "unfrozen " in md  # schema 2 fastai phases, mapped onto schema 3

@@ -91,8 +91,9 @@ def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
         md += [
             "## Framework overhead against the plain-PyTorch loop",
             "",
-            "ratio = framework samples/s ÷ its plain-PyTorch reference's on the same hardware and precision (for "
-            "fastai, its unfrozen epochs: the reference trains the whole network throughout). loader share = "
+            "ratio = framework samples/s ÷ its plain-PyTorch reference's on the same hardware and precision (for a "
+            "workload whose phases train part of the network, the phase it declares trains all of it, as the "
+            "reference does throughout: fastai's unfrozen epochs). loader share = "
             "framework samples/s ÷ loader-only samples/s (one pass of the training loader with no model): the "
             "fraction of each step spent loading when the loader runs in the training process (num_workers = 0).",
             "",
