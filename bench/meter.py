@@ -190,9 +190,14 @@ class Meter:
             yield window
             return
         with self.phase("profile"):
-            for tracker in self.trackers:
-                tracker.window_start()
-            self._window, error = window, None
+            error = None
+            try:
+                for tracker in self.trackers:
+                    tracker.window_start()
+            except Exception as e:  # no window after all: the loop gets zero steps to run
+                traceback.print_exc()
+                error, window.steps = e, 0
+            self._window = window
             try:
                 yield window
             except Exception as e:

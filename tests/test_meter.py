@@ -239,3 +239,16 @@ def test_no_tracker_wanting_a_window_runs_no_window_steps(clock):
     with m.window() as window:
         assert window.steps == 0 and window.done
     assert "profile" not in summary(m)["phase_seconds"]
+
+
+class BrokenStart(Hooks):
+    def window_start(self) -> None:
+        raise OSError("no profiler here")
+
+
+def test_a_tracker_failing_to_start_its_window_runs_no_steps(clock):
+    broken = BrokenStart(clock)
+    m = meter.Meter(FakeDevice(clock), warmup_steps=0, tta_target=0.5, trackers=[broken])
+    with m.window() as window:
+        assert window.done  # the loop runs nothing
+    assert broken.events[-1] == ("window_end", "OSError('no profiler here')")

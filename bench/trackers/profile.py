@@ -69,7 +69,10 @@ class Profile(Tracker):
 
     def window_end(self, error: BaseException | None) -> None:
         if self.prof is not None:
-            self.prof.__exit__(None, None, None)  # a window cut short still writes what it recorded
+            try:
+                self.prof.__exit__(None, None, None)  # a window cut short still writes what it recorded
+            except Exception as e:  # the profile is lost, not the cell
+                error = error or e
         if self.result is None:
             why = f"{type(error).__name__}: {error}" if error else f"the loop stopped after {self.n} steps"
             self.result = {"status": "failed", "reason": f"no profiled steps: {why}"}
