@@ -76,7 +76,7 @@ _V2 = {
 def upgrade(record: dict) -> dict:
     """A record of any readable schema as schema 3 (in memory; files are never rewritten)."""
     version = record.get("schema_version")
-    if version == SCHEMA_VERSION:
+    if version == SCHEMA_VERSION or isinstance(record.get("cell"), dict):  # sectioned already
         return record
     if version not in READABLE and version != 1:  # 1 had a subset of 2's flat fields
         raise ValueError(f"schema_version {version!r}; this version reads {', '.join(map(str, READABLE))}")

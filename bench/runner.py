@@ -134,9 +134,14 @@ def _number(text: str) -> float | int | str | None:
 
 def unsupported_reason(cell: Cell) -> str | None:
     """Why this cell cannot run honestly here, or None. Decided before any process starts."""
-    single = workloads.get(cell.workload).SINGLE_DEVICE
-    if cell.devices > 1 and single:
-        return f"{cell.workload} runs on one device only: {single}"
+    module = workloads.get(cell.workload)
+    if cell.devices > 1 and module.SINGLE_DEVICE:
+        return f"{cell.workload} runs on one device only: {module.SINGLE_DEVICE}"
+    if cell.input == "device":
+        if getattr(module, "DEVICE_INPUT", None):
+            return f"input = device: {module.DEVICE_INPUT}"
+        if cell.backend == "xla":
+            return "input = device is not built for XLA: gathering batches would join every step's graph"
     return backends.get(cell.backend).unsupported(cell.precision, cell.devices)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import tomllib
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "workloads": (list, None),
     "precisions": (list, ["fp32"]),
     "devices": (list, [1]),
+    "inputs": (list, ["loader"]),  # where batches come from: the seed's DataLoader, or data resident on the device
     "repeats": (int, 1),
     "seed": (int, 0),
     "epochs": (int, None),
@@ -56,6 +58,9 @@ PER_WORKLOAD = (
 )
 
 
+INPUTS = ("loader", "device")
+
+
 class SuiteError(ValueError):
     """A suite file that cannot be used; the message names the file and the key."""
 
@@ -81,23 +86,30 @@ class Cell:
     stop_at_target: bool
     warmup_steps: int
     profile_steps: int
+    input: str  # "loader" (the seed's DataLoader) or "device" (bench.inputs.DeviceBatches)
     allocator: str
     timeout_s: int
     suite: str
 
     @property
     def cell_id(self) -> str:
-        return f"{self.workload}/{self.backend}x{self.devices}/{self.precision}"
+        return f"{self.workload}/{self.backend}x{self.devices}/{self.precision}" + self._variant("/")
 
     @property
     def dirname(self) -> str:
-        return f"{self.workload}.{self.backend}x{self.devices}.{self.precision}.r{self.repeat}"
+        return f"{self.workload}.{self.backend}x{self.devices}.{self.precision}{self._variant('.')}.r{self.repeat}"
+
+    def _variant(self, sep: str) -> str:
+        """What differs from the seed's way of running (the seed's own cells keep the names they always had)."""
+        return f"{sep}input-{self.input}" if self.input != "loader" else ""
 
     @property
     def fingerprint(self) -> str:
         """Identifies what is measured: same fingerprint, same measurement (suite name, timeout and the profile
         window after training aside)."""
         config = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("suite", "timeout_s", "profile_steps")}
+        if config["input"] == "loader":  # the seed's input: fingerprints of runs from before the axis still match
+            del config["input"]
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -162,6 +174,9 @@ def validate(name: str, raw: dict) -> dict:
         backends.get(s["backend"])
     if s["allocator"] not in allocator.ALLOCATORS:
         raise SuiteError(f"suite {name}: allocator {s['allocator']!r}; valid: {', '.join(allocator.ALLOCATORS)}")
+    for i in s["inputs"]:
+        if i not in INPUTS:
+            raise SuiteError(f"suite {name}: inputs entry {i!r}; valid: {', '.join(INPUTS)}")
     for d in s["devices"]:
         if d != "all" and not (isinstance(d, int) and not isinstance(d, bool) and d >= 1):
             raise SuiteError(f'suite {name}: devices entry {d!r} should be a positive integer or "all"')
@@ -199,33 +214,34 @@ def expand(name: str, s: dict) -> list[Cell]:
                     f"set it under [workload.<name>] for those, not for {w}"
                 )
             counts = [max(1, backend.device_count()) if d == "all" else d for d in s["devices"]]
-            for devices in dict.fromkeys(counts):  # "all" may equal another entry: run it once
-                for p in s["precisions"]:
-                    cells.append(
-                        Cell(
-                            workload=w,
-                            backend=backend_name,
-                            precision=p,
-                            devices=devices,
-                            repeat=repeat,
-                            seed=s["seed"] + repeat,
-                            epochs=pick("epochs"),
-                            batch_size=pick("batch_size"),
-                            limit_train=over["limit_train"],
-                            limit_test=over["limit_test"],
-                            num_workers=pick("num_workers"),
-                            lr=pick("lr") if pick("lr") == "find" else float(pick("lr")),
-                            # only a workload with pretrained weights (a DEFAULTS entry) takes the setting
-                            pretrained=pick("pretrained") if "pretrained" in module.DEFAULTS else None,
-                            tta_target=float(over["tta_target"]),
-                            stop_at_target=over["stop_at_target"],
-                            warmup_steps=over["warmup_steps"],
-                            profile_steps=over["profile_steps"],
-                            allocator=s["allocator"],
-                            timeout_s=over["timeout_s"],
-                            suite=name,
-                        )
+            # dict.fromkeys: "all" may equal another entry, run it once
+            for devices, p, placement in itertools.product(dict.fromkeys(counts), s["precisions"], s["inputs"]):
+                cells.append(
+                    Cell(
+                        workload=w,
+                        backend=backend_name,
+                        precision=p,
+                        devices=devices,
+                        repeat=repeat,
+                        seed=s["seed"] + repeat,
+                        epochs=pick("epochs"),
+                        batch_size=pick("batch_size"),
+                        limit_train=over["limit_train"],
+                        limit_test=over["limit_test"],
+                        num_workers=pick("num_workers"),
+                        lr=pick("lr") if pick("lr") == "find" else float(pick("lr")),
+                        # only a workload with pretrained weights (a DEFAULTS entry) takes the setting
+                        pretrained=pick("pretrained") if "pretrained" in module.DEFAULTS else None,
+                        tta_target=float(over["tta_target"]),
+                        stop_at_target=over["stop_at_target"],
+                        warmup_steps=over["warmup_steps"],
+                        profile_steps=over["profile_steps"],
+                        input=placement,
+                        allocator=s["allocator"],
+                        timeout_s=over["timeout_s"],
+                        suite=name,
                     )
+                )
     return cells
 
 

@@ -18,6 +18,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "hardware": s["hardware"] + " @" + s["host"].astype(str),
             "devices": s["device_count"],
             "precision": s["precision"],
+            "input": s["input"],
             "status": [
                 st if st != "ok" else f"ok {r}/{n}" for st, r, n in zip(s["status"], s["repeats_ok"], s["repeats"])
             ],
@@ -74,6 +75,7 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
             "hardware": s["hardware"] + " @" + s["host"].astype(str),
             "devices": s["device_count"],
             "precision": s["precision"],
+            "input": s["input"],
             "status": s["status"],
             "samples/s": [fmt(x) for x in s["throughput_median"]],
             "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],

@@ -48,6 +48,8 @@ DEFAULTS = {"epochs": 2, "batch_size": 64, "num_workers": 0, "lr": 0.0209, "pret
 FREEZE_EPOCHS = 1
 LR_FINDER = True  # lr = "find" fits with lr_find's suggestion
 SINGLE_DEVICE = "fastai's data-parallel training needs `accelerate launch`, not part of the seed's recipe"
+# why input = "device" cannot run (None where it can)
+DEVICE_INPUT = "fastai's recipe decodes PNG files through its own DataLoaders; there is no device-resident form of it"
 ARTIFACTS = ("show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png")
 
 

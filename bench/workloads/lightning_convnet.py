@@ -137,7 +137,7 @@ def make_trainer(cell, backend, **kwargs) -> pl.Trainer:
 
 def run(ctx) -> dict:
     cell = ctx.cell
-    train, test = convnet.loaders(cell, ctx.data_dir)
+    train, test = convnet.loaders(cell, ctx.data_dir, ctx.backend.torch_device())
     ctx.meter.loader_pass(train, ctx.backend.torch_device())  # the input pipeline's ceiling, no model
     module = LitConvNet(cell.lr)
     probe = Probe(module.model.fc1)

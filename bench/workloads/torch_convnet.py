@@ -17,7 +17,7 @@ SINGLE_DEVICE = "it is a single-device reference loop"
 
 
 def run(ctx) -> dict:
-    train, test = convnet.loaders(ctx.cell, ctx.data_dir)
+    train, test = convnet.loaders(ctx.cell, ctx.data_dir, ctx.backend.torch_device())
     return plain.train(
         ctx,
         convnet.ConvNet(),

@@ -13,6 +13,7 @@ import torchvision
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench import data, micro
+from bench.inputs import DeviceBatches
 from bench.workloads import plain
 
 NAME = "torch-resnet18"
@@ -24,10 +25,15 @@ SINGLE_DEVICE = "it is a single-device reference loop"
 EVAL_BATCH_SIZE = 1000
 
 
-def loaders(cell, data_dir: str | None) -> tuple[DataLoader, DataLoader]:
-    """Shuffled training batches of 3-channel images, last partial batch dropped, as fastai's loader does."""
+def loaders(cell, data_dir: str | None, device=None) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training batches of 3-channel images, last partial batch dropped, as fastai's loader does; with
+    ``input = "device"``, from tensors resident on ``device`` (bench.inputs), shuffled there."""
     x, y = data.tensors("train", data_dir, cell.limit_train)
     tx, ty = data.tensors("test", data_dir, cell.limit_test)
+    if cell.input == "device":  # expanded on the device: one channel's memory, three channels' view
+        train = DeviceBatches(x.to(device).expand(-1, 3, -1, -1), y, cell.batch_size, device, shuffle=True,
+                              drop_last=True, seed=cell.seed)  # fmt: skip
+        return train, DeviceBatches(tx.to(device).expand(-1, 3, -1, -1), ty, EVAL_BATCH_SIZE, device)
     # expand is a view; the collate step stacks each batch into a contiguous (B, 3, 28, 28) tensor
     rgb = TensorDataset(x.expand(-1, 3, -1, -1), y)
     test_rgb = TensorDataset(tx.expand(-1, 3, -1, -1), ty)
@@ -39,7 +45,7 @@ def loaders(cell, data_dir: str | None) -> tuple[DataLoader, DataLoader]:
 
 
 def run(ctx) -> dict:
-    train, test = loaders(ctx.cell, ctx.data_dir)
+    train, test = loaders(ctx.cell, ctx.data_dir, ctx.backend.torch_device())
     model = torchvision.models.resnet18(num_classes=10)
     return plain.train(ctx, model, _adam(ctx.cell.lr), F.cross_entropy, train, test)
 
