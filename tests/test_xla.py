@@ -198,6 +198,7 @@ def test_a_several_device_record_is_written_once_by_rank_0_with_the_global_batch
         stop_at_target=False,
         warmup_steps=1,
         profile_steps=30,
+        input="loader",
         allocator="glibc",
         timeout_s=600,
         suite="t",
