@@ -35,11 +35,6 @@ class DeviceBatches:
             # iter(): draw it too, so that dropout sees the same random stream as with the loader (parity).
             torch.empty((), dtype=torch.int64).random_()
         for i in range(len(self)):
-            if self.shuffle:
-                index = order[i * self.batch_size : (i + 1) * self.batch_size]
-                yield self.x[index], self.y[index]
-            else:  # views, no copy: the seed's order
-                yield (
-                    self.x[i * self.batch_size : (i + 1) * self.batch_size],
-                    self.y[i * self.batch_size : (i + 1) * self.batch_size],
-                )
+            rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            index = order[rows] if self.shuffle else rows  # a slice: views, no copy, the seed's order
+            yield self.x[index], self.y[index]

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from bench import micro
+from bench import micro, weights
 from bench.precision import LIGHTNING, Probe
 from bench.workloads import convnet
 
@@ -160,7 +160,7 @@ def run(ctx) -> dict:
         "test_samples": len(test.dataset),
         "global_batch_size": cell.batch_size * timing.world_size,
         "lr_used": cell.lr,
-        "weights": {"source": "random initialisation", "pretrained": False},
+        "weights": weights.describe(False),
     }
 
 

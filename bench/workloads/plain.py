@@ -7,13 +7,14 @@ bf16-true, the loss summed on the device and read once per epoch.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from bench import micro, precision
+from bench import micro, precision, weights
 from bench.precision import Probe
 
 
@@ -66,19 +67,13 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
         "test_samples": len(test_loader.dataset),
         "global_batch_size": cell.batch_size,
         "lr_used": cell.lr,
-        "weights": {"source": "random initialisation", "pretrained": False},
+        "weights": weights.describe(False),
     }
 
 
 def cycle(loader, steps: int):
     """The next ``steps`` batches of ``loader``, starting it again as often as needed."""
-    left = steps
-    while left > 0:
-        for batch in loader:
-            yield batch
-            left -= 1
-            if left == 0:
-                return
+    return itertools.islice(itertools.chain.from_iterable(itertools.repeat(loader)), steps)
 
 
 class Step:
