@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from bench.trackers import Tracker
 
 ORDER = 10
@@ -26,7 +28,7 @@ TRACKER = Memory
 
 
 def report(sections: list[dict]) -> dict[str, str]:
-    peaks = sorted(s["peak_memory_bytes"] for s in sections if s.get("peak_memory_bytes") is not None)
+    peaks = [s["peak_memory_bytes"] for s in sections if s.get("peak_memory_bytes") is not None]
     if not peaks:
         return {}
-    return {"peak MiB": f"{peaks[len(peaks) // 2] / 2**20:,.0f} {sections[0].get('peak_memory_kind') or ''}".strip()}
+    return {"peak MiB": f"{statistics.median(peaks) / 2**20:,.0f} {sections[0].get('peak_memory_kind') or ''}".strip()}

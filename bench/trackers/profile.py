@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import statistics
 from pathlib import Path
 
 from bench.trackers import Tracker
@@ -194,8 +195,7 @@ def report(sections: list[dict]) -> dict[str, str]:
         return {"profile": f"{first['status']}: {first['reason']}" if first else "not recorded"}
 
     def median(key: str) -> float:
-        values = sorted(s[key] for s in ok)
-        return values[len(values) // 2]
+        return statistics.median(s[key] for s in ok)
 
     busy, loader = median("device_busy_pct"), median("loader_pct")
     kind = "CUDA" if ok[0]["busy_kind"].startswith("CUDA") else "ATen"
