@@ -66,6 +66,7 @@ def build_cells(args: argparse.Namespace):
         ("allocator", args.allocator),
         ("profile_steps", args.profile_steps),
         ("inputs", args.input),
+        ("modes", args.mode),
     ):
         if value is not None:
             raw[key] = value
@@ -150,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--allocator", help="auto, tcmalloc, jemalloc, glibc-tuned, glibc")
     r.add_argument("--input", type=_csv, help="comma-separated inputs: loader (the seed's DataLoader), device")
+    r.add_argument("--mode", type=_csv, help="comma-separated execution modes: eager (the seed), compile, graphs")
     r.add_argument("--profile-steps", type=int, help="steps profiled after training (default 30; 0: no profile)")
     r.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))

@@ -38,3 +38,12 @@ class DeviceBatches:
             rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
             index = order[rows] if self.shuffle else rows  # a slice: views, no copy, the seed's order
             yield self.x[index], self.y[index]
+
+
+def loader_settings(cell) -> dict:
+    """The DataLoader settings users tune, from the suite (persistent workers need worker processes)."""
+    return {
+        "num_workers": cell.num_workers,
+        "pin_memory": cell.pin_memory,
+        "persistent_workers": cell.persistent_workers and cell.num_workers > 0,
+    }

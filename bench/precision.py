@@ -82,19 +82,42 @@ class Observed:
 
 
 class Probe:
-    """Watches the first forward pass of a layer during training and records the dtypes it ran in."""
+    """Watches the first forward pass of a layer during training and records the dtypes it ran in.
+
+    Under ``torch.compile`` the layer's hook is traced into the graph: there it records the dtypes of the traced
+    tensors once, at compile time (``comptime``), so that the compiled graph holds no hook, graph break or guard."""
 
     def __init__(self, module) -> None:
         self.observed: Observed | None = None
+        self.module = module
         self._handle = module.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output) -> None:
         import torch
 
-        on_cuda = module.weight.device.type == "cuda"
-        tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32  # as backends/cuda.py sets
-        self.observed = Observed(str(module.weight.dtype), str(output.dtype), tf32_enabled=on_cuda and tf32)
+        if torch.compiler.is_compiling():
+            from torch._dynamo.comptime import comptime
+
+            comptime(_observe_traced)
+            return
+        self.observe(output.dtype)
         self._handle.remove()
+
+    def observe(self, activation_dtype) -> None:
+        import torch
+
+        if self.observed is not None:  # the first forward pass is training's; later ones may be evaluation's
+            return
+        weight = self.module.weight
+        tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32  # as backends/cuda.py sets
+        on_cuda = weight.device.type == "cuda"
+        self.observed = Observed(str(weight.dtype), str(activation_dtype), tf32_enabled=on_cuda and tf32)
 
     def effective(self) -> str | None:
         return self.observed.effective() if self.observed else None
+
+
+def _observe_traced(ctx) -> None:
+    """Runs inside dynamo while it traces ``Probe._hook``: the probe and the traced output's dtype."""
+    probe = ctx.get_local("self")._i_will_not_complain_if_bc_breaks_VariableTracker().value
+    probe.observe(ctx.get_local("output").as_fake().dtype)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import allocator, backends, env, records, workloads
+from bench import adapters, allocator, backends, env, records, workloads
 from bench.job import Job
 from bench.suite import Cell
 
@@ -137,12 +137,7 @@ def unsupported_reason(cell: Cell) -> str | None:
     module = workloads.get(cell.workload)
     if cell.devices > 1 and module.SINGLE_DEVICE:
         return f"{cell.workload} runs on one device only: {module.SINGLE_DEVICE}"
-    if cell.input == "device":
-        if getattr(module, "DEVICE_INPUT", None):
-            return f"input = device: {module.DEVICE_INPUT}"
-        if cell.backend == "xla":
-            return "input = device is not built for XLA: gathering batches would join every step's graph"
-    return backends.get(cell.backend).unsupported(cell.precision, cell.devices)
+    return adapters.unsupported(cell, module) or backends.get(cell.backend).unsupported(cell.precision, cell.devices)
 
 
 def _interrupt(signum, frame) -> None:

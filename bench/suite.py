@@ -1,4 +1,4 @@
-"""Suites (TOML) and their expansion into cells: workloads × device counts × precisions × repeats.
+"""Suites (TOML) and their expansion into cells: workloads × device counts × precisions × modes × inputs × repeats.
 
 A suite file holds top-level settings and optional per-workload overrides under ``[workload.<name>]``.
 Names are validated before anything runs; an unknown key or name fails with the list of valid ones.
@@ -26,6 +26,7 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "precisions": (list, ["fp32"]),
     "devices": (list, [1]),
     "inputs": (list, ["loader"]),  # where batches come from: the seed's DataLoader, or data resident on the device
+    "modes": (list, ["eager"]),  # how the training step executes: eager (the seed), compile, graphs (bench.adapters)
     "repeats": (int, 1),
     "seed": (int, 0),
     "epochs": (int, None),
@@ -33,6 +34,8 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "limit_train": (int, None),
     "limit_test": (int, None),
     "num_workers": (int, None),
+    "pin_memory": (bool, False),  # DataLoader settings users tune; persistent_workers acts only with num_workers > 0
+    "persistent_workers": (bool, True),
     "lr": ((int, float, str), None),  # a number, or "find": the workload's own learning-rate finder picks it
     "pretrained": (bool, None),  # workloads that fine-tune pretrained weights; false trains from random init
     "tta_target": ((int, float), 0.99),
@@ -48,6 +51,8 @@ PER_WORKLOAD = (
     "limit_train",
     "limit_test",
     "num_workers",
+    "pin_memory",
+    "persistent_workers",
     "lr",
     "pretrained",
     "tta_target",
@@ -59,6 +64,9 @@ PER_WORKLOAD = (
 
 
 INPUTS = ("loader", "device")
+MODES = ("eager", "compile", "graphs")
+# The seed's way of running: a cell with these values keeps the name and fingerprint it had before the setting existed.
+SEED_WAY = {"mode": "eager", "input": "loader", "pin_memory": False, "persistent_workers": True}
 
 
 class SuiteError(ValueError):
@@ -80,6 +88,8 @@ class Cell:
     limit_train: int | None
     limit_test: int | None
     num_workers: int
+    pin_memory: bool
+    persistent_workers: bool
     lr: float | str  # "find": chosen by the workload's learning-rate finder
     pretrained: bool | None  # None: the workload has no pretrained weights
     tta_target: float
@@ -87,6 +97,7 @@ class Cell:
     warmup_steps: int
     profile_steps: int
     input: str  # "loader" (the seed's DataLoader) or "device" (bench.inputs.DeviceBatches)
+    mode: str  # "eager" (the seed), "compile" or "graphs" (bench.adapters)
     allocator: str
     timeout_s: int
     suite: str
@@ -100,16 +111,18 @@ class Cell:
         return f"{self.workload}.{self.backend}x{self.devices}.{self.precision}{self._variant('.')}.r{self.repeat}"
 
     def _variant(self, sep: str) -> str:
-        """What differs from the seed's way of running (the seed's own cells keep the names they always had)."""
-        return f"{sep}input-{self.input}" if self.input != "loader" else ""
+        """The mode and input where they differ from the seed's (the seed's own cells keep the names they had)."""
+        mode = f"{sep}mode-{self.mode}" if self.mode != "eager" else ""
+        return mode + (f"{sep}input-{self.input}" if self.input != "loader" else "")
 
     @property
     def fingerprint(self) -> str:
         """Identifies what is measured: same fingerprint, same measurement (suite name, timeout and the profile
         window after training aside)."""
         config = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("suite", "timeout_s", "profile_steps")}
-        if config["input"] == "loader":  # the seed's input: fingerprints of runs from before the axis still match
-            del config["input"]
+        for key, seed in SEED_WAY.items():  # fingerprints of runs from before these settings still match
+            if config[key] == seed:
+                del config[key]
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -174,9 +187,10 @@ def validate(name: str, raw: dict) -> dict:
         backends.get(s["backend"])
     if s["allocator"] not in allocator.ALLOCATORS:
         raise SuiteError(f"suite {name}: allocator {s['allocator']!r}; valid: {', '.join(allocator.ALLOCATORS)}")
-    for i in s["inputs"]:
-        if i not in INPUTS:
-            raise SuiteError(f"suite {name}: inputs entry {i!r}; valid: {', '.join(INPUTS)}")
+    for key, valid in (("inputs", INPUTS), ("modes", MODES)):
+        for entry in s[key]:
+            if entry not in valid:
+                raise SuiteError(f"suite {name}: {key} entry {entry!r}; valid: {', '.join(valid)}")
     for d in s["devices"]:
         if d != "all" and not (isinstance(d, int) and not isinstance(d, bool) and d >= 1):
             raise SuiteError(f'suite {name}: devices entry {d!r} should be a positive integer or "all"')
@@ -215,7 +229,8 @@ def expand(name: str, s: dict) -> list[Cell]:
                 )
             counts = [max(1, backend.device_count()) if d == "all" else d for d in s["devices"]]
             # dict.fromkeys: "all" may equal another entry, run it once
-            for devices, p, placement in itertools.product(dict.fromkeys(counts), s["precisions"], s["inputs"]):
+            axes = (dict.fromkeys(counts), s["precisions"], s["modes"], s["inputs"])
+            for devices, p, mode, placement in itertools.product(*axes):
                 cells.append(
                     Cell(
                         workload=w,
@@ -229,6 +244,8 @@ def expand(name: str, s: dict) -> list[Cell]:
                         limit_train=over["limit_train"],
                         limit_test=over["limit_test"],
                         num_workers=pick("num_workers"),
+                        pin_memory=over["pin_memory"],
+                        persistent_workers=over["persistent_workers"],
                         lr=pick("lr") if pick("lr") == "find" else float(pick("lr")),
                         # only a workload with pretrained weights (a DEFAULTS entry) takes the setting
                         pretrained=pick("pretrained") if "pretrained" in module.DEFAULTS else None,
@@ -237,6 +254,7 @@ def expand(name: str, s: dict) -> list[Cell]:
                         warmup_steps=over["warmup_steps"],
                         profile_steps=over["profile_steps"],
                         input=placement,
+                        mode=mode,
                         allocator=s["allocator"],
                         timeout_s=over["timeout_s"],
                         suite=name,

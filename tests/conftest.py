@@ -29,6 +29,16 @@ def session_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bench-cache")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compile_cache(tmp_path_factory) -> Iterator[Path]:
+    """One inductor cache for the session (workers inherit it): a graph compiled once is not compiled again, where
+    each benchmark cell would get a cold cache of its own (bench.worker)."""
+    path = tmp_path_factory.mktemp("inductor")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture
 def cache(session_cache, monkeypatch) -> Path:
     """Derived data goes to a folder of the test session, never to the user's cache."""

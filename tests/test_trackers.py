@@ -175,4 +175,5 @@ def test_compilations_inside_steady_segments_are_counted(tmp_path):
     t.steady_end()  # 9: two inside the third
     assert t.after_warmup == 2
     section = {"compilations": 9, "compile_seconds": 1.5, "compilations_after_warmup": 2}
-    assert compile_tracker.report([section])["compilations"] == "9 in 1.5 s; WARNING: 2 inside steady-state training"
+    columns = compile_tracker.report([section])
+    assert columns == {"compile s": "1.5", "compilations": "9; WARNING: 2 inside steady-state training"}

@@ -11,7 +11,7 @@ import pandas as pd
 from bench import records, trackers
 from bench.precision import PRECISIONS
 
-ROW = ["workload", "host", "hardware", "backend", "device_count", "precision", "input"]
+ROW = ["workload", "host", "hardware", "backend", "device_count", "precision", "mode", "input"]
 # must match for figures to compare
 CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
 COLUMNS = (*records.TOP, "run_id", "cell_id", "workload", "backend", "device_count", "precision", "repeat", "curve",
@@ -29,16 +29,17 @@ def frame(recs: list[dict]) -> pd.DataFrame:
         row["_run_dir"] = r.get("_run_dir")
         rows.append(row)
     df = pd.DataFrame(rows)
-    for col in (*COLUMNS, *records.sections(), "input", "_run_dir"):
+    for col in (*COLUMNS, *records.sections(), "mode", "input", "_run_dir"):
         if col not in df:
             df[col] = None
     df["host"] = [(e or {}).get("host") for e in df["env"]]
     df["hardware"] = pd.Series([(e or {}).get("device_name") for e in df["env"]], dtype=object).fillna(df["backend"])
     df["allocator"] = [((e or {}).get("allocator") or {}).get("name") for e in df["env"]]
     df["input"] = df["input"].fillna("loader")  # records from before the input axis ran the seed's DataLoader
+    df["mode"] = df["mode"].fillna("eager")  # and the seed's eager code
     order = {p: i for i, p in enumerate(PRECISIONS)}
     df["_p"] = df["precision"].map(order)
-    return df.sort_values(["workload", "host", "backend", "device_count", "_p", "input", "repeat"]).reset_index(
+    return df.sort_values(["workload", "host", "backend", "device_count", "_p", "mode", "input", "repeat"]).reset_index(
         drop=True
     )
 
@@ -154,6 +155,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             (g["backend"] == b_backend)
             & (g["precision"] == b_precision)
             & (g["device_count"] == 1)
+            & (g["mode"] == "eager")
             & (g["input"] == "loader")
             & (s.loc[g.index, "comparable"] == "yes")
             & g["throughput_median"].notna()
@@ -167,7 +169,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
 def _scaling(s: pd.DataFrame) -> list[float | None]:
     """Scaling efficiency of each N-device row: its throughput ÷ (N × the same configuration's on one device)."""
-    keys = ["workload", "host", "hardware", "backend", "precision", "input"]
+    keys = ["workload", "host", "hardware", "backend", "precision", "mode", "input"]
     one = s[s["device_count"] == 1].set_index(keys)["throughput_median"]
     out = []
     for _, r in s.iterrows():

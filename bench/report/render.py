@@ -18,6 +18,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "hardware": s["hardware"] + " @" + s["host"].astype(str),
             "devices": s["device_count"],
             "precision": s["precision"],
+            "mode": s["mode"],
             "input": s["input"],
             "status": [
                 st if st != "ok" else f"ok {r}/{n}" for st, r, n in zip(s["status"], s["repeats_ok"], s["repeats"])
@@ -65,6 +66,9 @@ def artifacts(g: pd.DataFrame, out: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
+OVERVIEW_TRACKED = ("compile s", "busy %", "host ms/step", "bound (profile)")
+
+
 def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
     """Every workload's rows in one table, so that frameworks on the same hardware sit side by side.
     ``link(path, text)`` formats a link for the output format."""
@@ -75,12 +79,13 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
             "hardware": s["hardware"] + " @" + s["host"].astype(str),
             "devices": s["device_count"],
             "precision": s["precision"],
+            "mode": s["mode"],
             "input": s["input"],
             "status": s["status"],
             "samples/s": [fmt(x) for x in s["throughput_median"]],
             "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
             "TTA s": [fmt(x, ".1f") for x in s["tta_median"]],
-            **{k: v for k, v in tracked_columns.items() if k in ("busy %", "host ms/step", "bound (profile)")},
+            **{k: v for k, v in tracked_columns.items() if k in OVERVIEW_TRACKED},
             "weights": s["weights"],
             "files": [" ".join(link(os.path.relpath(a, out), name(a)) for a in arts) for arts in s["artifacts"]],
         }

@@ -38,7 +38,7 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
     ``loader share`` = training samples/s ÷ loader-only samples/s is the fraction of each step spent loading,
     and the framework's speed without it is 1 / (1/training − 1/loader).
     """
-    keys = ["host", "hardware", "backend", "device_count", "precision", "input"]
+    keys = ["host", "hardware", "backend", "device_count", "precision", "mode", "input"]
     rows = []
     for workload, reference in REFERENCE.items():
         ref = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)["full_network_median"]
@@ -66,6 +66,7 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
                     "hardware": f"{r['hardware']} @{r['host']}",
                     "devices": r["device_count"],
                     "precision": r["precision"],
+                    "mode": r["mode"],
                     "input": r["input"],
                     "framework samples/s": fmt(t),
                     "plain torch samples/s": fmt(ref[k]),
@@ -97,7 +98,8 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
         return b["samples_per_call"] / b["median_s"] if b else None
 
     # the micro-benchmarks feed fixed batches: they explain the seed's DataLoader-fed cells
-    ok = s[(s["status"] == "ok") & (s["device_count"] == 1) & (s["input"] == "loader")] if len(s) else s
+    seed_way = (s["mode"] == "eager") & (s["input"] == "loader") if len(s) else None
+    ok = s[(s["status"] == "ok") & (s["device_count"] == 1) & seed_way] if len(s) else s
     e2e = {tuple(r[k] for k in ("host", "hardware", "backend", "workload", "precision")): r for _, r in ok.iterrows()}
     order = {p: i for i, p in enumerate(PRECISIONS)}
     trained = sorted((k for k in latest if k[0] == "train"), key=lambda k: (k[4], k[1], k[2], order.get(k[5], 99)))
@@ -147,3 +149,44 @@ def _bound(end: float | None, compute: float, loader: float | None, framework: b
     share = min(1.0, (1 / loader) / gap) if loader else 0.0
     label = "input-bound" if share >= 0.5 else "framework-bound" if framework else "loop-bound"
     return f"{label} (loading explains {share:.0%} of the gap)"
+
+
+def fastest(s: pd.DataFrame) -> pd.DataFrame:
+    """What the hardware does with each workload's recipe: the seed's way (eager code, its DataLoader) against the
+    fastest mode and input that ran the same configuration on the same hardware and precision, with the compile
+    seconds it costs and the device's busy share before and after. The speedup's range pairs the repeats' extremes."""
+    if not len(s):
+        return pd.DataFrame()
+    ok = s[(s["status"] == "ok") & (s["comparable"] == "yes") & s["throughput_median"].notna()]
+    rows = []
+    for _, g in ok.groupby(["workload", "host", "hardware", "backend", "device_count", "precision"], sort=False):
+        best = g.loc[g["throughput_median"].astype(float).idxmax()]
+        seed = g[(g["mode"] == "eager") & (g["input"] == "loader")]
+        if best["mode"] == "eager" and best["input"] == "loader" and len(g) == 1:
+            continue  # nothing but the seed's way ran
+        seed = seed.iloc[0] if len(seed) else None
+
+        def busy(r) -> str:
+            return fmt(r["profile_busy"], ".0f") + "%" if r is not None and not pd.isna(r["profile_busy"]) else ""
+
+        speedup = ""
+        if seed is not None:
+            low, high = best["throughput_min"] / seed["throughput_max"], best["throughput_max"] / seed["throughput_min"]
+            speedup = f"{best['throughput_median'] / seed['throughput_median']:.2f}x ({low:.2f}–{high:.2f})"
+        rows.append(
+            {
+                "workload": best["workload"],
+                "hardware": f"{best['hardware']} @{best['host']}",
+                "devices": best["device_count"],
+                "precision": best["precision"],
+                "seed samples/s": fmt(seed["throughput_median"]) if seed is not None else "",
+                "seed TTA s": fmt(seed["tta_median"], ".1f") if seed is not None else "",
+                "fastest": f"{best['mode']}, input {best['input']}",
+                "samples/s": fmt(best["throughput_median"]),
+                "speedup (range)": speedup,
+                "TTA s": fmt(best["tta_median"], ".1f"),
+                "compile s": (best["tracked"] or {}).get("compile s", ""),
+                "busy % seed → fastest": f"{busy(seed)} → {busy(best)}" if seed is not None else busy(best),
+            }
+        )
+    return pd.DataFrame(rows)

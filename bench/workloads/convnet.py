@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench import data
+from bench import adapters, data, inputs
 from bench.inputs import DeviceBatches
 
 EVAL_BATCH_SIZE = 1000  # evaluation batch size changes no result, only how long evaluation takes
@@ -48,12 +48,11 @@ def loaders(cell, data_dir: str | None, device=None) -> tuple[DataLoader, DataLo
     ``input = "device"``, the same batches from tensors resident on ``device`` (bench.inputs)."""
     x, y = data.tensors("train", data_dir, cell.limit_train)
     tx, ty = data.tensors("test", data_dir, cell.limit_test)
-    # XLA compiles one graph per batch shape: a last partial batch would compile a second training graph
-    drop_last = cell.backend == "xla"
+    drop_last = adapters.drop_last(cell)
     if cell.input == "device":
         train = DeviceBatches(x, y, cell.batch_size, device, drop_last=drop_last)
         return train, DeviceBatches(tx, ty, EVAL_BATCH_SIZE, device)
-    kw = {"num_workers": cell.num_workers, "persistent_workers": cell.num_workers > 0}
+    kw = inputs.loader_settings(cell)
     train = DataLoader(TensorDataset(x, y), batch_size=cell.batch_size, shuffle=False, drop_last=drop_last, **kw)
     test = DataLoader(TensorDataset(tx, ty), batch_size=EVAL_BATCH_SIZE, shuffle=False, **kw)
     return train, test

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from fastai.vision.all import (
     vision_learner,
 )
 
-from bench import data, micro, precision, weights
+from bench import adapters, data, inputs, micro, precision, weights
 from bench.precision import Probe
 
 NAME = "fastai-resnet18"
@@ -68,7 +67,7 @@ def loaders(cell, root: Path, device: torch.device):
         splitter=GrandparentSplitter(train_name="training", valid_name="testing"),
     )
     return ImageDataLoaders.from_dblock(
-        dblock, files, path=root, bs=cell.batch_size, num_workers=cell.num_workers, device=device
+        dblock, files, path=root, bs=cell.batch_size, device=device, **inputs.loader_settings(cell)
     )
 
 
@@ -169,10 +168,6 @@ def learner(dls, cell, backend, path: Path):
     learn = vision_learner(dls, resnet18, metrics=accuracy, pretrained=cell.pretrained, path=path)
     learn.remove_cb(ProgressCallback)  # a progress bar prints every batch: never inside a timed region
     learn.add_cb(CutGraph(backend))
-    if backend.name == "xla":
-        # lr_find restores the model with Learner.load, which cannot map a checkpoint straight onto an XLA
-        # device: load onto the CPU, and load_state_dict copies into the XLA parameters.
-        learn.load = functools.partial(type(learn).load, learn, device="cpu")
     return learn
 
 
@@ -193,6 +188,7 @@ def run(ctx) -> dict:
     learn = learner(dls, cell, ctx.backend, ctx.cell_dir)
     set_precision(learn, cell.precision, device.type)
     probe = Probe(learn.model[0][0])  # the body's first convolution
+    adapters.fastai_learner(learn, cell, ctx.backend)
     with meter.phase("lr_find"):
         found = learn.lr_find()  # plots the loss curve with its suggestion, as in the seed
     _save(ctx.cell_dir / "lr_find.png")
@@ -265,6 +261,7 @@ def steps(cell, backend, data_dir: str | None) -> micro.Steps:
     learn = learner(dls, cell, backend, dls.path)  # nothing is saved: no lr_find, no checkpoint
     flops = micro.train_flops(learn.model, x, y, learn.loss_func)
     set_precision(learn, cell.precision, device.type)
+    adapters.fastai_learner(learn, cell, backend)
     learn.unfreeze()
 
     def fit(batches) -> None:

@@ -11,8 +11,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from bench import micro, weights
-from bench.precision import LIGHTNING, Probe
+from bench import adapters, micro, weights
+from bench.precision import Probe
 from bench.workloads import convnet
 
 NAME = "lightning-convnet"
@@ -118,14 +118,8 @@ class Timing(pl.Callback):
 
 def make_trainer(cell, backend, **kwargs) -> pl.Trainer:
     """The Trainer on the cell's backend, devices and precision, with nothing that runs inside timed steps."""
-    if backend.name == "xla":
-        from bench.workloads import lightning_xla
-
-        device_args = lightning_xla.trainer_args(cell.precision, cell.devices)
-    else:
-        device_args = {"accelerator": backend.lightning_accelerator, "precision": LIGHTNING[cell.precision]}
     return pl.Trainer(
-        **device_args,
+        **adapters.lightning_trainer_args(cell, backend),
         devices=cell.devices,
         enable_progress_bar=False,  # a progress bar syncs and prints every step: not in timed regions
         enable_model_summary=False,
@@ -141,6 +135,7 @@ def run(ctx) -> dict:
     ctx.meter.loader_pass(train, ctx.backend.torch_device())  # the input pipeline's ceiling, no model
     module = LitConvNet(cell.lr)
     probe = Probe(module.model.fc1)
+    adapters.lightning_module(module, cell)
     timing = Timing(ctx.meter, cell.stop_at_target)
     logger = TensorBoardLogger(ctx.cell_dir, name="tensorboard", version="")
     trainer = make_trainer(cell, ctx.backend, max_epochs=cell.epochs, logger=logger, callbacks=[timing])
@@ -170,6 +165,7 @@ def steps(cell, backend, data_dir: str | None) -> micro.Steps:
     x, y = next(iter(train))
     module = LitConvNet(cell.lr)
     flops = micro.train_flops(module.model, x, y, convnet.loss_fn)
+    adapters.lightning_module(module, cell)
 
     def fit(batches) -> None:
         make_trainer(cell, backend, max_epochs=1, logger=False).fit(module, train_dataloaders=batches)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from bench import micro, precision, weights
+from bench import adapters, micro, precision, weights
 from bench.precision import Probe
 
 
@@ -22,7 +22,7 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
     """Train for ``cell.epochs`` epochs, evaluating on the test loader after each; returns the result fields."""
     cell, meter, device = ctx.cell, ctx.meter, ctx.backend.torch_device()
     meter.loader_pass(train_loader, device)
-    step = Step(model, make_optimizer, loss_fn, cell.precision, device)
+    step = Step(model, make_optimizer, loss_fn, cell, device)
     probe = Probe(first_layer(step.model))
     writer = SummaryWriter(ctx.cell_dir / "tensorboard")
     status, reason = "ok", None
@@ -78,14 +78,18 @@ def cycle(loader, steps: int):
 
 class Step:
     """One training step as a careful user writes it: forward under the precision, loss, backward, optimizer
-    step. The model is moved to ``device`` (and to bf16 for bf16-true); batches must already be there."""
+    step. The model is moved to ``device`` (and to bf16 for bf16-true); batches must already be there. In a
+    compiled mode the model and the optimizer step are compiled (bench.adapters)."""
 
-    def __init__(self, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, name: str, device):
+    def __init__(self, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, cell, device):
+        name = cell.precision
         self.dtype, self.precision, self.device_type = precision.true_dtype(name), name, device.type
         self.model = model.to(device)
         if self.dtype:
             self.model = self.model.to(self.dtype)
+        adapters.compile_model(self.model, cell)
         self.opt = make_optimizer(self.model.parameters())
+        self.opt_step = adapters.optimizer_step(self.opt, cell)
         self.scaler = torch.amp.GradScaler(device.type, enabled=name == "fp16-mixed")
         self.loss_fn = loss_fn
 
@@ -97,8 +101,11 @@ class Step:
             loss = self.loss_fn(self.model(x), y)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.scaler.step(self.opt)
-        self.scaler.update()
+        if self.scaler.is_enabled():  # fp16: the scaler skips the step when the gradients overflowed
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt_step()
         return loss
 
     @torch.no_grad()
@@ -138,7 +145,7 @@ def steps(
     device = backend.torch_device()
     x, y = next(iter(train_loader))
     flops = micro.train_flops(model, x, y, loss_fn)
-    step = Step(model, make_optimizer, loss_fn, cell.precision, device)
+    step = Step(model, make_optimizer, loss_fn, cell, device)
 
     def train(batches) -> None:  # the body of train()'s loop, without the meter
         step.model.train()

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench import data, micro
+from bench import data, inputs, micro
 from bench.inputs import DeviceBatches
 from bench.workloads import plain
 
@@ -37,7 +37,7 @@ def loaders(cell, data_dir: str | None, device=None) -> tuple[DataLoader, DataLo
     # expand is a view; the collate step stacks each batch into a contiguous (B, 3, 28, 28) tensor
     rgb = TensorDataset(x.expand(-1, 3, -1, -1), y)
     test_rgb = TensorDataset(tx.expand(-1, 3, -1, -1), ty)
-    kw = {"num_workers": cell.num_workers, "persistent_workers": cell.num_workers > 0}
+    kw = inputs.loader_settings(cell)
     generator = torch.Generator().manual_seed(cell.seed)
     train = DataLoader(rgb, batch_size=cell.batch_size, shuffle=True, drop_last=True, generator=generator, **kw)
     test = DataLoader(test_rgb, batch_size=EVAL_BATCH_SIZE, **kw)

@@ -1,0 +1,97 @@
+"""Framework × backend × mode special cases, in one place, so that a workload file stays the seed's recipe.
+
+Execution modes (a cell's ``mode``; docs/methodology.md):
+
+- ``eager``: the seed as written.
+- ``compile``: ``torch.compile`` (inductor) of the model, in place (``nn.Module.compile``, so that fastai's
+  splitter, the precision probe and state dicts still see the plain module), each framework its documented way:
+  the plain loops compile the model and their optimizer step; Lightning compiles the LightningModule's network before
+  ``fit`` and keeps its own optimizer loop; fastai compiles ``learn.model``. ``dynamic=False``: every batch shape
+  gets its own static graph (a last partial batch compiles once more), as CUDA graphs need.
+- ``graphs``: the same with ``mode="reduce-overhead"``: inductor's CUDA graph trees replay the forward and backward
+  graphs (and the plain loops' optimizer step) as CUDA graphs, with one launch each. CUDA only.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+COMPILED = ("compile", "graphs")
+INDUCTOR_MODE = {"compile": "default", "graphs": "reduce-overhead"}
+
+
+def unsupported(cell, module) -> str | None:
+    """Why the cell's mode or input cannot run honestly with its workload, backend and precision, or None."""
+    if cell.input == "device":
+        if getattr(module, "DEVICE_INPUT", None):
+            return f"input = device: {module.DEVICE_INPUT}"
+        if cell.backend == "xla":
+            return "input = device is not built for XLA: gathering batches would join every step's graph"
+    if cell.mode == "graphs":
+        if cell.backend != "cuda":
+            return "mode = graphs replays CUDA graphs: CUDA only (compile is the mode for other devices)"
+        if cell.precision == "fp16-mixed":
+            return (
+                "mode = graphs cannot capture fp16-mixed: the GradScaler reads the gradients' inf check on the "
+                "host every step, a synchronisation a CUDA graph cannot contain"
+            )
+    if cell.mode in COMPILED and cell.backend == "xla":
+        return (
+            f"mode = {cell.mode} on XLA: the lazy-tensor default (eager) already traces and compiles every step "
+            "into one XLA graph; torch.compile(backend='openxla') is not built here"
+        )
+    if cell.mode in COMPILED and cell.devices > 1:
+        return f"mode = {cell.mode} is built for one device; data-parallel runs are eager"
+    return None
+
+
+def drop_last(cell) -> bool:
+    """XLA compiles one graph per batch shape: a last partial batch would compile a second training graph."""
+    return cell.backend == "xla"
+
+
+def compile_model(model, cell) -> None:
+    """Compile ``model``'s forward (and with it, through AOTAutograd, its backward) in place, for a compiled mode."""
+    if cell.mode in COMPILED:
+        model.compile(mode=INDUCTOR_MODE[cell.mode], dynamic=False)
+
+
+def optimizer_step(opt, cell) -> Callable[[], None]:
+    """The plain loops' ``opt.step()``, compiled in a compiled mode (PyTorch's compiled-optimizer recipe). fp16-mixed
+    keeps it eager: the GradScaler decides on the host whether each step runs at all."""
+    if cell.mode not in COMPILED or cell.precision == "fp16-mixed":
+        return opt.step
+    import torch
+
+    @torch.compile(mode=INDUCTOR_MODE[cell.mode], dynamic=False)
+    def step() -> None:
+        opt.step()
+
+    return step
+
+
+def lightning_trainer_args(cell, backend) -> dict:
+    """``accelerator``, ``precision`` (or the plugins that stand for it) for ``pl.Trainer`` on the cell's backend."""
+    from bench.precision import LIGHTNING
+
+    if backend.name == "xla":
+        from bench.workloads import lightning_xla
+
+        return lightning_xla.trainer_args(cell.precision, cell.devices)
+    return {"accelerator": backend.lightning_accelerator, "precision": LIGHTNING[cell.precision]}
+
+
+def lightning_module(module, cell) -> None:
+    """Lightning's documented way: compile before ``fit``. The network, not the LightningModule: compiling its
+    ``training_step`` would guard on the Python step counter it keeps and recompile at every step."""
+    compile_model(module.model, cell)
+
+
+def fastai_learner(learn, cell, backend) -> None:
+    """fastai on the cell's backend and mode, after its precision is set (the compiled graph sees its hooks)."""
+    if backend.name == "xla":
+        # lr_find restores the model with Learner.load, which cannot map a checkpoint straight onto an XLA
+        # device: load onto the CPU, and load_state_dict copies into the XLA parameters.
+        learn.load = functools.partial(type(learn).load, learn, device="cpu")
+    compile_model(learn.model, cell)

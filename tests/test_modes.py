@@ -1,0 +1,141 @@
+"""Execution modes: eager (the seed), compile, graphs. Parity before speed: with one seed, the first training losses
+agree between eager and compile, and between Lightning and the plain loop, within a tolerance per precision."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from bench import adapters, backends, runner
+from bench.suite import SuiteError, expand, validate
+from bench.trackers import compile as compile_tracker
+from bench.workloads import convnet, lightning_convnet, plain
+from tests.conftest import bench_cli, bench_env
+from tests.test_runner import run_records
+
+STEPS = 12  # training losses compared, from the first step on
+# Relative tolerance per precision between two ways of running the same step: reordered fp32 sums differ in the last
+# bits and grow over steps; reduced precisions round every activation (docs/methodology.md, "Parity").
+TOLERANCE = {"fp32": 1e-4, "tf32": 1e-2, "bf16-mixed": 3e-2, "fp16-mixed": 1e-2, "bf16-true": 5e-2}
+
+
+def cells(**over):
+    raw = {"backend": "cpu", "workloads": ["torch-convnet"], "epochs": 1, "limit_train": 640, "limit_test": 1000,
+           "warmup_steps": 5, "profile_steps": 4, "tta_target": 0.5, "allocator": "glibc", **over}  # fmt: skip
+    return expand("t", validate("t", raw))
+
+
+def test_the_mode_axis_names_cells_and_keeps_the_seeds_fingerprints():
+    eager, compiled, graphs = cells(modes=["eager", "compile", "graphs"])
+    assert [c.mode for c in (eager, compiled, graphs)] == ["eager", "compile", "graphs"]
+    assert eager.cell_id == "torch-convnet/cpux1/fp32" and compiled.cell_id == "torch-convnet/cpux1/fp32/mode-compile"
+    both = cells(modes=["graphs"], inputs=["device"])[0]
+    assert both.dirname == "torch-convnet.cpux1.fp32.mode-graphs.input-device.r0"
+    # the seed's cells keep the fingerprint they had before modes and loader settings existed
+    assert eager.fingerprint == cells(modes=["eager"], pin_memory=False, persistent_workers=True)[0].fingerprint
+    assert len({eager.fingerprint, compiled.fingerprint, graphs.fingerprint}) == 3
+    assert cells(pin_memory=True)[0].fingerprint != eager.fingerprint
+    with pytest.raises(SuiteError, match="modes entry 'jit'; valid: eager, compile, graphs"):
+        cells(modes=["jit"])
+
+
+def test_each_mode_says_where_it_cannot_run():
+    graphs = cells(modes=["graphs"])[0]
+    assert "CUDA only" in runner.unsupported_reason(graphs)
+    fp16 = cells(modes=["graphs"], backend="cuda", precisions=["fp16-mixed"])[0]
+    assert "GradScaler" in adapters.unsupported(fp16, lightning_convnet)
+    xla = cells(modes=["compile"], backend="xla")[0]
+    assert "already traces and compiles" in adapters.unsupported(xla, lightning_convnet)
+    assert runner.unsupported_reason(cells(modes=["compile"])[0]) is None
+
+
+def first_losses(workload: str, cell, mnist_dir) -> list[float]:
+    """The first ``STEPS`` training losses of the workload's own step, seeded as the worker seeds a cell."""
+    torch.manual_seed(cell.seed)
+    train, _ = convnet.loaders(cell, str(mnist_dir))
+    device = backends.get(cell.backend).torch_device()
+    if workload == "torch-convnet":
+        step = plain.Step(convnet.ConvNet(), lambda p: convnet.optimizer(p, cell.lr), convnet.loss_fn, cell, device)
+        step.model.train()
+        return [step(x.to(device), y.to(device)).item() for x, y in plain.cycle(train, STEPS)]
+
+    class Losses(pl.Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            self.losses.append(outputs["loss"].item())
+
+    module = lightning_convnet.LitConvNet(cell.lr)
+    adapters.lightning_module(module, cell)
+    losses = Losses()
+    trainer = lightning_convnet.make_trainer(cell, backends.get(cell.backend), max_steps=STEPS, logger=False,
+                                             callbacks=[losses])  # fmt: skip
+    trainer.fit(module, train_dataloaders=train)
+    return losses.losses
+
+
+def parity_cells(workload: str, precision: str, modes: list[str]):
+    backend = backends.detect()
+    found = cells(workloads=[workload], precisions=[precision], modes=modes, backend=backend)
+    why = runner.unsupported_reason(found[-1])
+    if why:
+        pytest.skip(f"{backend} {precision}: {why}")
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
+@pytest.mark.parametrize("workload", ["torch-convnet", "lightning-convnet"])
+def test_compile_trains_the_same_losses_as_eager(workload, precision, mnist_dir, cache):
+    eager, compiled = parity_cells(workload, precision, ["eager", "compile"])
+    # Inductor draws dropout masks with its own generator; fallback_random makes it draw eager's, so that the same
+    # seed gives the same masks and the losses can be compared step by step.
+    with torch._inductor.config.patch(fallback_random=True):
+        losses = {c.mode: first_losses(workload, c, mnist_dir) for c in (eager, compiled)}
+    assert losses["compile"] == pytest.approx(losses["eager"], rel=TOLERANCE[precision])
+    assert losses["eager"][-1] < losses["eager"][0]  # it trains
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
+def test_lightning_and_the_plain_loop_train_the_same_losses(precision, mnist_dir, cache):
+    (cell,) = parity_cells("torch-convnet", precision, ["eager"])
+    lightning = parity_cells("lightning-convnet", precision, ["eager"])[0]
+    expected = pytest.approx(first_losses("torch-convnet", cell, mnist_dir), rel=TOLERANCE[precision])
+    assert first_losses("lightning-convnet", lightning, mnist_dir) == expected
+
+
+@pytest.mark.slow
+def test_compile_records_compile_seconds_and_recompilations(tmp_path, mnist_dir, cache):
+    suite = tmp_path / "modes.toml"
+    suite.write_text(
+        'backend = "cpu"\nworkloads = ["torch-convnet", "lightning-convnet"]\nmodes = ["compile", "graphs"]\n'
+        "epochs = 1\nlimit_train = 640\nlimit_test = 1000\nwarmup_steps = 5\nprofile_steps = 4\ntta_target = 0.5\n"
+    )
+    results = tmp_path / "results"
+    out = bench_cli(["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"],
+                    bench_env(mnist_dir, cache), timeout=900)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    recs = {(r["workload"], r["cell"]["mode"]): r for r in run_records(results)}
+    for w in ("torch-convnet", "lightning-convnet"):
+        assert recs[w, "graphs"]["status"] == "unsupported" and "CUDA only" in recs[w, "graphs"]["reason"]
+        r = recs[w, "compile"]
+        assert r["status"] == "ok", r["reason"]
+        assert r["precision_effective"] == "fp32" and r["throughput_samples_per_s"] > 0
+        c = r["compile"]
+        # forward and backward graphs (and the plain loop's optimizer step), compiled before steady state
+        assert c["compilations"] >= 1 and c["compile_seconds"] > 0 and c["compilations_after_warmup"] == 0, c
+        assert c["graph_breaks"] >= 0 and c["recompilations"] >= 1 and c["inductor_cache_misses"] >= 0, c
+        assert any("grad_mode" in reason for reason in c["recompile_reasons"]), c  # evaluation: a new graph
+        assert r["profile"]["status"] == "ok"  # the profile runs the compiled step
+    report = (results / "report" / "REPORT.md").read_text()
+    assert "compile s" in report and "mode-compile" not in report  # a column, not a name
+
+
+def test_the_compile_report_flags_compilations_inside_steady_state():
+    base = {"compilations": 3, "compile_seconds": 40.0, "graph_breaks": 0, "recompilations": 1}
+    columns = compile_tracker.report([{**base, "compilations_after_warmup": 0}])
+    assert columns == {"compile s": "40.0", "compilations": "3 (0 graph breaks, 1 recompiles)"}
+    assert "WARNING: 2 inside" in compile_tracker.report([{**base, "compilations_after_warmup": 2}])["compilations"]
