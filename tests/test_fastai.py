@@ -26,12 +26,15 @@ warmup_steps = 5
 profile_steps = 4
 tta_target = 0.5
 
+# batch 16: lr_find's 100 steps and the epochs in seconds; what is tested does not depend on the batch size
 [workload.fastai-resnet18]
 epochs = 1
+batch_size = 16
 {fastai}
 
 [workload.torch-resnet18]
 epochs = 1
+batch_size = 16
 """
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -40,6 +40,20 @@ def test_the_mode_axis_names_cells_and_keeps_the_seeds_fingerprints():
         cells(modes=["jit"])
 
 
+def test_modes_and_inputs_per_workload():
+    over = {"torch-convnet": {"modes": ["eager", "compile"], "inputs": ["loader", "device"]}}
+    found = cells(workloads=["torch-convnet", "lightning-convnet"], workload=over)
+    assert [(c.workload, c.mode, c.input) for c in found] == [
+        ("torch-convnet", "eager", "loader"),
+        ("torch-convnet", "eager", "device"),
+        ("torch-convnet", "compile", "loader"),
+        ("torch-convnet", "compile", "device"),
+        ("lightning-convnet", "eager", "loader"),
+    ]
+    with pytest.raises(SuiteError, match=r"\[workload.torch-convnet\]: modes entry 'fast'; valid: eager"):
+        cells(workload={"torch-convnet": {"modes": ["fast"]}})
+
+
 def test_each_mode_says_where_it_cannot_run():
     graphs = cells(modes=["graphs"])[0]
     assert "CUDA only" in runner.unsupported_reason(graphs)
@@ -139,3 +153,28 @@ def test_the_compile_report_flags_compilations_inside_steady_state():
     columns = compile_tracker.report([{**base, "compilations_after_warmup": 0}])
     assert columns == {"compile s": "40.0", "compilations": "3 (0 graph breaks, 1 recompiles)"}
     assert "WARNING: 2 inside" in compile_tracker.report([{**base, "compilations_after_warmup": 2}])["compilations"]
+
+
+def test_the_report_sets_the_fastest_way_beside_the_seeds():
+    from bench import records
+    from bench.report import aggregate, verdicts
+
+    def rec(mode: str, placement: str, tput: float, repeat: int) -> dict:
+        flat = {"schema_version": 2, "status": "ok", "workload": "torch-convnet", "backend": "cuda",
+                "device_count": 1, "precision": "fp32", "repeat": repeat, "batch_size": 32,
+                "throughput_samples_per_s": tput, "tta_seconds": 50.0 / tput * 1000, "env": {"host": "box"},
+                "device_name": "GPU"}  # fmt: skip
+        r = records.upgrade(flat)
+        r["cell"].update(mode=mode, input=placement)
+        if mode != "eager":
+            r["compile"] = {"compilations": 3, "compile_seconds": 9.0, "compilations_after_warmup": 0}
+        return r
+
+    recs = [rec("eager", "loader", t, i) for i, t in enumerate((900.0, 1000.0, 1100.0))]
+    recs += [rec("graphs", "device", t, i) for i, t in enumerate((2700.0, 3000.0, 3300.0))]
+    recs += [rec("compile", "loader", 1500.0, 0)]
+    s = aggregate.summarise(aggregate.frame(recs), "cuda/fp32")
+    (row,) = verdicts.fastest(s).to_dict("records")
+    assert row["fastest"] == "graphs, input device" and row["seed samples/s"] == "1,000"
+    assert row["speedup (range)"] == "3.00x (2.45–3.67)" and row["compile s"] == "9.0"
+    assert row["TTA s"] == "16.7" and row["seed TTA s"] == "50.0"

@@ -197,7 +197,7 @@ def test_unknown_names_fail_before_anything_runs(tmp_path, env):
     assert out.returncode == 2
     assert "unknown workload 'nope'; valid: fastai-resnet18, lightning-convnet" in out.stderr
     out = bench_cli(["run", "--suite", "nosuite", "--results-dir", str(results)], env)
-    assert out.returncode == 2 and "valid: cpu, gpu, gpu-reference, smoke" in out.stderr
+    assert out.returncode == 2 and "valid: cpu, fastest, gpu, gpu-reference, smoke" in out.stderr
     assert not results.exists()
 
 
