@@ -5,6 +5,12 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # make test's processes (pytest-xdist) share the cores: OpenMP threads spinning on an oversubscribed core slow
+    # compiled CPU kernels tenfold. Set before torch starts its thread pool; workers' subprocesses inherit it.
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
 import subprocess
 import sys
 import threading

@@ -186,7 +186,8 @@ def test_bench_compare_passes_then_fails_on_a_slowed_step(tmp_path):
 
     def make(target: str, seconds: float) -> subprocess.CompletedProcess:
         args = ["make", "--no-print-directory", target, f"RESULTS={tmp_path}", f"MICRO_TESTS={tmp_path}/test_step.py"]
-        env = {**os.environ, "STEP_SECONDS": str(seconds)}
+        # not an xdist worker's environment: pytest-benchmark would disable itself in the child
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")} | {"STEP_SECONDS": str(seconds)}
         return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
     saved = make("bench-micro", 0.02)

@@ -118,7 +118,9 @@ def test_suite_files_by_path(tmp_path):
     bad.write_text("workloads = [\n")
     with pytest.raises(SuiteError, match="not valid TOML"):
         suite.load(str(bad))
-    with pytest.raises(UnknownName, match="unknown suite 'nosuch'; valid: cpu, fastest, gpu, gpu-reference, smoke"):
+    with pytest.raises(
+        UnknownName, match="unknown suite 'nosuch'; valid: cpu, fastest, gpu, gpu-modes, gpu-reference, smoke"
+    ):
         suite.load("nosuch")
     with pytest.raises(SuiteError, match="not found"):
         suite.load(str(tmp_path / "missing.toml"))
