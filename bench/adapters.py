@@ -15,7 +15,10 @@ Execution modes (a cell's ``mode``; docs/methodology.md):
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable
+
+import torch
 
 COMPILED = ("compile", "graphs")
 INDUCTOR_MODE = {"compile": "default", "graphs": "reduce-overhead"}
@@ -62,7 +65,6 @@ def optimizer_step(opt, cell) -> Callable[[], None]:
     keeps it eager: the GradScaler decides on the host whether each step runs at all."""
     if cell.mode not in COMPILED or cell.precision == "fp16-mixed":
         return opt.step
-    import torch
 
     @torch.compile(mode=INDUCTOR_MODE[cell.mode], dynamic=False)
     def step() -> None:
@@ -89,9 +91,27 @@ def lightning_module(module, cell) -> None:
 
 
 def fastai_learner(learn, cell, backend) -> None:
-    """fastai on the cell's backend and mode, after its precision is set (the compiled graph sees its hooks)."""
+    """fastai on the cell's backend and mode, after its precision is set (its hooks stay outside compiled code)."""
     if backend.name == "xla":
         # lr_find restores the model with Learner.load, which cannot map a checkpoint straight onto an XLA
         # device: load onto the CPU, and load_state_dict copies into the XLA parameters.
         learn.load = functools.partial(type(learn).load, learn, device="cpu")
-    compile_model(learn.model, cell)
+    if cell.mode in COMPILED:
+        # learn.model is an nn.Sequential, whose own forward dynamo skips as library code: compiled as it is, it ran
+        # residual block by block (58 recompilations in one cell). Its forward is given as user code to compile
+        # whole; fastai's batches are TensorBase subclasses, whose __torch_function__ dynamo cannot trace, so they
+        # become plain tensors first, outside compiled code.
+        learn.model.register_forward_pre_hook(_plain_tensors)
+        learn.model.forward = types.MethodType(_sequential_forward, learn.model)
+        compile_model(learn.model, cell)
+
+
+def _sequential_forward(self, x):
+    for layer in self:
+        x = layer(x)
+    return x
+
+
+@torch.compiler.disable
+def _plain_tensors(module, args: tuple) -> tuple:
+    return tuple(a.as_subclass(torch.Tensor) if isinstance(a, torch.Tensor) else a for a in args)

@@ -119,6 +119,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("suites:     " + ", ".join(suite.suite_names()) + " (or auto, or a path to a .toml file)")
     print("workloads:  " + ", ".join(workloads.WORKLOADS))
     print("precisions: " + ", ".join(precision.PRECISIONS))
+    print("modes:      " + ", ".join(suite.MODES) + " (docs/methodology.md#execution-modes)")
+    print("inputs:     " + ", ".join(suite.INPUTS))
     print("backends:   " + ", ".join(backends.BACKENDS) + f" (detected here: {backends.detect()})")
     return 0
 
