@@ -114,16 +114,19 @@ class Cell:
 
     def _variant(self, sep: str) -> str:
         """The mode and input where they differ from the seed's (the seed's own cells keep the names they had)."""
-        mode = f"{sep}mode-{self.mode}" if self.mode != "eager" else ""
-        return mode + (f"{sep}input-{self.input}" if self.input != "loader" else "")
+        return "".join(f"{sep}{key}-{getattr(self, key)}" for key in ("mode", "input") if not self.seed_way(key))
+
+    def seed_way(self, key: str) -> bool:
+        """Whether this cell runs ``key`` (mode, input, ...) as the seed does."""
+        return getattr(self, key) == SEED_WAY[key]
 
     @property
     def fingerprint(self) -> str:
         """Identifies what is measured: same fingerprint, same measurement (suite name, timeout and the profile
         window after training aside)."""
         config = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("suite", "timeout_s", "profile_steps")}
-        for key, seed in SEED_WAY.items():  # fingerprints of runs from before these settings still match
-            if config[key] == seed:
+        for key in SEED_WAY:  # fingerprints of runs from before these settings still match
+            if self.seed_way(key):
                 del config[key]
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from bench import records, trackers
 from bench.precision import PRECISIONS
+from bench.suite import SEED_WAY
 
 ROW = ["workload", "host", "hardware", "backend", "device_count", "precision", "mode", "input"]
 # must match for figures to compare
@@ -42,6 +43,11 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     return df.sort_values(["workload", "host", "backend", "device_count", "_p", "mode", "input", "repeat"]).reset_index(
         drop=True
     )
+
+
+def seed_way(s: pd.DataFrame) -> pd.Series:
+    """The rows that ran the seed's way: eager code fed by its DataLoader (the baseline of every comparison)."""
+    return (s["mode"] == SEED_WAY["mode"]) & (s["input"] == SEED_WAY["input"])
 
 
 def norm(value: object) -> str:
@@ -155,8 +161,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             (g["backend"] == b_backend)
             & (g["precision"] == b_precision)
             & (g["device_count"] == 1)
-            & (g["mode"] == "eager")
-            & (g["input"] == "loader")
+            & seed_way(g)
             & (s.loc[g.index, "comparable"] == "yes")
             & g["throughput_median"].notna()
         ]

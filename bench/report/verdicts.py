@@ -7,6 +7,7 @@ import pandas as pd
 
 from bench import micro
 from bench.precision import PRECISIONS
+from bench.report import aggregate
 from bench.workloads import REFERENCE
 
 WITHIN = 0.85  # a framework within 15% of its plain-PyTorch reference counts as close to it
@@ -98,8 +99,7 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
         return b["samples_per_call"] / b["median_s"] if b else None
 
     # the micro-benchmarks feed fixed batches: they explain the seed's DataLoader-fed cells
-    seed_way = (s["mode"] == "eager") & (s["input"] == "loader") if len(s) else None
-    ok = s[(s["status"] == "ok") & (s["device_count"] == 1) & seed_way] if len(s) else s
+    ok = s[(s["status"] == "ok") & (s["device_count"] == 1) & aggregate.seed_way(s)] if len(s) else s
     e2e = {tuple(r[k] for k in ("host", "hardware", "backend", "workload", "precision")): r for _, r in ok.iterrows()}
     order = {p: i for i, p in enumerate(PRECISIONS)}
     trained = sorted((k for k in latest if k[0] == "train"), key=lambda k: (k[4], k[1], k[2], order.get(k[5], 99)))
@@ -160,11 +160,11 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
     ok = s[(s["status"] == "ok") & (s["comparable"] == "yes") & s["throughput_median"].notna()]
     rows = []
     for _, g in ok.groupby(["workload", "host", "hardware", "backend", "device_count", "precision"], sort=False):
-        best = g.loc[g["throughput_median"].astype(float).idxmax()]
-        seed = g[(g["mode"] == "eager") & (g["input"] == "loader")]
-        if best["mode"] == "eager" and best["input"] == "loader" and len(g) == 1:
+        seeds = g[aggregate.seed_way(g)]
+        if len(g) == len(seeds):
             continue  # nothing but the seed's way ran
-        seed = seed.iloc[0] if len(seed) else None
+        best = g.loc[g["throughput_median"].astype(float).idxmax()]
+        seed = seeds.iloc[0] if len(seeds) else None
 
         def busy(r) -> str:
             return fmt(r["profile_busy"], ".0f") + "%" if r is not None and not pd.isna(r["profile_busy"]) else ""
