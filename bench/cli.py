@@ -67,6 +67,7 @@ def build_cells(args: argparse.Namespace):
         ("profile_steps", args.profile_steps),
         ("inputs", args.input),
         ("modes", args.mode),
+        ("allow_emulated", args.allow_emulated or None),
     ):
         if value is not None:
             raw[key] = value
@@ -154,6 +155,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--allocator", help="auto, tcmalloc, jemalloc, glibc-tuned, glibc")
     r.add_argument("--input", type=_csv, help="comma-separated inputs: loader (the seed's DataLoader), device")
     r.add_argument("--mode", type=_csv, help="comma-separated execution modes: eager (the seed), compile, graphs")
+    r.add_argument(
+        "--allow-emulated",
+        action="store_true",
+        help="run precisions this CPU only emulates (bf16 without bf16 kernels: slow), labelled emulated",
+    )
     r.add_argument("--profile-steps", type=int, help="steps profiled after training (default 30; 0: no profile)")
     r.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))

@@ -137,7 +137,8 @@ def unsupported_reason(cell: Cell) -> str | None:
     module = workloads.get(cell.workload)
     if cell.devices > 1 and module.SINGLE_DEVICE:
         return f"{cell.workload} runs on one device only: {module.SINGLE_DEVICE}"
-    return adapters.unsupported(cell, module) or backends.get(cell.backend).unsupported(cell.precision, cell.devices)
+    backend = backends.get(cell.backend)
+    return adapters.unsupported(cell, module) or backend.unsupported(cell.precision, cell.devices, cell.allow_emulated)
 
 
 def _interrupt(signum, frame) -> None:

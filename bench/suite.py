@@ -44,6 +44,8 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "profile_steps": (int, 30),  # training steps profiled after training (bench.trackers.profile); 0 turns it off
     "timeout_s": (int, 3600),
     "allocator": (str, "auto"),
+    # run precisions the CPU only emulates (bf16 without oneDNN kernels: 6-35x slower than fp32), labelled emulated
+    "allow_emulated": (bool, False),
 }
 PER_WORKLOAD = (
     "modes",
@@ -103,6 +105,7 @@ class Cell:
     allocator: str
     timeout_s: int
     suite: str
+    allow_emulated: bool = False  # run a precision the CPU only emulates (bench.backends.cpu), labelled so
 
     @property
     def cell_id(self) -> str:
@@ -128,6 +131,8 @@ class Cell:
         for key in SEED_WAY:  # fingerprints of runs from before these settings still match
             if self.seed_way(key):
                 del config[key]
+        if not self.allow_emulated:  # likewise; when set, a cell recorded unsupported without it runs on resume
+            del config["allow_emulated"]
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -266,6 +271,7 @@ def expand(name: str, s: dict) -> list[Cell]:
                         input=placement,
                         mode=mode,
                         allocator=s["allocator"],
+                        allow_emulated=s["allow_emulated"],
                         timeout_s=over["timeout_s"],
                         suite=name,
                     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import backends
+from bench import backends, isa
 from bench.backends.cpu import bf16_kernels
+from bench.isa import cpu_isa
 from bench.precision import PRECISIONS, Observed, Probe, UnknownName, check
 from bench.workloads.convnet import ConvNet
 
@@ -54,6 +55,17 @@ def test_cpu_refuses_what_it_cannot_run_honestly():
     assert [p for p in PRECISIONS if cpu.unsupported(p, 1) is None] == ["fp32", *bf16]
     if not bf16:  # a CPU without AVX-512: bf16 would run ATen's reference convolutions
         assert "AVX-512" in cpu.unsupported("bf16-mixed", 1) and "_slow_conv2d" in cpu.unsupported("bf16-true", 1)
+        assert "--allow-emulated" in cpu.unsupported("bf16-mixed", 1)
+    assert cpu.unsupported("bf16-mixed", 1, allow_emulated=True) is None  # then labelled emulated in the report
+
+
+def test_what_explains_a_cpus_bf16():
+    assert set(cpu_isa()) <= set(isa.ISA_FLAGS)  # read here; empty only where /proc/cpuinfo is unreadable
+    avx2 = dict.fromkeys(isa.ISA_FLAGS, False) | {"avx2": True}
+    assert "_slow_conv2d" in isa.bf16_emulation(avx2, kernels=False)
+    assert "oneDNN converts" in isa.bf16_emulation(avx2 | {"avx512f": True}, kernels=True)
+    assert isa.bf16_emulation(avx2 | {"avx512f": True, "amx_bf16": True}, kernels=True) is None
+    assert isa.bf16_emulation({}, kernels=None) is None  # a record from before the flags were recorded: unknown
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")

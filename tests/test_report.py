@@ -62,6 +62,15 @@ def test_summary_medians_speedup_and_flags(tmp_path):
     assert s.loc[("lightning-convnet", "bf16-mixed"), "comparable"].startswith("not comparable: epochs 2")
 
 
+def test_the_report_says_when_a_cpu_emulates_bf16(tmp_path):
+    avx2 = {"avx2": True, "avx512f": False, "avx512_bf16": False, "amx_bf16": False}
+    env = {"host": "box", "cpu_isa": avx2, "backend": {"bf16_kernels": False}, "packages": {}}
+    write(tmp_path / "run" / "records.jsonl", [rec(env=env), rec(precision="bf16-mixed", env=env)])
+    md = report.write(tmp_path).read_text()
+    assert md.count("bf16 emulated: no bf16 kernels for this CPU") == 1  # the bf16 row only
+    assert "| avx2 " in md  # the environment names the flags the CPU has
+
+
 def test_overhead_against_plain_torch(tmp_path):
     df = aggregate.frame(records.read_all(fixture(tmp_path)))
     ov = verdicts.overhead(aggregate.summarise(df, "cpu/fp32"))

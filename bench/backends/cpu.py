@@ -57,7 +57,7 @@ class CPU:
     def seconds_between(self, a: float, b: float) -> float:
         return b - a
 
-    def unsupported(self, precision: str, devices: int) -> str | None:
+    def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
         if devices != 1:
             return "the cpu backend runs one process; use torch threads (OMP_NUM_THREADS), not --devices"
         if precision == "tf32":
@@ -67,13 +67,14 @@ class CPU:
                 "no honest fp16 mixed precision on CPU: Lightning silently runs 16-mixed as bf16-mixed there, "
                 "and CPUs without AVX512-FP16/AMX-FP16 emulate fp16 math; bf16-mixed is the CPU's mixed precision"
             )
-        if precision.startswith("bf16") and not bf16_kernels():
+        if precision.startswith("bf16") and not bf16_kernels() and not allow_emulated:
             # Seen on an AVX2-only EPYC: one training step 6x (ConvNet) and 35x (resnet18) slower than fp32, which
             # turns the cpu suite's resnet18 cells into hours of timeouts.
             return (
                 f"PyTorch has no bf16 kernels for this CPU ({torch.backends.cpu.get_cpu_capability()}; oneDNN's need "
                 "AVX-512 or Arm BF16): bf16 convolutions fall back to ATen's reference loop (aten::_slow_conv2d), "
-                "measured 6x (ConvNet) to 35x (resnet18) slower than fp32"
+                "measured 6x (ConvNet) to 35x (resnet18) slower than fp32; allow_emulated = true (--allow-emulated) "
+                "runs it anyway, labelled emulated"
             )
         return None
 

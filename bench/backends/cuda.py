@@ -56,7 +56,7 @@ class CUDA:
     def seconds_between(self, a: torch.cuda.Event, b: torch.cuda.Event) -> float:
         return a.elapsed_time(b) / 1000  # both recorded and synchronised by the caller
 
-    def unsupported(self, precision: str, devices: int) -> str | None:
+    def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
         if not self.available():
             return "no CUDA GPU visible (check the NVIDIA driver, or `--gpus all` for Docker)"
         if devices > self.device_count():

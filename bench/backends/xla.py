@@ -106,7 +106,7 @@ class XLA:
     def seconds_between(self, a, b) -> None:
         return None
 
-    def unsupported(self, precision: str, devices: int) -> str | None:
+    def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
         if not self.available():
             return f"torch_xla is not importable here, or PJRT_DEVICE is neither TPU nor CPU: {SETUP_HINT}"
         count = self.device_count()  # on a TPU VM, a metadata-server request: once per check

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pandas as pd
 
-from bench import records, trackers
+from bench import isa, records, trackers
 from bench.precision import PRECISIONS
 from bench.suite import SEED_WAY
 
@@ -92,6 +92,15 @@ def _files(ok: pd.DataFrame) -> list[str]:
     return []
 
 
+def _emulated(g: pd.DataFrame) -> str:
+    """Why a CPU's bf16 rows ran emulated, from the ISA flags and oneDNN's kernels their records' env names."""
+    if not str(g["precision"].iloc[0]).startswith("bf16"):
+        return ""
+    envs = [e for e, b in zip(g["env"], g["backend"]) if isinstance(e, dict) and b == "cpu"]
+    why = {isa.bf16_emulation(e.get("cpu_isa") or {}, (e.get("backend") or {}).get("bf16_kernels")) for e in envs}
+    return "; ".join(sorted(w for w in why if w))
+
+
 def _tracker_columns(g: pd.DataFrame) -> dict[str, str]:
     """Each tracker's own columns for this row, from its sections over the ok repeats (or any, when none is ok)."""
     ok = g[g["status"] == "ok"]
@@ -137,6 +146,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             precision_effective=",".join(sorted(set(ok["precision_effective"].dropna()))),
             allocator=",".join(sorted(set(g["allocator"].dropna()))),
             reason="; ".join(sorted({f"{s}: {r}" for s, r in zip(others["status"], others["reason"])})),
+            emulated=_emulated(g),
             tracked=_tracker_columns(g),
             profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
             profile_loader=median(p.get("loader_pct") for p in ok["profile"] if isinstance(p, dict)),

@@ -45,7 +45,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             **tracked(s),
             "allocator": s["allocator"],
             "comparable": s["comparable"],
-            "notes": s["reason"],
+            "notes": ["; ".join(n for n in (e, r) if n) for e, r in zip(s["emulated"], s["reason"])],
         }
     )
     return t
@@ -114,6 +114,7 @@ def environments(df: pd.DataFrame) -> pd.DataFrame:
         values = {
             "cpu": e.get("cpu_model"),
             "cores": e.get("cpu_count"),
+            "CPU ISA": " ".join(f for f, have in (e.get("cpu_isa") or {}).items() if have) or None,
             "accelerator": (e.get("backend") or {}).get("gpu_name"),
             "torch": pk.get("torch"),
             "lightning": pk.get("pytorch-lightning"),
