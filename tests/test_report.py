@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from bench import micro, records, report
 from bench.report import aggregate, verdicts
@@ -55,7 +56,9 @@ def test_summary_medians_speedup_and_flags(tmp_path):
     fp32 = s.loc[("torch-convnet", "fp32")]
     assert fp32["throughput_median"] == 1000.0 and (fp32["throughput_min"], fp32["throughput_max"]) == (900, 1200)
     assert fp32["repeats_ok"] == 3 and fp32["speedup"] == 1.0
-    assert s.loc[("torch-convnet", "bf16-mixed"), "speedup"] == 2.0
+    bf16 = s.loc[("torch-convnet", "bf16-mixed")]  # geometric means: (1800·2000·2100)^⅓ ÷ (900·1000·1200)^⅓
+    assert bf16["speedup"] == pytest.approx((1800 * 2000 * 2100 / (900 * 1000 * 1200)) ** (1 / 3))
+    assert bf16["speedup_stats"].significant and bf16["vs_fp32"] == bf16["speedup_stats"]
     assert s.loc[("torch-convnet", "fp16-mixed"), "status"] == "unsupported"
     assert "no honest fp16" in s.loc[("torch-convnet", "fp16-mixed"), "reason"]
     assert s.loc[("torch-convnet", "bf16-true"), "status"] == "timeout"
@@ -139,7 +142,7 @@ def test_scaling_efficiency_against_one_device(tmp_path):
             global_batch_size=128),
     ])  # fmt: skip
     s = aggregate.summarise(aggregate.frame(records.read_all(tmp_path)), "cpu/fp32").set_index("device_count")
-    assert s.loc[4, "scaling"] == 0.75 and pd.isna(s.loc[1, "scaling"])
+    assert s.loc[4, "scaling"] == pytest.approx(0.75) and pd.isna(s.loc[1, "scaling"])
     assert "| 75%" in report.write(tmp_path).read_text()
 
 

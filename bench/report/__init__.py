@@ -30,6 +30,19 @@ FASTEST_NOTE = (
 )
 
 
+RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "scaling"}
+
+
+def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv: one flat row per table row; each comparison as its estimate, interval and flag; the trackers'
+    columns by their labels."""
+    flat = s.drop(columns=["tracked", "throughputs", "full_network", *RATIOS, "speedup", "scaling"])
+    for column, name in RATIOS.items():
+        for field, key in (("", "estimate"), ("_low", "low"), ("_high", "high"), ("_flag", "flag")):
+            flat[name + field] = [getattr(r, key) if r is not None else None for r in s[column]]
+    return flat.join(pd.DataFrame(list(s["tracked"]), index=s.index))
+
+
 def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
     recs = records.read_all(results_dir)
     if not recs:
@@ -38,8 +51,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
     s = aggregate.summarise(df, baseline)
     out = Path(results_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    tracked = pd.DataFrame(list(s["tracked"]), index=s.index)
-    s.drop(columns=["tracked"]).join(tracked).to_csv(out / "summary.csv", index=False)
+    csv_frame(s).to_csv(out / "summary.csv", index=False)
     md = [
         "# Benchmark report",
         "",

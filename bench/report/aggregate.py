@@ -10,6 +10,7 @@ import pandas as pd
 
 from bench import isa, records, trackers
 from bench.precision import PRECISIONS
+from bench.report import stats
 from bench.suite import SEED_WAY
 
 ROW = ["workload", "host", "hardware", "backend", "device_count", "precision", "mode", "input"]
@@ -121,11 +122,14 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
         others = g[g["status"] != "ok"]
         row = dict(zip(ROW, key))
         tput = pd.to_numeric(ok["throughput_samples_per_s"])
-        tta = pd.to_numeric(ok["tta_seconds"])
+        full = [v for v in (full_network_throughput(r) for _, r in ok.iterrows()) if v is not None and not pd.isna(v)]
+        # MLPerf counts a run that diverged as one that never reached the target; a crash is not such a run
+        tta = stats.tta(pd.to_numeric(g[g["status"].isin(["ok", "diverged"])]["tta_seconds"]).tolist())
         row.update(
             status="ok" if len(ok) else others["status"].iloc[0],
             repeats_ok=len(ok),
             repeats=len(g),
+            throughputs=[float(x) for x in tput.dropna()],
             throughput_median=tput.median() if len(tput.dropna()) else None,
             throughput_min=tput.min(),
             throughput_max=tput.max(),
@@ -133,12 +137,15 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             step_ms_p90=pd.to_numeric(ok["step_time_ms_p90"]).median(),
             accuracy_median=pd.to_numeric(ok["final_accuracy"]).median(),
             tta_target=g["tta_target"].iloc[0],
-            tta_median=tta.median() if tta.notna().any() else None,
-            tta_reached=f"{int(tta.notna().sum())}/{len(ok)}",
+            tta_s=tta.seconds,
+            tta_reached=tta.reached,
+            tta_runs=tta.runs,
+            tta_method=tta.method,
             warmup_s_median=pd.to_numeric(ok["warmup_seconds"]).median(),
             setup_s_median=pd.to_numeric(ok["setup_seconds"]).median(),
             loader_median=median(ok["loader_samples_per_s"]),
-            full_network_median=median(full_network_throughput(r) for _, r in ok.iterrows()),
+            full_network=full,
+            full_network_median=median(full),
             phases=_phases(ok),
             lr_found_median=median(ok["lr_found"]),
             weights=",".join(sorted({w for w in map(_weights, ok["weights"]) if w})),
@@ -149,7 +156,6 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             emulated=_emulated(g),
             tracked=_tracker_columns(g),
             profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
-            profile_loader=median(p.get("loader_pct") for p in ok["profile"] if isinstance(p, dict)),
             **{c: g[c].dropna().iloc[0] if g[c].notna().any() else None for c in CONFIG},
         )
         rows.append(row)
@@ -158,8 +164,9 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
         return s
     s["comparable"] = ""
     b_backend, _, b_precision = baseline.partition("/")
-    s["speedup"] = None
-    s["scaling"] = _scaling(s)
+    s["speedup"] = None  # the estimate of speedup_stats, for sorting and plots
+    s["speedup_stats"] = None  # stats.Ratio against the baseline; the baseline's own row: None
+    s["is_baseline"] = False
     for _, g in s.groupby("workload", sort=False):
         configs = {i: {c: norm(r[c]) for c in CONFIG} for i, r in g.iterrows()}
         ok = [tuple(configs[i].items()) for i in g.index if g.loc[i, "status"] == "ok"]
@@ -177,19 +184,41 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
         ]
         if len(base):
             ref = base.iloc[0]
-            s.loc[g.index, "speedup"] = g["throughput_median"] / ref["throughput_median"]
+            s.loc[base.index[0], "is_baseline"] = True
+            for i in g.index[g["throughput_median"].notna()]:
+                if i != base.index[0]:
+                    s.at[i, "speedup_stats"] = r = stats.ratio(s.at[i, "throughputs"], ref["throughputs"])
+                    s.at[i, "speedup"] = r.estimate
+            s.loc[base.index[0], "speedup"] = 1.0
             s.loc[g.index, "baseline"] = f"{ref['hardware']} {b_precision} on {ref['host']}"
+    s["vs_fp32"] = _against(s, ["workload", "host", "hardware", "backend", "device_count", "mode", "input"],
+                            s["precision"] == "fp32")  # fmt: skip
+    s["scaling_stats"] = _scaling(s)
+    s["scaling"] = [r.estimate if r is not None else None for r in s["scaling_stats"]]
     return s
 
 
-def _scaling(s: pd.DataFrame) -> list[float | None]:
-    """Scaling efficiency of each N-device row: its throughput ÷ (N × the same configuration's on one device)."""
+def _against(s: pd.DataFrame, keys: list[str], is_reference: pd.Series) -> list[stats.Ratio | None]:
+    """Each ok row's throughput against the reference row (``is_reference``) that shares its ``keys`` and its
+    configuration: the precision speedup (against fp32 on the same hardware, mode and input)."""
+    usable = (s["status"] == "ok") & (s["comparable"] == "yes") & s["throughput_median"].notna()
+    refs = {tuple(r[keys]): r["throughputs"] for _, r in s[usable & is_reference].iterrows()}
+    return [
+        stats.ratio(r["throughputs"], refs[tuple(r[keys])])
+        if usable[i] and not is_reference[i] and tuple(r[keys]) in refs
+        else None
+        for i, r in s.iterrows()
+    ]
+
+
+def _scaling(s: pd.DataFrame) -> list[stats.Ratio | None]:
+    """Scaling efficiency of each N-device row: its throughput ÷ (N × the same configuration's on one device), with
+    its interval (the flag says whether it differs from linear scaling)."""
     keys = ["workload", "host", "hardware", "backend", "precision", "mode", "input"]
-    one = s[s["device_count"] == 1].set_index(keys)["throughput_median"]
+    one = {tuple(r[keys]): r["throughputs"] for _, r in s[s["device_count"] == 1].iterrows() if r["throughputs"]}
     out = []
     for _, r in s.iterrows():
-        k = tuple(r[keys])
-        single = one.get(k) if k in one.index else None
-        ok = r["device_count"] > 1 and single and not pd.isna(single) and not pd.isna(r["throughput_median"])
-        out.append(r["throughput_median"] / (r["device_count"] * single) if ok else None)
+        single = one.get(tuple(r[keys]))
+        ok = r["device_count"] > 1 and single and r["throughputs"]
+        out.append(stats.ratio(r["throughputs"], single).scaled(1 / r["device_count"]) if ok else None)
     return out

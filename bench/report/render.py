@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.verdicts import fmt
+from bench.report.verdicts import fmt, tta_text
 
 
 def table(s: pd.DataFrame) -> pd.DataFrame:
@@ -31,13 +31,14 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
                 f"{fmt(a, '.2f')}/{fmt(b, '.2f')}" if not pd.isna(a) else ""
                 for a, b in zip(s["step_ms_median"], s["step_ms_p90"])
             ],
-            "speedup": [fmt(x, ".2f") + "x" if x is not None and not pd.isna(x) else "" for x in s["speedup"]],
-            "scaling eff.": [fmt(x, ".0%") for x in s["scaling"]],
-            "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
-            "TTA s (reached)": [
-                f"{fmt(t, '.1f') or 'not reached'} ({r})" if st == "ok" else ""
-                for t, r, st in zip(s["tta_median"], s["tta_reached"], s["status"])
+            "speedup [95% CI]": [
+                "baseline" if base else (r.text() if r is not None else "")
+                for r, base in zip(s["speedup_stats"], s["is_baseline"])
             ],
+            "vs fp32 [95% CI]": [r.text() if r is not None else "" for r in s["vs_fp32"]],
+            "scaling eff. [95% CI]": [r.text("", ".0%") if r is not None else "" for r in s["scaling_stats"]],
+            "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
+            "TTA s": [tta_text(r) for _, r in s.iterrows()],
             "loader samples/s": [fmt(x) for x in s["loader_median"]],
             "phases s (median)": [
                 ", ".join(f"{k} {v:.1f}" for k, v in ph.items()) if isinstance(ph, dict) else "" for ph in s["phases"]
@@ -48,7 +49,8 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "notes": ["; ".join(n for n in (e, r) if n) for e, r in zip(s["emulated"], s["reason"])],
         }
     )
-    return t
+    optional = ("vs fp32 [95% CI]", "scaling eff. [95% CI]")  # shown where some row has one
+    return t.drop(columns=[c for c in optional if not any(t[c])])
 
 
 def tracked(s: pd.DataFrame) -> dict[str, list[str]]:
@@ -84,7 +86,7 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
             "status": s["status"],
             "samples/s": [fmt(x) for x in s["throughput_median"]],
             "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
-            "TTA s": [fmt(x, ".1f") for x in s["tta_median"]],
+            "TTA s": [tta_text(r) for _, r in s.iterrows()],
             **{k: v for k, v in tracked_columns.items() if k in OVERVIEW_TRACKED},
             "weights": s["weights"],
             "files": [" ".join(link(os.path.relpath(a, out), name(a)) for a in arts) for arts in s["artifacts"]],

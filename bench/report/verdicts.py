@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench import micro
 from bench.precision import PRECISIONS
-from bench.report import aggregate
+from bench.report import aggregate, stats
 from bench.workloads import REFERENCE
 
 WITHIN = 0.85  # a framework within 15% of its plain-PyTorch reference counts as close to it
@@ -18,6 +18,13 @@ BUSY = 80.0  # device busy % (profile) from which the device, not the host, sets
 
 def fmt(x: float | None, spec: str = ",.0f") -> str:
     return "" if x is None or pd.isna(x) else format(x, spec)
+
+
+def tta_text(r: pd.Series) -> str:
+    """``12.3 (4 of 5 reached)``: the MLPerf summary of the repeats that reached the target (bench.report.stats)."""
+    if r["status"] != "ok" or not r["tta_runs"]:
+        return ""
+    return stats.TTA(None if pd.isna(r["tta_s"]) else r["tta_s"], r["tta_reached"], r["tta_runs"], "").text()
 
 
 def profile_bound(busy_pct: float, loader_pct: float, device: bool) -> str:
@@ -49,6 +56,8 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
             if k not in ref.index or pd.isna(t) or pd.isna(ref[k]):
                 continue
             ratio = t / ref[k]
+            refs = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)["full_network"]
+            interval = stats.ratio(r["full_network"], refs[k])
             share = t / loader if loader and not pd.isna(loader) else None
             without = 1 / (1 / t - 1 / loader) / ref[k] if share is not None and share < 1 else None
             if ratio >= WITHIN:
@@ -72,6 +81,7 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
                     "framework samples/s": fmt(t),
                     "plain torch samples/s": fmt(ref[k]),
                     "ratio": f"{ratio:.3f}",
+                    "ratio [95% CI]": interval.text("", ".3f"),
                     "loader-only samples/s": fmt(loader),
                     "loader share": fmt(share, ".0%"),
                     "verdict": verdict,
@@ -154,7 +164,8 @@ def _bound(end: float | None, compute: float, loader: float | None, framework: b
 def fastest(s: pd.DataFrame) -> pd.DataFrame:
     """What the hardware does with each workload's recipe: the seed's way (eager code, its DataLoader) against the
     fastest mode and input that ran the same configuration on the same hardware and precision, with the compile
-    seconds it costs and the device's busy share before and after. The speedup's range pairs the repeats' extremes."""
+    seconds it costs and the device's busy share before and after.
+    The speedup has its 95% interval (bench.report.stats)."""
     if not len(s):
         return pd.DataFrame()
     ok = s[(s["status"] == "ok") & (s["comparable"] == "yes") & s["throughput_median"].notna()]
@@ -169,10 +180,7 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
         def busy(r) -> str:
             return fmt(r["profile_busy"], ".0f") + "%" if r is not None and not pd.isna(r["profile_busy"]) else ""
 
-        speedup = ""
-        if seed is not None:
-            low, high = best["throughput_min"] / seed["throughput_max"], best["throughput_max"] / seed["throughput_min"]
-            speedup = f"{best['throughput_median'] / seed['throughput_median']:.2f}x ({low:.2f}–{high:.2f})"
+        speedup = stats.ratio(best["throughputs"], seed["throughputs"]).text() if seed is not None else ""
         rows.append(
             {
                 "workload": best["workload"],
@@ -180,11 +188,11 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
                 "devices": best["device_count"],
                 "precision": best["precision"],
                 "seed samples/s": fmt(seed["throughput_median"]) if seed is not None else "",
-                "seed TTA s": fmt(seed["tta_median"], ".1f") if seed is not None else "",
+                "seed TTA s": tta_text(seed) if seed is not None else "",
                 "fastest": f"{best['mode']}, input {best['input']}",
                 "samples/s": fmt(best["throughput_median"]),
-                "speedup (range)": speedup,
-                "TTA s": fmt(best["tta_median"], ".1f"),
+                "speedup [95% CI]": speedup,
+                "TTA s": tta_text(best),
                 "compile s": (best["tracked"] or {}).get("compile s", ""),
                 "busy % seed → fastest": f"{busy(seed)} → {busy(best)}" if seed is not None else busy(best),
             }

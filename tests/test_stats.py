@@ -1,0 +1,102 @@
+"""The statistics of every comparison (bench.report.stats) on values with known answers, and the report's use of
+them on fixture records."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench import records, report
+from bench.report import aggregate, stats
+from tests.test_report import rec, write
+
+
+def welch(new: list[float], base: list[float]) -> tuple[float, float]:
+    """Welch's interval for the difference of mean logs, by the textbook formula (t quantile from scipy)."""
+    from scipy.stats import t
+
+    a, b = [math.log(x) for x in base], [math.log(x) for x in new]
+
+    def var(x):
+        m = sum(x) / len(x)
+        return sum((v - m) ** 2 for v in x) / (len(x) - 1)
+
+    va, vb = var(a) / len(a), var(b) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    diff = sum(b) / len(b) - sum(a) / len(a)
+    half = t.ppf(0.975, df) * math.sqrt(va + vb)
+    return math.exp(diff - half), math.exp(diff + half)
+
+
+def test_the_interval_of_a_known_ratio():
+    base = [1000.0, 1100.0, 900.0, 1050.0, 950.0]
+    new = [x * 2 for x in base]  # exactly twice as fast, with the same multiplicative spread
+    r = stats.ratio(new, base)
+    assert r.estimate == pytest.approx(2.0)
+    assert (r.low, r.high) == pytest.approx(welch(new, base))
+    assert r.low < 2 < r.high and r.flag == "significant"
+    assert r.text() == f"2.00x [{r.low:.2f}–{r.high:.2f}]"
+    # unequal spreads and sizes: still Welch's interval, centred on the ratio of geometric means
+    new = [1500.0, 1700.0, 1650.0]
+    r = stats.ratio(new, base)
+    assert r.estimate == pytest.approx(math.prod(new) ** (1 / 3) / math.prod(base) ** (1 / 5))
+    assert (r.low, r.high) == pytest.approx(welch(new, base))
+
+
+def test_each_flag():
+    base = [1000.0, 1200.0, 900.0]
+    assert stats.ratio([1010.0, 1190.0, 905.0], base).flag == "not significant"  # wide interval around 1
+    assert stats.ratio([1000.0, 1005.0, 995.0], [1001.0, 1004.0, 996.0]).flag == "≈ equal"  # inside ±3%
+    assert stats.ratio([1000.0, 1005.0, 995.0], [1001.0, 1004.0, 996.0]).text().endswith("≈ equal")
+    assert stats.ratio([400.0, 390.0, 410.0], base).flag == "significant"
+    two = stats.ratio([1000.0, 1100.0], [500.0, 520.0])
+    assert two.flag == "too few repeats" and two.low is not None  # the interval is shown, its flag warns
+    one = stats.ratio([1000.0], base)
+    assert one.flag == "too few repeats" and one.low is None and one.estimate == pytest.approx(1000 / 1026.0, 1e-3)
+    assert stats.ratio([], base).estimate is None and stats.ratio([], base).text() == ""
+    same = stats.ratio([1000.0] * 3, [500.0] * 3)  # no spread at all: the interval is the point
+    assert (same.low, same.high) == pytest.approx((2.0, 2.0)) and same.flag == "significant"
+    assert stats.ratio([float("nan"), 1000.0, None, -1, 1100.0, 1050.0], base).n_new == 3  # junk is not a repeat
+
+
+def test_scaled_ratio_is_judged_against_linear():
+    r = stats.ratio([3000.0, 3100.0, 2900.0], [1000.0, 1010.0, 990.0]).scaled(1 / 4)
+    assert r.estimate == pytest.approx(0.75, rel=1e-2) and r.flag == "significant"  # clearly below linear
+    assert r.text("", ".0%").startswith("75% [")
+
+
+def test_tta_as_mlperf_counts_it():
+    assert stats.tta([10.0, None, 12.0]).text() == "11.0 (2 of 3 reached)"  # the median of those that reached
+    five = stats.tta([30.0, 10.0, 11.0, 12.0, 13.0, None])
+    assert five.seconds == pytest.approx(12.0) and five.method == "mean without fastest and slowest"
+    assert five.text() == "12.0 (5 of 6 reached)"
+    assert stats.tta([None, float("nan")]).text() == "not reached (0 of 2 reached)"
+    assert stats.tta([]).text() == ""
+
+
+def test_the_report_shows_intervals_flags_and_failed_tta(tmp_path):
+    rows = [
+        *(rec(tput=t, repeat=i) for i, t in enumerate([1000.0, 1100.0, 900.0])),
+        *(rec(precision="bf16-mixed", tput=t, repeat=i) for i, t in enumerate([400.0, 390.0, 410.0])),
+        *(rec(precision="bf16-true", tput=t, repeat=i) for i, t in enumerate([1000.0, 1150.0])),
+        rec(
+            precision="bf16-true",
+            tput=1000.0,
+            repeat=2,
+            tta_seconds=None,
+            final_accuracy=0.95,
+            curve=[{"epoch": 0, "elapsed_seconds": 10.0, "test_accuracy": 0.95}],
+        ),  # never reached the target
+        rec(precision="bf16-true", status="diverged", reason="NaN loss", repeat=3, tta_seconds=None),
+    ]
+    write(tmp_path / "run" / "records.jsonl", rows)
+    s = aggregate.summarise(aggregate.frame(records.read_all(tmp_path)), "cpu/fp32").set_index("precision")
+    assert s.loc["bf16-mixed", "speedup_stats"].significant and s.loc["bf16-mixed", "speedup"] < 0.5
+    assert s.loc["bf16-true", "speedup_stats"].flag == "not significant"
+    assert (s.loc["bf16-true", "tta_reached"], s.loc["bf16-true", "tta_runs"]) == (2, 4)  # the diverged run counts
+    md = report.write(tmp_path).read_text()
+    assert "speedup [95% CI]" in md and "| baseline " in md
+    assert "not significant" in md and "50.0 (2 of 4 reached)" in md
+    csv = (tmp_path / "report" / "summary.csv").read_text().splitlines()
+    assert "speedup_low" in csv[0] and "speedup_flag" in csv[0] and "vs_fp32_high" in csv[0]
