@@ -79,17 +79,32 @@ def build_cells(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import runner
+    from bench import estimate, records, runner, suite
 
-    name, _, cells = build_cells(args)
+    name, settings, cells = build_cells(args)
+    for key, value in (("order", args.order), ("order_seed", args.order_seed)):
+        if value is not None:
+            settings[key] = value
+    cells = suite.order(cells, settings)  # the run order; fingerprints do not depend on it
+    host = os.environ.get("BENCH_HOST") or socket.gethostname()
+    run_id = args.run_id or f"{name}-{host}"
     if args.dry_run:
+        path = Path(args.results_dir) / run_id / "records.jsonl"
+        recorded = [records.upgrade(r) for r in records.read(path)] if path.exists() else []
+        done = {(r["cell"] or {}).get("fingerprint") for r in recorded}  # skipped when the run resumes
+        to_run, unsupported = [], 0
         for cell in cells:
             why = runner.unsupported_reason(cell)
             print(
                 f"{cell.cell_id} repeat {cell.repeat} epochs {cell.epochs} fingerprint {cell.fingerprint}"
                 + (f"  [unsupported here: {why}]" if why else "")
             )
-        print(f"{len(cells)} cells in suite {name}; nothing run (--dry-run)")
+            if cell.fingerprint not in done:
+                unsupported += bool(why)
+                to_run += [] if why else [cell]
+        estimator = estimate.Estimator(estimate.history(Path(args.results_dir), host))
+        print(estimate.plan_text(estimate.eta(to_run, estimator), len(cells) - len(to_run) - unsupported, unsupported))
+        print(f"{len(cells)} cells in suite {name} ({settings['order']} order); nothing run (--dry-run)")
         return 0
     from bench import data
 
@@ -98,9 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bench import weights
 
         weights.ensure_resnet18()  # likewise for pretrained weights: cached, downloaded, or one clear error
-    host = os.environ.get("BENCH_HOST") or socket.gethostname()
-    run_id = args.run_id or f"{name}-{host}"
-    status = runner.sweep(cells, Path(args.results_dir), run_id, data_dir)
+    status = runner.sweep(cells, Path(args.results_dir), run_id, data_dir, settings["order"], settings["order_seed"])
     if status != 130 and not args.no_report:  # interrupted: stop now, `bench report` can follow
         cmd_report(args)
     return status
@@ -146,6 +159,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--devices", type=_devices, help="comma-separated device counts, or all")
     r.add_argument("--epochs", type=int)
     r.add_argument("--repeats", type=int)
+    r.add_argument(
+        "--order",
+        help="cells within each repeat: interleaved (as the suite lists them, default) or random (shuffled, seeded)",
+    )
+    r.add_argument("--order-seed", type=int, help="the seed of --order random (default 0: the same order every run)")
     r.add_argument("--limit-train", type=int, help="train on the first N training images")
     r.add_argument("--num-workers", type=int, help="DataLoader worker processes")
     r.add_argument("--lr", type=_lr, help='learning rate, or "find" (the workload\'s learning-rate finder picks it)')

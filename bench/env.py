@@ -62,11 +62,16 @@ def lock_differences(versions: dict[str, str | None]) -> dict[str, str]:
     }
 
 
+def host() -> str:
+    """This machine's name in records (BENCH_HOST names it where the hostname does not, e.g. in a container)."""
+    return os.environ.get("BENCH_HOST") or socket.gethostname()
+
+
 def collect(backend, allocator_name: str | None = None) -> dict:
     """Everything about where and how a cell ran. ``backend`` adds its device details; ``allocator_name`` is the
     allocator the runner put in force for the process (bench.allocator)."""
     return {
-        "host": os.environ.get("BENCH_HOST") or socket.gethostname(),
+        "host": host(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),

@@ -20,11 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from bench import adapters, allocator, backends, env, records, workloads
+from bench import adapters, allocator, backends, env, estimate, records, workloads
 from bench.job import Job
+from bench.progress import Progress
 from bench.suite import Cell
 
 KILL_GRACE_S = 10
+POLL_S = 1.0  # how often the runner looks at a running cell's finished epochs
 
 
 def _die_with_parent() -> None:
@@ -70,8 +72,38 @@ def _started() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None) -> dict:
-    """Run one cell in a subprocess and return its record (never raises for a failing cell)."""
+def _read_curve(path: Path) -> list[dict]:
+    """The epochs the worker finished (the meter replaces curve.csv whole after each, so a read never sees half)."""
+    with open(path, newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _wait(proc: subprocess.Popen, deadline: float, curve: Path, progress: Progress | None) -> int:
+    """``proc.wait`` until ``deadline`` (then TimeoutExpired, as before), waking every POLL_S to show the epochs
+    the worker has finished: one stat of curve.csv a second, nothing the cell's own timing could feel."""
+    seen = None
+    while True:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, deadline)
+        try:
+            code = proc.wait(timeout=min(POLL_S, left))
+        except subprocess.TimeoutExpired:
+            code = None
+        if progress is not None:
+            # The display must never cost the cell its record: a file it cannot read is shown at the next look.
+            with contextlib.suppress(OSError, ValueError, TypeError, csv.Error):
+                if (mtime := curve.stat().st_mtime_ns) != seen:
+                    progress.curve(_read_curve(curve))  # also once after the end: the epochs since the last look
+                    seen = mtime
+            progress.tick()
+        if code is not None:
+            return code
+
+
+def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progress: Progress | None = None) -> dict:
+    """Run one cell in a subprocess and return its record (never raises for a failing cell). ``progress`` is
+    shown the epochs as they finish."""
     cell_dir = run_dir / "cells" / cell.dirname
     if cell_dir.exists():
         shutil.rmtree(cell_dir)  # left by an interrupted run: never mix its files with this one's
@@ -92,7 +124,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None) -> di
             preexec_fn=_die_with_parent,
         )
         try:
-            code = proc.wait(timeout=cell.timeout_s)
+            code = _wait(proc, time.perf_counter() + cell.timeout_s, cell_dir / "curve.csv", progress)
         except subprocess.TimeoutExpired:
             _kill(proc)
             code = None
@@ -113,8 +145,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None) -> di
     else:
         record = records.new("failed", f"worker exited {code}: {_tail(log)}")
     if record["accuracy"] is None and (cell_dir / "curve.csv").exists():  # epochs finished before it stopped
-        with open(cell_dir / "curve.csv", newline="") as f:
-            curve = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        curve = _read_curve(cell_dir / "curve.csv")
         record["accuracy"] = {"curve": curve, "epochs_run": len(curve)}
     if record["env"] is None:
         record["env"] = env.collect(backends.get(cell.backend), alloc_name)
@@ -145,8 +176,16 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | None = None) -> int:
-    """Run every cell not yet recorded; returns the exit status (1 if any cell of the sweep failed)."""
+def sweep(
+    cells: list[Cell],
+    results_dir: Path,
+    run_id: str,
+    data_dir: str | None = None,
+    order: str = "interleaved",
+    order_seed: int = 0,
+) -> int:
+    """Run every cell not yet recorded, in the order given (``order``/``order_seed`` say how it was made, for the
+    records); returns the exit status (1 if any cell of the sweep failed)."""
     run_dir = Path(results_dir) / run_id
     path = run_dir / "records.jsonl"
     records.repair(path)
@@ -154,6 +193,17 @@ def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | Non
     for r in records.read(path) if path.exists() else []:
         r = records.upgrade(r)  # a run started by an older version resumes too
         done[(r["cell"] or {}).get("fingerprint")] = r
+    placed = {"order": order, **({"order_seed": order_seed} if order == "random" else {})}
+    reasons = {cell.fingerprint: unsupported_reason(cell) for cell in cells if cell.fingerprint not in done}
+    to_run = [(i, c) for i, c in enumerate(cells, 1) if c.fingerprint in reasons and not reasons[c.fingerprint]]
+    estimator = estimate.Estimator(estimate.history(Path(results_dir), env.host()))
+    for cell in cells:  # this run's cells recorded before an interruption teach the estimate too
+        seconds = (done.get(cell.fingerprint, {}).get("run") or {}).get("process_seconds")
+        if done.get(cell.fingerprint, {}).get("status") == "ok" and seconds:
+            estimator.add(cell, seconds)
+    progress = Progress(len(cells))
+    unsupported = sum(bool(why) for why in reasons.values())
+    progress.plan(estimate.eta([c for _, c in to_run], estimator), len(cells) - len(reasons), unsupported)
     statuses = []
     # SIGTERM (docker stop, a batch scheduler) stops the sweep as cleanly as Ctrl-C does.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -161,10 +211,11 @@ def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | Non
         for i, cell in enumerate(cells, 1):
             label = f"[{i}/{len(cells)}] {cell.cell_id} repeat {cell.repeat}"
             if cell.fingerprint in done:
-                print(f"{label}: already recorded ({done[cell.fingerprint]['status']}), skipped", flush=True)
+                progress.cell_end()
+                progress.line(f"{label}: already recorded ({done[cell.fingerprint]['status']}), skipped")
                 statuses.append(done[cell.fingerprint]["status"])
                 continue
-            reason = unsupported_reason(cell)
+            reason = reasons[cell.fingerprint]
             if reason:
                 record = records.new(
                     "unsupported",
@@ -174,15 +225,24 @@ def sweep(cells: list[Cell], results_dir: Path, run_id: str, data_dir: str | Non
                     env=env.collect(backends.get(cell.backend), allocator.child_env(cell.allocator)[1]),
                 )
             else:
-                print(f"{label}: running", flush=True)
-                record = run_cell(cell, run_dir, run_id, data_dir)
+                progress.line(f"{label}: running")
+                progress.cell_start(label, estimate.epochs(cell), estimator.seconds(cell)[0])
+                record = run_cell(cell, run_dir, run_id, data_dir, progress)
+            record["run"].update(placed, position=i)  # where the cell ran in the sweep (its fingerprint ignores it)
             records.append(path, record)
             statuses.append(record["status"])
-            print(f"{label}: {_summary(record)}", flush=True)
+            progress.cell_end()
+            progress.line(f"{label}: {_summary(record)}")
+            if not reason:
+                if record["status"] == "ok":
+                    estimator.add(cell, record["run"]["process_seconds"])
+                progress.eta(estimate.eta([c for j, c in to_run if j > i], estimator))
     except KeyboardInterrupt:
+        progress.close()
         print(f"\ninterrupted: finished records are in {path}; run the same command again to resume", flush=True)
         return 130
     finally:
+        progress.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     bad = sum(s in records.FAILED for s in statuses)

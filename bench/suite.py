@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import random
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -28,6 +29,8 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "inputs": (list, ["loader"]),  # where batches come from: the seed's DataLoader, or data resident on the device
     "modes": (list, ["eager"]),  # how the training step executes: eager (the seed), compile, graphs (bench.adapters)
     "repeats": (int, 1),
+    "order": (str, "interleaved"),  # the cells' order within each repeat: as listed, or shuffled (suite.order)
+    "order_seed": (int, 0),
     "seed": (int, 0),
     "epochs": (int, None),
     "batch_size": (int, None),
@@ -68,6 +71,7 @@ PER_WORKLOAD = (
 
 
 INPUTS = ("loader", "device")
+ORDERS = ("interleaved", "random")
 MODES = ("eager", "compile", "graphs")
 # The seed's way of running: a cell with these values keeps the name and fingerprint it had before the setting existed.
 SEED_WAY = {"mode": "eager", "input": "loader", "pin_memory": False, "persistent_workers": True}
@@ -204,6 +208,8 @@ def validate(name: str, raw: dict) -> dict:
         backends.get(s["backend"])
     if s["allocator"] not in allocator.ALLOCATORS:
         raise SuiteError(f"suite {name}: allocator {s['allocator']!r}; valid: {', '.join(allocator.ALLOCATORS)}")
+    if s["order"] not in ORDERS:
+        raise SuiteError(f"suite {name}: order {s['order']!r}; valid: {', '.join(ORDERS)}")
     _check_axes(f"suite {name}", s)
     for d in s["devices"]:
         if d != "all" and not (isinstance(d, int) and not isinstance(d, bool) and d >= 1):
@@ -224,7 +230,8 @@ def validate(name: str, raw: dict) -> dict:
 
 
 def expand(name: str, s: dict) -> list[Cell]:
-    """Cells in run order. Repeats are the outer loop, so repeats of one cell are interleaved with the others."""
+    """Cells in interleaved order: repeats are the outer loop, so repeats of one cell are interleaved with the
+    others. ``order`` gives the run order."""
     backend_name = backends.detect() if s["backend"] == "auto" else s["backend"]
     backend = backends.get(backend_name)
     cells = []
@@ -277,6 +284,26 @@ def expand(name: str, s: dict) -> list[Cell]:
                     )
                 )
     return cells
+
+
+def order(cells: list[Cell], s: dict) -> list[Cell]:
+    """The run order of ``expand``'s cells under the settings ``order`` and ``order_seed``.
+
+    "random" shuffles the cells within each repeat's block, never across blocks: every repeat stays spread over
+    the whole run, while slow drift (thermal, neighbours) no longer favours the cells listed first. One seeded
+    generator makes it the same order on every run of the same command, which resuming relies on. A cell's
+    fingerprint does not depend on where it runs."""
+    if s["order"] not in ORDERS:
+        raise SuiteError(f"order {s['order']!r}; valid: {', '.join(ORDERS)}")
+    if s["order"] == "interleaved":
+        return list(cells)
+    rng = random.Random(s["order_seed"])
+    out: list[Cell] = []
+    for _, block in itertools.groupby(cells, key=lambda c: c.repeat):
+        block = list(block)
+        rng.shuffle(block)
+        out += block
+    return out
 
 
 def resolve_auto() -> str:

@@ -1,0 +1,153 @@
+"""How long cells will take: per-cell seconds from what this host has measured before, and the sweep's ETA.
+
+A cell's estimate comes, in this order, from an earlier ``ok`` record with the same fingerprint on this host (its
+``run.process_seconds``), from another repeat of the same configuration in this run, or from finished cells of the
+same workload in this run scaled by epochs × training images (rough: precision and mode change the cost). Anything
+else is unknown and said to be, never guessed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from bench import data, records, workloads
+from bench.suite import Cell
+
+# Where an estimate came from, best first.
+RECORD, REPEAT, WORKLOAD = "record", "repeat", "workload"
+
+
+def epochs(cell: Cell) -> int:
+    """The epochs the cell trains in all: fastai's fine_tune adds its frozen epochs to the cell's unfrozen ones."""
+    return cell.epochs + getattr(workloads.get(cell.workload), "FREEZE_EPOCHS", 0)
+
+
+def _work(cell: Cell) -> int:
+    return epochs(cell) * (cell.limit_train or data.SPLITS["train"][2])
+
+
+def _config(cell: Cell) -> str:
+    """The configuration without the repeat: what its repeats share (they differ in the seed only)."""
+    return dataclasses.replace(cell, repeat=0, seed=0).fingerprint
+
+
+def history(results_dir: Path, host: str) -> dict[str, list[float]]:
+    """process_seconds of every ok record on ``host`` under ``results_dir``, by cell fingerprint."""
+    out: dict[str, list[float]] = defaultdict(list)
+    if not Path(results_dir).is_dir():
+        return out
+    for r in records.read_all(Path(results_dir)):
+        try:
+            r = records.upgrade(r)
+        except ValueError:
+            continue  # a schema this version does not read: no estimate from it
+        seconds = (r.get("run") or {}).get("process_seconds")
+        if r.get("status") == "ok" and (r.get("env") or {}).get("host") == host and seconds:
+            out[(r.get("cell") or {}).get("fingerprint")].append(float(seconds))
+    return out
+
+
+class Estimator:
+    """Per-cell seconds; learns from the cells this run finishes (``add``)."""
+
+    def __init__(self, earlier: dict[str, list[float]] | None = None) -> None:
+        self.earlier = earlier or {}
+        self._repeats: dict[str, list[float]] = defaultdict(list)
+        self._per_work: dict[str, list[float]] = defaultdict(list)  # workload -> seconds per epoch-image
+
+    def add(self, cell: Cell, seconds: float) -> None:
+        """A cell of this run finished ok in ``seconds``."""
+        self._repeats[_config(cell)].append(seconds)
+        self._per_work[cell.workload].append(seconds / _work(cell))
+
+    def seconds(self, cell: Cell) -> tuple[float | None, str | None]:
+        """The cell's estimated seconds and their source (RECORD, REPEAT, WORKLOAD), or (None, None)."""
+        if self.earlier.get(cell.fingerprint):
+            return statistics.median(self.earlier[cell.fingerprint]), RECORD
+        if self._repeats.get(_config(cell)):
+            return statistics.median(self._repeats[_config(cell)]), REPEAT
+        if self._per_work.get(cell.workload):
+            return statistics.median(self._per_work[cell.workload]) * _work(cell), WORKLOAD
+        return None, None
+
+
+@dataclasses.dataclass
+class Eta:
+    """The sum over the cells still to run: known seconds, and how many cells have which source or none."""
+
+    seconds: float = 0.0
+    sources: dict[str, int] = dataclasses.field(default_factory=dict)
+    unknown: int = 0
+
+    @property
+    def known(self) -> int:
+        return sum(self.sources.values())
+
+    @property
+    def cells(self) -> int:
+        return self.known + self.unknown
+
+
+def eta(cells: list[Cell], estimator: Estimator) -> Eta:
+    """Sum the estimates of ``cells`` (those still to run: no skipped or unsupported ones)."""
+    out = Eta()
+    for cell in cells:
+        seconds, source = estimator.seconds(cell)
+        if seconds is None:
+            out.unknown += 1
+        else:
+            out.seconds += seconds
+            out.sources[source] = out.sources.get(source, 0) + 1
+    return out
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: "45 s", "12 min", "1 h 20 min"."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
+
+
+def _which(e: Eta, left: str) -> str:
+    """ "for the 12 cells left", or "for 9 of the 12 cells left", and which of them are rough."""
+    text = f"for the {_cells(e.cells)} {left}" if not e.unknown else f"for {e.known} of the {_cells(e.cells)} {left}"
+    if e.sources.get(WORKLOAD):
+        text += f", {e.sources[WORKLOAD]} of them rough (scaled from other cells of the same workload)"
+    return text
+
+
+def eta_text(e: Eta, now: datetime.datetime | None = None) -> str:
+    """One line: "ETA 1 h 20 min (about 14:32) for the 12 cells left", with what is rough or unknown."""
+    if not e.cells:
+        return "nothing left to run"
+    if not e.known:
+        return f"ETA unknown for {_cells(e.cells)}"
+    at = (now or datetime.datetime.now()) + datetime.timedelta(seconds=e.seconds)
+    text = f"ETA {duration(e.seconds)} (about {at:%H:%M}) {_which(e, 'left')}"
+    return text + (f"; ETA unknown for {_cells(e.unknown)}" if e.unknown else "")
+
+
+def plan_text(e: Eta, skipped: int = 0, unsupported: int = 0) -> str:
+    """The estimate before a sweep (``bench run --dry-run`` and the sweep's first line), e.g. "estimated 1 h 20 min
+    for 24 of the 30 cells to run, from earlier records on this host; 6 without an estimate"."""
+    if not e.cells:
+        text = "nothing to run"
+    elif not e.known:
+        text = f"no estimate for the {_cells(e.cells)} to run: no earlier records of them on this host"
+    else:
+        text = f"estimated {duration(e.seconds)} {_which(e, 'to run')}, from earlier records on this host"
+        text += f"; {e.unknown} without an estimate" if e.unknown else ""
+    aside = [f"{n} {what}" for n, what in ((skipped, "recorded in this run"), (unsupported, "unsupported here")) if n]
+    return text + (f" (skipped: {', '.join(aside)})" if aside else "")
