@@ -79,30 +79,35 @@ bench: setup
 # ---- Step micro-benchmarks (tests/test_micro.py, pytest-benchmark) -------------------------------------------
 # Every workload × precision on the backend the environment detects (XLA=1: the XLA environment, PJRT_DEVICE
 # defaulting to CPU), timed over calibrated rounds after warmup, under the allocator the suites use. Each run is
-# saved under $(RESULTS)/micro/<host>-<backend>/, where `bench report` finds it. bench-compare runs them again and
-# fails when a median is more than COMPARE_FAIL slower than the saved run BASELINE (a run number such as 0001;
-# default: the newest saved run).
+# saved under $(RESULTS)/micro/<host>-<backend>/, where `bench report` finds it. bench-compare runs them MICRO_RUNS
+# times and compares those runs with the MICRO_RUNS saved before them (or the runs numbered in BASELINE, e.g.
+# 1,2,3): per benchmark, the speed ratio with its 95% interval over runs (docs/methodology.md#comparisons); it fails
+# when one is significantly slower by more than COMPARE_FAIL. The first bench-compare, with nothing saved before,
+# saves the baseline.
 MICRO_TESTS ?= tests/test_micro.py
 MICRO_ARGS ?=
-COMPARE_FAIL ?= median:10%
+MICRO_RUNS ?= 3
+COMPARE_FAIL ?= 10%
 BASELINE ?=
 ALLOCATOR ?= auto
 MICRO_SETUP := $(if $(XLA),setup-xla,setup)
 MICRO_PY := $(if $(XLA),$(XLA_VENV),$(VENV))/bin/python
 MICRO_ENV = $(if $(XLA),PJRT_DEVICE=$${PJRT_DEVICE:-CPU}) $(shell $(MICRO_PY) -c 'from bench import allocator; \
 	print(*(f"{k}={v}" for k, v in allocator.child_env("$(ALLOCATOR)")[0].items()))')
+MICRO_STORAGE = $(abspath $(RESULTS))/micro/$$(hostname)-$$(env $(MICRO_ENV) $(MICRO_PY) -c \
+	'from bench import backends; print(backends.detect())')
 MICRO_RUN = env $(MICRO_ENV) $(MICRO_PY) -m pytest $(MICRO_TESTS) -p no:cacheprovider --benchmark-enable \
 	--benchmark-only --benchmark-min-rounds=10 --benchmark-max-time=3 --benchmark-name=short \
 	--benchmark-columns=median,iqr,min,max,rounds --benchmark-sort=fullname --benchmark-autosave \
-	--benchmark-storage=file://$(abspath $(RESULTS))/micro/$$(hostname)-$$(env $(MICRO_ENV) $(MICRO_PY) -c \
-	'from bench import backends; print(backends.detect())') $(MICRO_ARGS)
+	--benchmark-storage=file://$$storage $(MICRO_ARGS)
 
 bench-micro: $(MICRO_SETUP)
-	$(MICRO_RUN)
+	storage=$(MICRO_STORAGE) && $(MICRO_RUN)
 
 bench-compare: $(MICRO_SETUP)
-	$(MICRO_RUN) $(if $(BASELINE),--benchmark-compare=$(BASELINE),--benchmark-compare) \
-		--benchmark-compare-fail=$(COMPARE_FAIL)
+	storage=$(MICRO_STORAGE) && for run in $$(seq $(MICRO_RUNS)); do $(MICRO_RUN) || exit 1; done && \
+	$(MICRO_PY) -m bench compare-micro $$storage --runs $(MICRO_RUNS) --fail-slower $(COMPARE_FAIL) \
+		$(if $(BASELINE),--baseline $(BASELINE))
 
 report: setup
 	$(BIN)/bench report --results-dir $(RESULTS)

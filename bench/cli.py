@@ -127,6 +127,33 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threshold(value: str) -> float:
+    """``10%``, ``10`` or ``0.1`` → 0.1."""
+    number = float(value.rstrip("%"))
+    return number / 100 if value.endswith("%") or number >= 1 else number
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.report import compare
+
+    a, b = Path(args.a), Path(args.b)
+    result = compare.compare(
+        a, b, compare.parse_filters(args.a_where), compare.parse_filters(args.b_where), args.fail_slower
+    )
+    out = Path(args.out) if args.out else (b if b.is_dir() else b.parent) / "compare"
+    return compare.finish(result, out)
+
+
+def cmd_compare_micro(args: argparse.Namespace) -> int:
+    from bench.report import compare
+
+    result = compare.compare_micro(Path(args.storage), args.runs, _csv(args.baseline or ""), args.fail_slower)
+    if result is None:
+        print(f"no earlier runs under {args.storage}: the newest {args.runs} are the baseline of the next comparison")
+        return 0
+    return compare.finish(result, Path(args.out) if args.out else None)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from bench import backends, suite, workloads
 
@@ -192,18 +219,41 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--baseline", default="cpu/fp32", help="speedup baseline as backend/precision")
     rep.set_defaults(func=cmd_report)
 
+    c = sub.add_parser(
+        "compare",
+        help="B against A: matched cells with speedup, 95%% interval and flag; exits 1 on a significant slowdown",
+    )
+    c.add_argument("a", help="results folder, run folder or records.jsonl (the baseline side)")
+    c.add_argument("b", help="results folder, run folder or records.jsonl (may be the same as A, with --a/--b)")
+    c.add_argument("--a", dest="a_where", action="append", metavar="KEY=VALUE", help="select A's records (repeatable)")
+    c.add_argument("--b", dest="b_where", action="append", metavar="KEY=VALUE", help="select B's records (repeatable)")
+    c.add_argument(
+        "--fail-slower", type=_threshold, default=0.1, help="exit 1 when significantly slower by more (default 10%%)"
+    )
+    c.add_argument("--out", help="folder for compare.md and compare.html (default: <B>/compare)")
+    c.set_defaults(func=cmd_compare)
+
+    cm = sub.add_parser("compare-micro", help="the newest saved micro-benchmark runs against the ones before them")
+    cm.add_argument("storage", help="pytest-benchmark storage folder (results/micro/<host>-<backend>)")
+    cm.add_argument("--runs", type=int, default=3, help="runs per side (default 3)")
+    cm.add_argument("--baseline", help="comma-separated run numbers to compare against (default: the runs before)")
+    cm.add_argument("--fail-slower", type=_threshold, default=0.1, help="as for compare (default 10%%)")
+    cm.add_argument("--out", help="folder for compare.md and compare.html (default: none)")
+    cm.set_defaults(func=cmd_compare_micro)
+
     sub.add_parser("list", help="list suites, workloads, precisions, backends").set_defaults(func=cmd_list)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from bench.data import DataError
+    from bench.report.compare import CompareError
     from bench.suite import SuiteError
     from bench.weights import WeightsError
 
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UnknownName, SuiteError, DataError, WeightsError, ValueError) as e:
+    except (UnknownName, SuiteError, DataError, WeightsError, CompareError, ValueError) as e:
         print(f"bench: error: {e}", file=sys.stderr)
         return 2

@@ -185,16 +185,18 @@ def test_bench_compare_passes_then_fails_on_a_slowed_step(tmp_path):
     (tmp_path / "test_step.py").write_text(SLEEP_STEP)
 
     def make(target: str, seconds: float) -> subprocess.CompletedProcess:
-        args = ["make", "--no-print-directory", target, f"RESULTS={tmp_path}", f"MICRO_TESTS={tmp_path}/test_step.py"]
+        args = ["make", "--no-print-directory", target, f"RESULTS={tmp_path}", f"MICRO_TESTS={tmp_path}/test_step.py",
+                "MICRO_ARGS=--benchmark-max-time=0.3"]  # fmt: skip
         # not an xdist worker's environment: pytest-benchmark would disable itself in the child
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")} | {"STEP_SECONDS": str(seconds)}
         return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
-    saved = make("bench-micro", 0.02)
-    assert saved.returncode == 0, saved.stdout + saved.stderr
-    assert len(list((tmp_path / "micro").rglob("0001_*.json"))) == 1
-    same = make("bench-compare", 0.02)  # against the run just saved
+    first = make("bench-compare", 0.02)  # nothing saved before: these runs become the baseline
+    assert first.returncode == 0 and "the baseline of the next comparison" in first.stdout, first.stdout + first.stderr
+    assert len(list((tmp_path / "micro").rglob("000[1-3]_*.json"))) == 3
+    same = make("bench-compare", 0.02)  # three runs against the three saved before
     assert same.returncode == 0, same.stdout + same.stderr
-    slowed = make("bench-compare", 0.03)  # 50% slower than the newest saved run
+    assert "runs 0001, 0002, 0003; new: runs 0004, 0005, 0006" in same.stdout
+    slowed = make("bench-compare", 0.03)  # 50% slower than the three runs before
     assert slowed.returncode != 0
-    assert "Performance has regressed" in slowed.stdout + slowed.stderr
+    assert "Performance has regressed" in slowed.stderr and "SLOWER by more than 10%" in slowed.stdout

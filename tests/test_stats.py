@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench import records, report
+from bench import cli, records, report
 from bench.report import aggregate, stats
 from tests.test_report import rec, write
 
@@ -100,3 +100,51 @@ def test_the_report_shows_intervals_flags_and_failed_tta(tmp_path):
     assert "not significant" in md and "50.0 (2 of 4 reached)" in md
     csv = (tmp_path / "report" / "summary.csv").read_text().splitlines()
     assert "speedup_low" in csv[0] and "speedup_flag" in csv[0] and "vs_fp32_high" in csv[0]
+
+
+def two_precisions(path) -> None:
+    rows = [
+        *(rec(tput=t, repeat=i) for i, t in enumerate([1000.0, 1100.0, 900.0])),
+        *(rec(precision="bf16-mixed", tput=t, repeat=i) for i, t in enumerate([400.0, 390.0, 410.0])),
+        *(rec(workload="lightning-convnet", tput=t, repeat=i) for i, t in enumerate([800.0, 820.0, 790.0])),
+        *(rec(workload="lightning-convnet", precision="bf16-mixed", tput=t, repeat=i) for i, t in
+          enumerate([820.0, 790.0, 800.0])),
+    ]  # fmt: skip
+    write(path / "records.jsonl", rows)
+
+
+def test_compare_names_significant_differences_and_gates(tmp_path, capsys):
+    two_precisions(tmp_path / "run")
+    out = tmp_path / "cmp"
+    args = ["compare", str(tmp_path), str(tmp_path), "--out", str(out)]
+    assert cli.main([*args, "--a", "precision=fp32", "--b", "precision=bf16-mixed"]) == 1  # torch-convnet: 0.40x
+    printed = capsys.readouterr()
+    assert "Compared: precision fp32 (A) against bf16-mixed (B)." in printed.out
+    table = (out / "compare.md").read_text()
+    assert "| torch-convnet     | 1,000 (3)" in table and "SLOWER by more than 10%" in table
+    assert "lightning-convnet" in table and "not significant" in table  # equal speed: not flagged
+    assert "torch-convnet: 0.40x" in printed.err and (out / "compare.html").is_file()
+    assert cli.main([*args, "--a", "precision=fp32", "--b", "precision=bf16-mixed", "--fail-slower", "70%"]) == 0
+    assert cli.main(args) == 0  # the same records on both sides: nothing slower
+    assert "4 matched cells" in capsys.readouterr().out
+
+
+def test_compare_across_two_hosts_matches_cells_and_escapes_html(tmp_path, capsys):
+    env = {"host": "<b>evil</b>", "packages": {}}
+    write(tmp_path / "a" / "records.jsonl", [rec(tput=t, repeat=i) for i, t in enumerate([1000.0, 1010.0, 990.0])])
+    write(tmp_path / "b" / "records.jsonl", [rec(tput=t, repeat=i, env=env) for i, t in enumerate([1100.0, 1111.0])])
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "host box (A) against <b>evil</b> (B)" in capsys.readouterr().out
+    page = (tmp_path / "b" / "compare" / "compare.html").read_text()
+    assert "&lt;b&gt;evil&lt;/b&gt;" in page and "<b>evil" not in page and "too few repeats" in page
+
+
+def test_compare_errors_name_the_fix(tmp_path, capsys):
+    two_precisions(tmp_path / "run")
+    assert cli.main(["compare", str(tmp_path), str(tmp_path / "nothing")]) == 2
+    assert "neither a results folder nor a records.jsonl file" in capsys.readouterr().err
+    assert cli.main(["compare", str(tmp_path), str(tmp_path), "--a", "flavour=x"]) == 2
+    assert "KEY one of: workload, host" in capsys.readouterr().err
+    assert cli.main(["compare", str(tmp_path), str(tmp_path), "--a", "workload=torch-convnet", "--b",
+                     "workload=lightning-convnet"]) == 2  # fmt: skip
+    assert "select each side with --a/--b KEY=VALUE" in capsys.readouterr().err

@@ -1,0 +1,222 @@
+"""``bench compare A B``: two sets of records (result folders, runs, machines, images, commits) as one table of
+matched cells, B against A, each with its speedup, 95% interval and flag (bench.report.stats); and ``bench
+compare-micro``: the same over saved step micro-benchmark runs. Both exit 1 when a cell is significantly slower by
+more than a threshold, so that they can gate CI."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench import records
+from bench.report import aggregate, stats
+from bench.report.verdicts import fmt
+
+# What may differ between the two sides and still match: when each side has one value and they differ (two hosts,
+# fp32 against bf16-mixed, eager against compile), that axis is what is compared. The workload and the configuration
+# (aggregate.CONFIG) must always match.
+AXES = ("host", "hardware", "backend", "device_count", "precision", "mode", "input")
+FILTERABLE = ("workload", *AXES, "run_id", "commit", "image")
+
+
+class CompareError(ValueError):
+    """Inputs that cannot be compared; the message says what to change."""
+
+
+@dataclass
+class Result:
+    table: pd.DataFrame
+    header: list[str]  # what was compared, in sentences
+    regressions: list[str]  # the cells significantly slower than the threshold
+
+    def markdown(self) -> str:
+        body = self.table.to_markdown(index=False) if len(self.table) else "(no matched cells)"
+        return "\n".join(["# Comparison", "", *self.header, "", body, ""])
+
+    def html(self) -> str:
+        head = "".join(f"<p>{html.escape(line)}</p>" for line in self.header)
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'><title>Comparison</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
+            "td,th{padding:3px 8px;border-bottom:1px solid #ddd}</style></head><body><h1>Comparison</h1>"
+            f"{head}{self.table.to_html(index=False, border=0)}</body></html>"
+        )
+
+
+def parse_filters(items: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` options into a dict; an unknown key or a missing ``=`` names the valid ones."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in FILTERABLE:
+            raise CompareError(f"filter {item!r} should be KEY=VALUE with KEY one of: {', '.join(FILTERABLE)}")
+        out[key] = value
+    return out
+
+
+def _side(path: Path, filters: dict[str, str], name: str) -> pd.DataFrame:
+    path = Path(path)
+    if path.is_file():
+        recs = [{**r, "_run_dir": str(path.parent)} for r in records.read(path)]
+    elif path.is_dir():
+        recs = records.read_all(path)
+    else:
+        raise CompareError(f"{name}: {path} is neither a results folder nor a records.jsonl file")
+    if not recs:
+        raise CompareError(f"{name}: no records under {path}; run `bench run` first")
+    df = aggregate.frame(recs)
+    df["commit"] = [((e or {}).get("git_commit") or "")[:12] or None for e in df["env"]]
+    df["image"] = [(e or {}).get("container_image") for e in df["env"]]
+    for key, value in filters.items():
+        text = df[key].map(aggregate.norm)
+        df = df[text.str.startswith(value) if key == "commit" else text == value]  # a commit by its prefix
+    if df.empty:
+        raise CompareError(f"{name}: no records under {path} match {filters}")
+    return df
+
+
+def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | None = None, threshold: float = 0.1):
+    """B against A: the matched ok cells, each with B's throughput ÷ A's and its interval."""
+    da, db = _side(a, a_filters or {}, "A"), _side(b, b_filters or {}, "B")
+    varying = []
+    for c in AXES:
+        va, vb = set(map(aggregate.norm, da[c])), set(map(aggregate.norm, db[c]))
+        if len(va) == 1 and len(vb) == 1 and va != vb:
+            varying.append((c, va.pop(), vb.pop()))
+    key = [c for c in ("workload", *AXES, *aggregate.CONFIG) if c not in {v[0] for v in varying}]
+
+    def cells(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+        ok = df[df["status"] == "ok"]
+        return {k: g for k, g in ok.groupby([ok[c].map(aggregate.norm) for c in key], sort=False)}
+
+    ca, cb = cells(da), cells(db)
+    matched = [k for k in ca if k in cb]
+    if not matched:
+        raise CompareError(
+            f"no cell of B matches one of A ({len(ca)} ok cells in A, {len(cb)} in B): they must share the workload "
+            f"and its configuration ({', '.join(aggregate.CONFIG)}); select each side with --a/--b KEY=VALUE"
+        )
+    shown = [c for c in key if len({k[key.index(c)] for k in matched}) > 1 or c == "workload"]
+    rows, regressions = [], []
+    for k in matched:
+        ga, gb = ca[k], cb[k]
+        ta, tb = (pd.to_numeric(g["throughput_samples_per_s"]).dropna().tolist() for g in (ga, gb))
+        r = stats.ratio(tb, ta)
+        verdict = r.flag
+        if r.significant:
+            verdict = "faster" if r.estimate > 1 else "slower"
+            if r.estimate < 1 - threshold:
+                verdict = f"SLOWER by more than {threshold:.0%}"
+                regressions.append(f"{' '.join(k[key.index(c)] for c in shown)}: {r.text()}")
+        tta_a, tta_b = (stats.tta(pd.to_numeric(g["tta_seconds"]).tolist()).text() for g in (ga, gb))
+        rows.append(
+            {
+                **{c: k[key.index(c)] for c in shown},
+                "A samples/s (n)": f"{fmt(aggregate.median(ta))} ({len(ta)})",
+                "B samples/s (n)": f"{fmt(aggregate.median(tb))} ({len(tb)})",
+                "B ÷ A [95% CI]": r.text().removesuffix(f" {r.flag}"),
+                "flag": verdict,
+                "A acc": fmt(aggregate.median(ga["final_accuracy"]), ".4f"),
+                "B acc": fmt(aggregate.median(gb["final_accuracy"]), ".4f"),
+                "A TTA s": tta_a,
+                "B TTA s": tta_b,
+            }
+        )
+    header = [
+        f"A: {a}"
+        + (f" where {a_filters}" if a_filters else "")
+        + f"; B: {b}"
+        + (f" where {b_filters}" if b_filters else ""),
+        "Compared: " + ("; ".join(f"{c} {x} (A) against {y} (B)" for c, x, y in varying) or "the same cells") + ".",
+        f"{len(matched)} matched cells; {len(ca) - len(matched)} only in A, {len(cb) - len(matched)} only in B.",
+        "B ÷ A = the ratio of geometric mean throughputs over repeats with Welch's 95% interval on log throughput "
+        f"(docs/methodology.md#comparisons). A cell fails the comparison when it is significantly slower by more than "
+        f"{threshold:.0%}.",
+    ]
+    return Result(pd.DataFrame(rows), header, regressions)
+
+
+_RUN = re.compile(r"^(\d{4})_.*\.json$")
+
+
+def micro_runs(storage: Path) -> list[Path]:
+    """pytest-benchmark's saved runs under ``storage``, oldest first (their numbers count up per machine folder)."""
+    runs = [p for p in Path(storage).rglob("*.json") if _RUN.match(p.name)]
+    return sorted(runs, key=lambda p: (p.parent, p.name))
+
+
+def _medians(paths: list[Path]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for path in paths:
+        for b in json.loads(path.read_text()).get("benchmarks", []):
+            median = (b.get("stats") or {}).get("median")
+            if median:
+                out.setdefault(b.get("fullname") or b["name"], []).append(float(median))
+    return out
+
+
+def compare_micro(storage: Path, runs: int, baseline: list[str] | None = None, threshold: float = 0.1):
+    """The newest ``runs`` saved micro-benchmark runs against the ``runs`` before them (or the runs numbered in
+    ``baseline``): per benchmark, the speed ratio (inverse of the medians) with its interval. None when there is no
+    earlier run yet."""
+    saved = micro_runs(storage)
+    new = saved[-runs:]
+    if baseline:
+        base = [p for p in saved if p.name[:4] in {n.zfill(4) for n in baseline}]
+        if not base:
+            raise CompareError(f"no saved run numbered {', '.join(baseline)} under {storage}")
+    else:
+        base = saved[:-runs][-runs:]
+    if not base:
+        return None
+    ma, mb = _medians(base), _medians(new)
+    rows, regressions = [], []
+    for name in (n for n in mb if n in ma):
+        r = stats.ratio([1 / m for m in mb[name]], [1 / m for m in ma[name]])
+        verdict = r.flag
+        if r.significant:
+            verdict = "faster" if r.estimate > 1 else "slower"
+            if r.estimate < 1 - threshold:
+                verdict = f"SLOWER by more than {threshold:.0%}"
+                regressions.append(f"{name}: {r.text()}")
+        rows.append(
+            {
+                "benchmark": name,
+                "baseline median ms (runs)": f"{fmt(aggregate.median(ma[name]) * 1e3, ',.3f')} ({len(ma[name])})",
+                "new median ms (runs)": f"{fmt(aggregate.median(mb[name]) * 1e3, ',.3f')} ({len(mb[name])})",
+                "speed new ÷ baseline [95% CI]": r.text().removesuffix(f" {r.flag}"),
+                "flag": verdict,
+            }
+        )
+    header = [
+        f"Baseline: runs {', '.join(p.name[:4] for p in base)}; new: runs {', '.join(p.name[:4] for p in new)} "
+        f"under {storage}.",
+        "Speed = 1 / the median step time of each run; the ratio of geometric means over runs with Welch's 95% "
+        f"interval (docs/methodology.md#comparisons). A benchmark fails when significantly slower by more than "
+        f"{threshold:.0%}.",
+    ]
+    return Result(pd.DataFrame(rows), header, regressions)
+
+
+def finish(result: Result, out: Path | None) -> int:
+    """Print the table, write compare.md and compare.html into ``out``, and return the exit status."""
+    print(result.markdown())
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.md").write_text(result.markdown())
+        (out / "compare.html").write_text(result.html())
+        print(f"written: {out / 'compare.md'}, {out / 'compare.html'}")
+    if result.regressions:
+        print(
+            f"Performance has regressed: {len(result.regressions)} significantly slower beyond the threshold:\n  "
+            + "\n  ".join(result.regressions),
+            file=sys.stderr,
+        )
+        return 1
+    return 0
