@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -68,6 +67,8 @@ def build_cells(args: argparse.Namespace):
         ("inputs", args.input),
         ("modes", args.mode),
         ("allow_emulated", args.allow_emulated or None),
+        ("order", args.order),
+        ("order_seed", args.order_seed),
     ):
         if value is not None:
             raw[key] = value
@@ -75,18 +76,14 @@ def build_cells(args: argparse.Namespace):
                 for over in raw.get("workload", {}).values():
                     over.pop(key, None)
     settings = suite.validate(name, raw)
-    return name, settings, suite.expand(name, settings)
+    return name, settings, suite.order(suite.expand(name, settings), settings)  # fingerprints ignore the order
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import estimate, records, runner, suite
+    from bench import env, estimate, records, runner
 
     name, settings, cells = build_cells(args)
-    for key, value in (("order", args.order), ("order_seed", args.order_seed)):
-        if value is not None:
-            settings[key] = value
-    cells = suite.order(cells, settings)  # the run order; fingerprints do not depend on it
-    host = os.environ.get("BENCH_HOST") or socket.gethostname()
+    host = env.host()
     run_id = args.run_id or f"{name}-{host}"
     if args.dry_run:
         path = Path(args.results_dir) / run_id / "records.jsonl"
