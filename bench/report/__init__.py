@@ -36,7 +36,8 @@ RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "sc
 def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
     """summary.csv: one flat row per table row; each comparison as its estimate, interval and flag; the trackers'
     columns by their labels."""
-    flat = s.drop(columns=["tracked", "throughputs", "full_network", *RATIOS, "speedup", "scaling"])
+    # the profile's busy % is among the trackers' columns already
+    flat = s.drop(columns=["tracked", "throughputs", "full_network", *RATIOS, "speedup", "scaling", "profile_busy"])
     for column, name in RATIOS.items():
         for field, key in (("", "estimate"), ("_low", "low"), ("_high", "high"), ("_flag", "flag")):
             flat[name + field] = [getattr(r, key) if r is not None else None for r in s[column]]

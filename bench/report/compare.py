@@ -128,16 +128,17 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
                 "B TTA s": tta_b,
             }
         )
+
+    def where(filters: dict | None) -> str:
+        return " where " + ", ".join(f"{k}={v}" for k, v in filters.items()) if filters else ""
+
     header = [
-        f"A: {a}"
-        + (f" where {a_filters}" if a_filters else "")
-        + f"; B: {b}"
-        + (f" where {b_filters}" if b_filters else ""),
+        f"A: {a}{where(a_filters)}; B: {b}{where(b_filters)}.",
         "Compared: " + ("; ".join(f"{c} {x} (A) against {y} (B)" for c, x, y in varying) or "the same cells") + ".",
         f"{len(matched)} matched cells; {len(ca) - len(matched)} only in A, {len(cb) - len(matched)} only in B.",
         "B ÷ A = the ratio of geometric mean throughputs over repeats with Welch's 95% interval on log throughput "
-        f"(docs/methodology.md#comparisons). A cell fails the comparison when it is significantly slower by more than "
-        f"{threshold:.0%}.",
+        "(docs/methodology.md#comparisons-intervals-and-flags). A cell fails the comparison when it is significantly "
+        f"slower by more than {threshold:.0%}.",
     ]
     return Result(pd.DataFrame(rows), header, regressions)
 
@@ -157,7 +158,7 @@ def _medians(paths: list[Path]) -> dict[str, list[float]]:
         for b in json.loads(path.read_text()).get("benchmarks", []):
             median = (b.get("stats") or {}).get("median")
             if median:
-                out.setdefault(b.get("fullname") or b["name"], []).append(float(median))
+                out.setdefault(b.get("name") or b["fullname"], []).append(float(median))
     return out
 
 
@@ -198,8 +199,8 @@ def compare_micro(storage: Path, runs: int, baseline: list[str] | None = None, t
         f"Baseline: runs {', '.join(p.name[:4] for p in base)}; new: runs {', '.join(p.name[:4] for p in new)} "
         f"under {storage}.",
         "Speed = 1 / the median step time of each run; the ratio of geometric means over runs with Welch's 95% "
-        f"interval (docs/methodology.md#comparisons). A benchmark fails when significantly slower by more than "
-        f"{threshold:.0%}.",
+        "interval (docs/methodology.md#comparisons-intervals-and-flags). A benchmark fails when significantly slower "
+        f"by more than {threshold:.0%}.",
     ]
     return Result(pd.DataFrame(rows), header, regressions)
 
