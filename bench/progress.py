@@ -9,6 +9,7 @@ summary) go through ``line`` in both forms, unchanged.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from typing import TextIO
@@ -32,12 +33,20 @@ def epoch_text(rows: list[dict], epochs: int) -> str:
     return f"epoch {len(rows)}/{epochs}{phase}: {rate}, {acc}"
 
 
+def _sized_terminal(out: TextIO) -> bool:
+    """A terminal that reports its width: bars need one (a pty with no size, as under `script`, gets lines)."""
+    try:
+        return out.isatty() and os.get_terminal_size(out.fileno()).columns > 0
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class Progress:
     """The sweep's display; ``live`` (default: whether ``out`` is a terminal) picks bars over plain lines."""
 
     def __init__(self, cells: int, out: TextIO | None = None, live: bool | None = None) -> None:
         self.out = out or sys.stdout
-        self.live = self.out.isatty() if live is None else live
+        self.live = _sized_terminal(self.out) if live is None else live
         self.started = time.monotonic()
         self._epochs, self._shown = 0, 0
         self._eta: Eta | None = None  # the latest estimate, made before the running cell
