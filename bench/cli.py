@@ -80,27 +80,20 @@ def build_cells(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import env, estimate, records, runner
+    from bench import env, estimate, runner
 
     name, settings, cells = build_cells(args)
     host = env.host()
     run_id = args.run_id or f"{name}-{host}"
     if args.dry_run:
-        path = Path(args.results_dir) / run_id / "records.jsonl"
-        recorded = [records.upgrade(r) for r in records.read(path)] if path.exists() else []
-        done = {(r["cell"] or {}).get("fingerprint") for r in recorded}  # skipped when the run resumes
-        to_run, unsupported = [], 0
+        p = runner.plan(cells, Path(args.results_dir), run_id)
         for cell in cells:
-            why = runner.unsupported_reason(cell)
+            why = p.reasons[cell.fingerprint] if cell.fingerprint in p.reasons else runner.unsupported_reason(cell)
             print(
                 f"{cell.cell_id} repeat {cell.repeat} epochs {cell.epochs} fingerprint {cell.fingerprint}"
                 + (f"  [unsupported here: {why}]" if why else "")
             )
-            if cell.fingerprint not in done:
-                unsupported += bool(why)
-                to_run += [] if why else [cell]
-        estimator = estimate.Estimator(estimate.history(Path(args.results_dir), host))
-        print(estimate.plan_text(estimate.eta(to_run, estimator), len(cells) - len(to_run) - unsupported, unsupported))
+        print(estimate.plan_text(p.eta(), p.skipped, p.unsupported))
         print(f"{len(cells)} cells in suite {name} ({settings['order']} order); nothing run (--dry-run)")
         return 0
     from bench import data

@@ -176,6 +176,46 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+@dataclasses.dataclass
+class Plan:
+    """What a sweep of ``cells`` will do: what it skips, what is unsupported here, what runs, and its estimate."""
+
+    cells: list[Cell]
+    done: dict[str, dict]  # this run's records by fingerprint: skipped when the run resumes
+    reasons: dict[str, str | None]  # every cell not yet recorded: why it cannot run here, or None
+    to_run: list[tuple[int, Cell]]  # (position in the sweep, cell)
+    estimator: estimate.Estimator
+
+    def eta(self, after: int = 0) -> estimate.Eta:
+        """The estimate of the cells to run after position ``after``."""
+        return estimate.eta([c for i, c in self.to_run if i > after], self.estimator)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.cells) - len(self.reasons)
+
+    @property
+    def unsupported(self) -> int:
+        return sum(bool(why) for why in self.reasons.values())
+
+
+def plan(cells: list[Cell], results_dir: Path, run_id: str) -> Plan:
+    """The sweep's plan, read without writing anything (``bench run --dry-run`` shows it)."""
+    path = Path(results_dir) / run_id / "records.jsonl"
+    done = {}
+    for r in records.read(path) if path.exists() else []:
+        r = records.upgrade(r)  # a run started by an older version resumes too
+        done[(r["cell"] or {}).get("fingerprint")] = r
+    reasons = {cell.fingerprint: unsupported_reason(cell) for cell in cells if cell.fingerprint not in done}
+    to_run = [(i, c) for i, c in enumerate(cells, 1) if c.fingerprint in reasons and not reasons[c.fingerprint]]
+    estimator = estimate.Estimator(estimate.history(Path(results_dir), env.host()))
+    for cell in cells:  # this run's cells recorded before an interruption teach the estimate too
+        seconds = (done.get(cell.fingerprint, {}).get("run") or {}).get("process_seconds")
+        if done.get(cell.fingerprint, {}).get("status") == "ok" and seconds:
+            estimator.add(cell, seconds)
+    return Plan(cells, done, reasons, to_run, estimator)
+
+
 def sweep(
     cells: list[Cell],
     results_dir: Path,
@@ -189,21 +229,11 @@ def sweep(
     run_dir = Path(results_dir) / run_id
     path = run_dir / "records.jsonl"
     records.repair(path)
-    done = {}
-    for r in records.read(path) if path.exists() else []:
-        r = records.upgrade(r)  # a run started by an older version resumes too
-        done[(r["cell"] or {}).get("fingerprint")] = r
+    p = plan(cells, results_dir, run_id)
+    done, reasons, estimator = p.done, p.reasons, p.estimator
     placed = {"order": order, **({"order_seed": order_seed} if order == "random" else {})}
-    reasons = {cell.fingerprint: unsupported_reason(cell) for cell in cells if cell.fingerprint not in done}
-    to_run = [(i, c) for i, c in enumerate(cells, 1) if c.fingerprint in reasons and not reasons[c.fingerprint]]
-    estimator = estimate.Estimator(estimate.history(Path(results_dir), env.host()))
-    for cell in cells:  # this run's cells recorded before an interruption teach the estimate too
-        seconds = (done.get(cell.fingerprint, {}).get("run") or {}).get("process_seconds")
-        if done.get(cell.fingerprint, {}).get("status") == "ok" and seconds:
-            estimator.add(cell, seconds)
     progress = Progress(len(cells))
-    unsupported = sum(bool(why) for why in reasons.values())
-    progress.plan(estimate.eta([c for _, c in to_run], estimator), len(cells) - len(reasons), unsupported)
+    progress.plan(p.eta(), p.skipped, p.unsupported)
     statuses = []
     # SIGTERM (docker stop, a batch scheduler) stops the sweep as cleanly as Ctrl-C does.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -236,7 +266,7 @@ def sweep(
             if not reason:
                 if record["status"] == "ok":
                     estimator.add(cell, record["run"]["process_seconds"])
-                progress.eta(estimate.eta([c for j, c in to_run if j > i], estimator))
+                progress.eta(p.eta(after=i))
     except KeyboardInterrupt:
         progress.close()
         print(f"\ninterrupted: finished records are in {path}; run the same command again to resume", flush=True)

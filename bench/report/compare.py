@@ -81,6 +81,16 @@ def _side(path: Path, filters: dict[str, str], name: str) -> pd.DataFrame:
     return df
 
 
+def _verdict(r: stats.Ratio, threshold: float) -> tuple[str, bool]:
+    """The flag column of a comparison, and whether it fails it: significantly slower by more than ``threshold``
+    (significance and a noise threshold together, as criterion and asv gate)."""
+    if not r.significant:
+        return r.flag, False
+    if r.estimate < 1 - threshold:
+        return f"SLOWER by more than {threshold:.0%}", True
+    return ("faster" if r.estimate > 1 else "slower"), False
+
+
 def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | None = None, threshold: float = 0.1):
     """B against A: the matched ok cells, each with B's throughput ÷ A's and its interval."""
     da, db = _side(a, a_filters or {}, "A"), _side(b, b_filters or {}, "B")
@@ -108,19 +118,16 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
         ga, gb = ca[k], cb[k]
         ta, tb = (pd.to_numeric(g["throughput_samples_per_s"]).dropna().tolist() for g in (ga, gb))
         r = stats.ratio(tb, ta)
-        verdict = r.flag
-        if r.significant:
-            verdict = "faster" if r.estimate > 1 else "slower"
-            if r.estimate < 1 - threshold:
-                verdict = f"SLOWER by more than {threshold:.0%}"
-                regressions.append(f"{' '.join(k[key.index(c)] for c in shown)}: {r.text()}")
+        verdict, regressed = _verdict(r, threshold)
+        if regressed:
+            regressions.append(f"{' '.join(k[key.index(c)] for c in shown)}: {r.text()}")
         tta_a, tta_b = (stats.tta(pd.to_numeric(g["tta_seconds"]).tolist()).text() for g in (ga, gb))
         rows.append(
             {
                 **{c: k[key.index(c)] for c in shown},
                 "A samples/s (n)": f"{fmt(aggregate.median(ta))} ({len(ta)})",
                 "B samples/s (n)": f"{fmt(aggregate.median(tb))} ({len(tb)})",
-                "B ÷ A [95% CI]": r.text().removesuffix(f" {r.flag}"),
+                "B ÷ A [95% CI]": r.text(flag=False),
                 "flag": verdict,
                 "A acc": fmt(aggregate.median(ga["final_accuracy"]), ".4f"),
                 "B acc": fmt(aggregate.median(gb["final_accuracy"]), ".4f"),
@@ -180,18 +187,15 @@ def compare_micro(storage: Path, runs: int, baseline: list[str] | None = None, t
     rows, regressions = [], []
     for name in (n for n in mb if n in ma):
         r = stats.ratio([1 / m for m in mb[name]], [1 / m for m in ma[name]])
-        verdict = r.flag
-        if r.significant:
-            verdict = "faster" if r.estimate > 1 else "slower"
-            if r.estimate < 1 - threshold:
-                verdict = f"SLOWER by more than {threshold:.0%}"
-                regressions.append(f"{name}: {r.text()}")
+        verdict, regressed = _verdict(r, threshold)
+        if regressed:
+            regressions.append(f"{name}: {r.text()}")
         rows.append(
             {
                 "benchmark": name,
                 "baseline median ms (runs)": f"{fmt(aggregate.median(ma[name]) * 1e3, ',.3f')} ({len(ma[name])})",
                 "new median ms (runs)": f"{fmt(aggregate.median(mb[name]) * 1e3, ',.3f')} ({len(mb[name])})",
-                "speed new ÷ baseline [95% CI]": r.text().removesuffix(f" {r.flag}"),
+                "speed new ÷ baseline [95% CI]": r.text(flag=False),
                 "flag": verdict,
             }
         )

@@ -42,14 +42,15 @@ class Ratio:
     def significant(self) -> bool:
         return self.flag == "significant"
 
-    def text(self, unit: str = "x", spec: str = ".2f") -> str:
-        """``1.23x [1.10–1.38] not significant``; the flag is left out when significant (the interval says it)."""
+    def text(self, unit: str = "x", spec: str = ".2f", flag: bool = True) -> str:
+        """``1.23x [1.10–1.38] not significant``; the flag is left out when significant (the interval says it), or
+        when ``flag`` is false (a table with a flag column of its own)."""
         if self.estimate is None:
             return ""
         out = f"{self.estimate:{spec}}{unit}"
         if self.low is not None:
             out += f" [{self.low:{spec}}–{self.high:{spec}}]"
-        return out if self.significant else f"{out} {self.flag}"
+        return out if self.significant or not flag else f"{out} {self.flag}"
 
     def scaled(self, factor: float) -> Ratio:
         """The same comparison against ``factor`` × base (scaling efficiency: ÷ the device count); the flag is

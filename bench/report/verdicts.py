@@ -49,15 +49,15 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
     keys = ["host", "hardware", "backend", "device_count", "precision", "mode", "input"]
     rows = []
     for workload, reference in REFERENCE.items():
-        ref = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)["full_network_median"]
+        refs = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)
+        ref, ref_repeats = refs["full_network_median"], refs["full_network"]
         for _, r in s[(s["workload"] == workload) & (s["status"] == "ok")].iterrows():
             k = tuple(r[keys])
             t, loader = r["full_network_median"], r["loader_median"]
             if k not in ref.index or pd.isna(t) or pd.isna(ref[k]):
                 continue
             ratio = t / ref[k]
-            refs = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)["full_network"]
-            interval = stats.ratio(r["full_network"], refs[k])
+            interval = stats.ratio(r["full_network"], ref_repeats[k])
             share = t / loader if loader and not pd.isna(loader) else None
             without = 1 / (1 / t - 1 / loader) / ref[k] if share is not None and share < 1 else None
             if ratio >= WITHIN:
