@@ -21,6 +21,10 @@ def _lr(value: str) -> float | str:
     return value if value == "find" else float(value)
 
 
+def _ints(value: str) -> list[int]:
+    return [int(v) for v in _csv(value)]
+
+
 def _devices(value: str) -> list:
     return [v if v == "all" else int(v) for v in _csv(value)]
 
@@ -56,6 +60,7 @@ def build_cells(args: argparse.Namespace):
         ("precisions", args.precision),
         ("backend", args.device),
         ("devices", args.devices),
+        ("nodes", args.nodes),
         ("epochs", args.epochs),
         ("repeats", args.repeats),
         ("limit_train", args.limit_train),
@@ -80,15 +85,16 @@ def build_cells(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import env, estimate, runner
+    from bench import cluster, env, estimate, runner
 
     name, settings, cells = build_cells(args)
+    nodes = cluster.resolve(args.nnodes, args.node_rank, args.rdzv_endpoint)
     host = env.host()
     run_id = args.run_id or f"{name}-{host}"
     if args.dry_run:
-        p = runner.plan(cells, Path(args.results_dir), run_id)
+        p = runner.plan(cells, Path(args.results_dir), run_id, nodes)
         for cell in cells:
-            why = p.reasons[cell.fingerprint] if cell.fingerprint in p.reasons else runner.unsupported_reason(cell)
+            why = p.reasons.get(cell.fingerprint) or runner.unsupported_reason(cell, nodes)
             print(
                 f"{cell.cell_id} repeat {cell.repeat} epochs {cell.epochs} fingerprint {cell.fingerprint}"
                 + (f"  [unsupported here: {why}]" if why else "")
@@ -103,8 +109,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bench import weights
 
         weights.ensure_resnet18()  # likewise for pretrained weights: cached, downloaded, or one clear error
-    status = runner.sweep(cells, Path(args.results_dir), run_id, data_dir, settings["order"], settings["order_seed"])
-    if status != 130 and not args.no_report:  # interrupted: stop now, `bench report` can follow
+    status = runner.sweep(
+        cells, Path(args.results_dir), run_id, data_dir, settings["order"], settings["order_seed"], nodes
+    )
+    # interrupted: stop now, `bench report` can follow; the other nodes of a run leave the report to node 0
+    if status != 130 and not args.no_report and nodes.node_rank == 0:
         cmd_report(args)
     return status
 
@@ -173,7 +182,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--workload", type=_csv, help="comma-separated workloads (overrides the suite)")
     r.add_argument("--precision", type=_csv, help="comma-separated precisions")
     r.add_argument("--device", help="backend: cpu, cuda, xla (default: the suite's, auto-detected)")
-    r.add_argument("--devices", type=_devices, help="comma-separated device counts, or all")
+    r.add_argument(
+        "--devices", type=_devices, help="comma-separated device counts per node (processes on a CPU), or all"
+    )
+    r.add_argument("--nodes", type=_ints, help="comma-separated node counts of the cells (default 1; see --nnodes)")
+    r.add_argument(
+        "--nnodes", type=int, help="the nodes this run spans: `bench run` on each (default: SLURM's, Kubeflow's or 1)"
+    )
+    r.add_argument("--node-rank", type=int, help="this node's rank, 0 to nnodes-1 (node 0 writes the records)")
+    r.add_argument("--rdzv-endpoint", help="HOST:PORT on node 0 where the nodes meet (that port and the next one)")
     r.add_argument("--epochs", type=int)
     r.add_argument("--repeats", type=int)
     r.add_argument(

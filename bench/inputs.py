@@ -3,12 +3,15 @@
 What a loop fed this way measures is the hardware and the training step without the host's per-sample
 ``DataLoader`` (collation of 32 tensors per step, host-to-device copies). Same samples, same order as the seed's
 loader: in index order, or shuffled by a seeded generator on the device where the loader shuffles (another
-random order than the loader's, from the same seed).
+random order than the loader's, from the same seed). In a data-parallel cell each rank gathers its shard of
+that order, cut as ``DistributedSampler`` cuts it (bench.ddp).
 """
 
 from __future__ import annotations
 
 import torch
+
+from bench import ddp
 
 
 class DeviceBatches:
@@ -16,14 +19,14 @@ class DeviceBatches:
     length, as a DataLoader's is."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, device, *, shuffle: bool = False,
-                 drop_last: bool = False, seed: int = 0) -> None:  # fmt: skip
+                 drop_last: bool = False, seed: int = 0, world: ddp.World = ddp.ONE) -> None:  # fmt: skip
         self.x, self.y = x.to(device), y.to(device)
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.batch_size, self.shuffle, self.drop_last, self.world = batch_size, shuffle, drop_last, world
         self.dataset = range(len(self.x))
         self.generator = torch.Generator(device=self.x.device).manual_seed(seed) if shuffle else None
 
     def __len__(self) -> int:
-        n, b = len(self.x), self.batch_size
+        n, b = -(-len(self.x) // self.world.size), self.batch_size  # this rank's shard
         return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self):
@@ -34,9 +37,12 @@ class DeviceBatches:
             # A DataLoader without a generator draws its workers' base seed from the global generator on every
             # iter(): draw it too, so that dropout sees the same random stream as with the loader (parity).
             torch.empty((), dtype=torch.int64).random_()
+            order = torch.arange(n, device=self.x.device) if self.world.distributed else None
+        if order is not None:
+            order = ddp.train_order(order, self.world)
         for i in range(len(self)):
             rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            index = order[rows] if self.shuffle else rows  # a slice: views, no copy, the seed's order
+            index = rows if order is None else order[rows]  # a slice: views, no copy, the seed's order
             yield self.x[index], self.y[index]
 
 

@@ -2,6 +2,8 @@
 
 A crash, out-of-memory kill, hang or NaN loss becomes a record with a reason, and the sweep goes on.
 Running the same command again resumes: cells whose fingerprint already has a record are skipped.
+A cell of several processes runs under torchrun (bench.launch); in a run of several nodes, node 0 records and the
+other nodes follow its plan (bench.cluster).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench import adapters, allocator, backends, env, estimate, records, workloads
+from bench.cluster import ONE_NODE, Cluster, Sync
 from bench.job import Job
 from bench.progress import Progress
 from bench.suite import Cell
@@ -101,15 +104,19 @@ def _wait(proc: subprocess.Popen, deadline: float, curve: Path, progress: Progre
             return code
 
 
-def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progress: Progress | None = None) -> dict:
+def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progress: Progress | None = None,
+             cluster: Cluster = ONE_NODE) -> dict:  # fmt: skip
     """Run one cell in a subprocess and return its record (never raises for a failing cell). ``progress`` is
-    shown the epochs as they finish."""
+    shown the epochs as they finish. On a node other than node 0 of a cell of several nodes, the record holds
+    only this node's status and reason (bench.launch writes them)."""
     cell_dir = run_dir / "cells" / cell.dirname
     if cell_dir.exists():
         shutil.rmtree(cell_dir)  # left by an interrupted run: never mix its files with this one's
     cell_dir.mkdir(parents=True)
     alloc_env, alloc_name = allocator.child_env(cell.allocator)
-    (cell_dir / "cell.json").write_text(Job(cell, run_id, data_dir, alloc_name).to_json())
+    rendezvous = cluster.rendezvous if cell.nodes > 1 else None
+    job = Job(cell, run_id, data_dir, alloc_name, cluster.node_rank, rendezvous)
+    (cell_dir / "cell.json").write_text(job.to_json())
     log = cell_dir / "log.txt"
     run = {"started_at": _started()}
     t0 = time.perf_counter()
@@ -163,13 +170,23 @@ def _number(text: str) -> float | int | str | None:
     return int(value) if value.is_integer() and "." not in text else value
 
 
-def unsupported_reason(cell: Cell) -> str | None:
+def unsupported_reason(cell: Cell, cluster: Cluster = ONE_NODE) -> str | None:
     """Why this cell cannot run honestly here, or None. Decided before any process starts."""
     module = workloads.get(cell.workload)
-    if cell.devices > 1 and module.SINGLE_DEVICE:
+    if cell.world_size > 1 and module.SINGLE_DEVICE:
         return f"{cell.workload} runs on one device only: {module.SINGLE_DEVICE}"
+    if cell.backend == "xla" and cell.nodes > 1:
+        return (
+            "XLA spans hosts with its own runtime, not with nodes: on a TPU pod slice run on every host (docs/tpu.md)"
+        )
+    if cell.backend == "xla" and cell.devices > 1 and not getattr(module, "XLA_DATA_PARALLEL", False):
+        return f"{cell.workload} runs data-parallel under torchrun (cpu, cuda); on XLA it runs on one device"
     backend = backends.get(cell.backend)
-    return adapters.unsupported(cell, module) or backend.unsupported(cell.precision, cell.devices, cell.allow_emulated)
+    return (
+        cluster.unsupported(cell)
+        or adapters.unsupported(cell, module)
+        or backend.unsupported(cell.precision, cell.devices, cell.allow_emulated)
+    )
 
 
 def _interrupt(signum, frame) -> None:
@@ -199,14 +216,14 @@ class Plan:
         return sum(bool(why) for why in self.reasons.values())
 
 
-def plan(cells: list[Cell], results_dir: Path, run_id: str) -> Plan:
+def plan(cells: list[Cell], results_dir: Path, run_id: str, cluster: Cluster = ONE_NODE) -> Plan:
     """The sweep's plan, read without writing anything (``bench run --dry-run`` shows it)."""
     path = Path(results_dir) / run_id / "records.jsonl"
     done = {}
     for r in records.read(path) if path.exists() else []:
         r = records.upgrade(r)  # a run started by an older version resumes too
         done[(r["cell"] or {}).get("fingerprint")] = r
-    reasons = {cell.fingerprint: unsupported_reason(cell) for cell in cells if cell.fingerprint not in done}
+    reasons = {cell.fingerprint: unsupported_reason(cell, cluster) for cell in cells if cell.fingerprint not in done}
     to_run = [(i, c) for i, c in enumerate(cells, 1) if c.fingerprint in reasons and not reasons[c.fingerprint]]
     estimator = estimate.Estimator(estimate.history(Path(results_dir), env.host()))
     for cell in cells:  # this run's cells recorded before an interruption teach the estimate too
@@ -223,14 +240,21 @@ def sweep(
     data_dir: str | None = None,
     order: str = "interleaved",
     order_seed: int = 0,
+    cluster: Cluster = ONE_NODE,
 ) -> int:
     """Run every cell not yet recorded, in the order given (``order``/``order_seed`` say how it was made, for the
-    records); returns the exit status (1 if any cell of the sweep failed)."""
+    records); returns the exit status (1 if any cell of the sweep failed). On a node other than node 0, run the
+    cells of several nodes that node 0 publishes (bench.cluster) and record nothing."""
     run_dir = Path(results_dir) / run_id
+    if cluster.node_rank > 0:
+        return _follow(cells, run_dir / f"node{cluster.node_rank}", run_id, data_dir, cluster)
     path = run_dir / "records.jsonl"
     records.repair(path)
-    p = plan(cells, results_dir, run_id)
+    p = plan(cells, results_dir, run_id, cluster)
     done, reasons, estimator = p.done, p.reasons, p.estimator
+    sync = Sync(cluster) if cluster.nnodes > 1 else None
+    if sync:
+        sync.publish([c.fingerprint for _, c in p.to_run if c.nodes > 1])
     placed = {"order": order, **({"order_seed": order_seed} if order == "random" else {})}
     progress = Progress(len(cells))
     progress.plan(p.eta(), p.skipped, p.unsupported)
@@ -257,7 +281,9 @@ def sweep(
             else:
                 progress.line(f"{label}: running")
                 progress.cell_start(label, estimate.epochs(cell), estimator.seconds(cell)[0])
-                record = run_cell(cell, run_dir, run_id, data_dir, progress)
+                record = run_cell(cell, run_dir, run_id, data_dir, progress, cluster)
+                if sync and cell.nodes > 1:
+                    _other_nodes(record, sync.reports(cell.fingerprint, cell.nodes), cell.nodes)
             record["run"].update(placed, position=i)  # where the cell ran in the sweep (its fingerprint ignores it)
             records.append(path, record)
             statuses.append(record["status"])
@@ -280,6 +306,50 @@ def sweep(
         f"{len(statuses)} cells: {statuses.count('ok')} ok, {statuses.count('unsupported')} unsupported, "
         f"{bad} failed/timeout/diverged. Records: {path}"
     )
+    return 1 if bad else 0
+
+
+def _other_nodes(record: dict, reports: dict[int, dict], nodes: int) -> None:
+    """Node 0's record of a cell of several nodes, told what went wrong on the others."""
+    told = [f"node {k}: {r['status']}: {r['reason']}" for k, r in sorted(reports.items()) if r["status"] != "ok"]
+    told += [f"node {k}: no outcome reported" for k in range(1, nodes) if k not in reports]
+    if told:
+        record["status"] = "failed" if record["status"] == "ok" else record["status"]
+        record["reason"] = "; ".join(filter(None, [record["reason"], *told]))
+
+
+def _follow(cells: list[Cell], node_dir: Path, run_id: str, data_dir: str | None, cluster: Cluster) -> int:
+    """A node other than node 0: run the cells node 0 publishes that span this node, report each outcome to it."""
+    from bench.cluster import ClusterError
+
+    sync = Sync(cluster)
+    by_fingerprint = {c.fingerprint: c for c in cells}
+    published = sync.plan()
+    unknown = [fp for fp in published if fp not in by_fingerprint]
+    if unknown:
+        raise ClusterError(
+            f"node 0 runs {len(unknown)} cells this node's suite does not have: start every node with the same "
+            "suite and options"
+        )
+    mine = [by_fingerprint[fp] for fp in published if by_fingerprint[fp].nodes > cluster.node_rank]
+    print(f"node {cluster.node_rank} of {cluster.nnodes} ({cluster.source}): {len(mine)} cells span this node; "
+          f"node 0 ({cluster.host}) writes the records", flush=True)  # fmt: skip
+    bad = 0
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for i, cell in enumerate(mine, 1):
+            label = f"[{i}/{len(mine)}] {cell.cell_id} repeat {cell.repeat}"
+            print(f"{label}: running", flush=True)
+            record = run_cell(cell, node_dir, run_id, data_dir, None, cluster)
+            sync.report(cell.fingerprint, record["status"], record["reason"])
+            bad += record["status"] in records.FAILED
+            print(f"{label}: {record['status']}" + (f": {record['reason']}" if record["reason"] else ""), flush=True)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: node {cluster.node_rank} stops; node 0 holds the records", flush=True)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 1 if bad else 0
 
 

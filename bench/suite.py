@@ -1,4 +1,5 @@
-"""Suites (TOML) and their expansion into cells: workloads × device counts × precisions × modes × inputs × repeats.
+"""Suites (TOML) and their expansion into cells: workloads × node and device counts × precisions × modes × inputs ×
+repeats.
 
 A suite file holds top-level settings and optional per-workload overrides under ``[workload.<name>]``.
 Names are validated before anything runs; an unknown key or name fails with the list of valid ones.
@@ -25,7 +26,8 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "backend": (str, "auto"),
     "workloads": (list, None),
     "precisions": (list, ["fp32"]),
-    "devices": (list, [1]),
+    "devices": (list, [1]),  # devices (processes on a CPU) per node
+    "nodes": (list, [1]),  # nodes a cell spans: more than 1 needs `bench run` on each node (bench.cluster)
     "inputs": (list, ["loader"]),  # where batches come from: the seed's DataLoader, or data resident on the device
     "modes": (list, ["eager"]),  # how the training step executes: eager (the seed), compile, graphs (bench.adapters)
     "repeats": (int, 1),
@@ -110,14 +112,24 @@ class Cell:
     timeout_s: int
     suite: str
     allow_emulated: bool = False  # run a precision the CPU only emulates (bench.backends.cpu), labelled so
+    nodes: int = 1  # nodes the cell spans, each with ``devices`` devices (bench.launch)
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.devices
+
+    @property
+    def layout(self) -> str:
+        """Where the cell runs: ``cpux2``, or ``2xcudax8`` for two nodes of eight GPUs."""
+        return (f"{self.nodes}x" if self.nodes > 1 else "") + f"{self.backend}x{self.devices}"
 
     @property
     def cell_id(self) -> str:
-        return f"{self.workload}/{self.backend}x{self.devices}/{self.precision}" + self._variant("/")
+        return f"{self.workload}/{self.layout}/{self.precision}" + self._variant("/")
 
     @property
     def dirname(self) -> str:
-        return f"{self.workload}.{self.backend}x{self.devices}.{self.precision}{self._variant('.')}.r{self.repeat}"
+        return f"{self.workload}.{self.layout}.{self.precision}{self._variant('.')}.r{self.repeat}"
 
     def _variant(self, sep: str) -> str:
         """The mode and input where they differ from the seed's (the seed's own cells keep the names they had)."""
@@ -137,6 +149,8 @@ class Cell:
                 del config[key]
         if not self.allow_emulated:  # likewise; when set, a cell recorded unsupported without it runs on resume
             del config["allow_emulated"]
+        if self.nodes == 1:  # likewise: one node is what every cell was before nodes existed
+            del config["nodes"]
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -214,6 +228,9 @@ def validate(name: str, raw: dict) -> dict:
     for d in s["devices"]:
         if d != "all" and not (isinstance(d, int) and not isinstance(d, bool) and d >= 1):
             raise SuiteError(f'suite {name}: devices entry {d!r} should be a positive integer or "all"')
+    for n in s["nodes"]:
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+            raise SuiteError(f"suite {name}: nodes entry {n!r} should be a positive integer")
     if s["repeats"] < 1 or s["warmup_steps"] < 0 or s["profile_steps"] < 0:
         raise SuiteError(f"suite {name}: repeats must be >= 1, warmup_steps and profile_steps >= 0")
     for w, over in overrides.items():
@@ -251,14 +268,15 @@ def expand(name: str, s: dict) -> list[Cell]:
                 )
             counts = [max(1, backend.device_count()) if d == "all" else d for d in s["devices"]]
             # dict.fromkeys: "all" may equal another entry, run it once
-            axes = (dict.fromkeys(counts), s["precisions"], over["modes"], over["inputs"])
-            for devices, p, mode, placement in itertools.product(*axes):
+            axes = (dict.fromkeys(s["nodes"]), dict.fromkeys(counts), s["precisions"], over["modes"], over["inputs"])
+            for nodes, devices, p, mode, placement in itertools.product(*axes):
                 cells.append(
                     Cell(
                         workload=w,
                         backend=backend_name,
                         precision=p,
                         devices=devices,
+                        nodes=nodes,
                         repeat=repeat,
                         seed=s["seed"] + repeat,
                         epochs=pick("epochs"),

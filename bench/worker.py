@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import adapters, backends, trackers, workloads
+from bench import adapters, backends, ddp, launch, trackers, workloads
 from bench.job import Job
 from bench.meter import Meter
 from bench.suite import Cell
@@ -30,6 +30,7 @@ class Context:
     meter: Meter
     cell_dir: Path
     data_dir: str | None
+    world: ddp.World  # this rank's place in a data-parallel cell (a world of one otherwise)
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -45,6 +46,8 @@ def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
     import torch
 
     cell = job.cell
+    world = ddp.world()
+    ddp.init(cell.backend, world)  # before anything touches the device: a CUDA rank takes its own GPU first
     backend = backends.get(cell.backend)
     backend.apply_precision(cell.precision)
     random.seed(cell.seed)
@@ -55,7 +58,7 @@ def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
         tracker.start()
     curve = cell_dir / "curve.csv" if rank == 0 else None  # one rank's file, as one rank's record
     meter = Meter(backend, cell.warmup_steps, cell.tta_target, curve_path=curve, trackers=tracking)
-    ctx = Context(cell, backend, meter, cell_dir, job.data_dir)
+    ctx = Context(cell, backend, meter, cell_dir, job.data_dir, world)
     try:
         result = workloads.get(cell.workload).run(ctx)
     except Exception as e:
@@ -76,32 +79,48 @@ def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
 
 
 def run_rank(index: int, cell_file: Path) -> None:
-    """Run the cell in this process; only global rank 0 of a data-parallel run writes the result.
+    """Run the cell in this process. Global rank 0 writes the cell's result; every other rank keeps its files, its
+    result included, in a folder of its own (bench.launch.rank_dir).
 
     ``index`` is torch_xla's global ordinal in the processes that ``backend.spawn`` starts, else 0; the ranks that
-    Lightning's DDP launcher starts for CUDA re-run this module with their rank in LOCAL_RANK (Lightning's contract,
-    as torchrun's)."""
-    rank = index or int(os.environ.get("LOCAL_RANK", "0"))
+    torchrun starts (bench.launch) have theirs in RANK. A torchrun rank that failed exits 1, so that torchrun
+    names it and stops the others."""
+    world = ddp.world()
+    if launch.inside():
+        launch.die_with_agent()
+    rank = index or world.rank
     job = Job.from_json(cell_file.read_text())
-    result = run_cell(job, cell_file.parent, rank)
-    if rank == 0:
-        _write_json(cell_file.parent / "result.json", result)
+    cell_dir = cell_file.parent if rank == 0 else launch.rank_dir(cell_file.parent, rank)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    result = run_cell(job, cell_dir, rank)
+    _write_json(cell_dir / "result.json", result)
+    if launch.inside() and result["status"] == "failed":
+        print(f"rank {rank}: {result['reason']}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
     cell_file = Path((argv or sys.argv[1:])[0])
-    cell = Job.from_json(cell_file.read_text()).cell
+    job = Job.from_json(cell_file.read_text())
+    cell = job.cell
     if cell.backend == "xla" and cell.devices > 1:
         # torch_xla trains data-parallel with one process per device, started before the runtime is touched.
         backends.get("xla").spawn(run_rank, (cell_file,))
-    elif cell.mode in adapters.COMPILED and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        return 0
+    if cell.mode in adapters.COMPILED and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         # A cold compile cache of the cell's own: compile seconds are what a first run costs, alike in every repeat.
-        # A cache the user names (TORCHINDUCTOR_CACHE_DIR) is used as it is; the record's cache hits say so.
+        # A cache the user names (TORCHINDUCTOR_CACHE_DIR) is used as it is; the record's cache hits say so. The
+        # ranks of a data-parallel cell inherit the launcher's.
         with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-            run_rank(0, cell_file)
-    else:
-        run_rank(0, cell_file)  # CUDA DDP ranks are started by Lightning, re-running this module per GPU
+            return _run(job, cell_file)
+    return _run(job, cell_file)
+
+
+def _run(job: Job, cell_file: Path) -> int:
+    if launch.needed(job.cell) and not launch.inside():
+        return launch.run(job, cell_file)  # torchrun starts this module again, once per rank
+    run_rank(0, cell_file)
     return 0
 
 

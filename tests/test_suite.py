@@ -97,6 +97,7 @@ def test_unknown_names_list_the_valid_ones(raw, message):
         ({"epochs": "ten"}, r"epochs = 'ten' should be a int"),
         ({"repeats": True}, r"repeats = True should be a int"),
         ({"devices": [0]}, r"devices entry 0 should be a positive integer"),
+        ({"nodes": ["all"]}, r"nodes entry 'all' should be a positive integer"),
         ({"allocator": "mine"}, r"allocator 'mine'; valid: auto, tcmalloc"),
         ({"workload": {"torch-convnet": {"precisions": ["fp32"]}}}, r"\[workload.torch-convnet\] key 'precisions'"),
         ({"workloads": []}, r"`workloads` is required"),
@@ -131,8 +132,44 @@ def test_cell_round_trips_through_json():
     assert suite.Cell.from_json(cell.to_json()) == cell
 
 
-def test_single_device_reference_refuses_several_devices():
-    from bench import runner
+def test_what_cannot_run_on_several_devices_or_nodes_says_why():
+    from bench import cluster, runner
 
-    (cell,) = suite.expand("t", settings(workloads=["torch-convnet"], backend="cuda", devices=[2]))
-    assert "one device only" in runner.unsupported_reason(cell)
+    (cell,) = suite.expand("t", settings(workloads=["fastai-resnet18"], backend="cpu", devices=[2]))
+    assert "one device only: fastai's distrib_ctx needs Hugging Face accelerate" in runner.unsupported_reason(cell)
+    (cell,) = suite.expand("t", settings(workloads=["torch-convnet"], backend="xla", devices=[2]))
+    assert "on XLA it runs on one device" in runner.unsupported_reason(cell)
+    (cell,) = suite.expand("t", settings(workloads=["torch-convnet"], backend="cpu", nodes=[2]))
+    assert (cell.world_size, cell.cell_id) == (2, "torch-convnet/2xcpux1/fp32")
+    assert "needs `bench run` on each node with --nnodes" in runner.unsupported_reason(cell)
+    two = cluster.resolve(2, 1, "127.0.0.1:29500")
+    assert runner.unsupported_reason(cell, two) is None
+    (three,) = suite.expand("t", settings(workloads=["torch-convnet"], backend="cpu", nodes=[3]))
+    assert "a cell of 3 nodes, but this run spans 2" in runner.unsupported_reason(three, two)
+
+
+def test_node_layouts_from_flags_and_schedulers():
+    from bench.cluster import ClusterError, resolve
+
+    assert resolve(env={}).nnodes == 1
+    pet = {"PET_NNODES": "2", "PET_NODE_RANK": "1", "PET_MASTER_ADDR": "job-node-0-0.job", "PET_MASTER_PORT": "29400"}
+    c = resolve(env=pet)
+    assert (c.nnodes, c.node_rank, c.host, c.port, c.rendezvous) == (
+        2,
+        1,
+        "job-node-0-0.job",
+        29400,
+        "job-node-0-0.job:29401",
+    )
+    slurm = {"SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1", "MASTER_ADDR": "n01", "MASTER_PORT": "15000"}
+    assert (resolve(env=slurm).node_rank, resolve(env=slurm).source) == (1, "SLURM")
+    assert resolve(3, 2, "h:1", env=pet).nnodes == 3  # flags win
+    for args, message in [
+        ((2, None, None), "needs --rdzv-endpoint HOST:PORT"),
+        ((2, 2, "h:1"), "--node-rank must be 0 to 1"),
+        ((2, 0, "h"), "should be HOST:PORT"),
+    ]:
+        with pytest.raises(ClusterError, match=message):
+            resolve(*args, env={})
+    with pytest.raises(ClusterError, match="needs MASTER_ADDR"):
+        resolve(env={"SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "0"})

@@ -1,7 +1,9 @@
-"""The host CPU. Timing needs no synchronisation; peak memory is the process's peak RSS."""
+"""The host CPU. Timing needs no synchronisation; peak memory is the process's peak RSS. ``devices = N`` runs N
+processes (gloo between them, bench.launch), sharing the cores out."""
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import time
@@ -34,7 +36,7 @@ class CPU:
         return True
 
     def device_count(self) -> int:
-        return 1  # one process using torch's intra-op threads; see threads in env
+        return 1  # one process using torch's intra-op threads (devices = N: N processes, bench.launch)
 
     def device_name(self) -> str:
         return f"{cpu_model()} ({torch.get_num_threads()} threads)"
@@ -58,8 +60,8 @@ class CPU:
         return b - a
 
     def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
-        if devices != 1:
-            return "the cpu backend runs one process; use torch threads (OMP_NUM_THREADS), not --devices"
+        if devices > len(os.sched_getaffinity(0)):
+            return f"{devices} processes on {len(os.sched_getaffinity(0))} cores: at least one core per process"
         if precision == "tf32":
             return "TF32 is an NVIDIA tensor-core mode; CPUs have no TF32 math"
         if precision == "fp16-mixed":

@@ -1,7 +1,8 @@
 """Workloads, one small file each: NAME, FRAMEWORK, DEFAULTS, SINGLE_DEVICE, ``run(ctx) -> dict`` (a cell's
 training) and ``steps(cell, backend, data_dir) -> bench.micro.Steps`` (its step micro-benchmarks).
 
-SINGLE_DEVICE says why a workload runs on one device only (None when it runs data-parallel over several);
+SINGLE_DEVICE says why a workload runs on one device only (None when it runs data-parallel over the world that
+torchrun starts, bench.launch); XLA_DATA_PARALLEL = True marks one that also runs over several XLA devices;
 DEVICE_INPUT, where present, why it cannot take ``input = "device"`` (bench.inputs).
 DEFAULTS may hold ``pretrained`` for a workload that starts from pretrained weights; ``LR_FINDER = True`` marks
 one that can pick its own learning rate (``lr = "find"``).

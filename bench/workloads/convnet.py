@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from bench import adapters, data, inputs
+from bench import adapters, data, ddp, inputs
 from bench.inputs import DeviceBatches
 
 EVAL_BATCH_SIZE = 1000  # evaluation batch size changes no result, only how long evaluation takes
@@ -43,16 +43,22 @@ def optimizer(params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adadelta(params, lr=lr)  # the seed's lr is 0.5, the workloads' default
 
 
-def loaders(cell, data_dir: str | None, device=None) -> tuple[DataLoader, DataLoader]:
+def loaders(cell, data_dir: str | None, device=None, world: ddp.World = ddp.ONE) -> tuple[DataLoader, DataLoader]:
     """Train loader in the seed's order (no shuffling), test loader over the 10,000 test images; with
-    ``input = "device"``, the same batches from tensors resident on ``device`` (bench.inputs)."""
+    ``input = "device"``, the same batches from tensors resident on ``device`` (bench.inputs). In a data-parallel
+    cell, this rank's shards of both (bench.ddp)."""
     x, y = data.tensors("train", data_dir, cell.limit_train)
     tx, ty = data.tensors("test", data_dir, cell.limit_test)
+    rows = ddp.test_rows(len(tx), world)
     drop_last = adapters.drop_last(cell)
     if cell.input == "device":
-        train = DeviceBatches(x, y, cell.batch_size, device, drop_last=drop_last)
-        return train, DeviceBatches(tx, ty, EVAL_BATCH_SIZE, device)
+        train = DeviceBatches(x, y, cell.batch_size, device, drop_last=drop_last, world=world)
+        test_rows = slice(rows.start, None, rows.step)
+        return train, DeviceBatches(tx[test_rows], ty[test_rows], EVAL_BATCH_SIZE, device)
     kw = inputs.loader_settings(cell)
-    train = DataLoader(TensorDataset(x, y), batch_size=cell.batch_size, shuffle=False, drop_last=drop_last, **kw)
-    test = DataLoader(TensorDataset(tx, ty), batch_size=EVAL_BATCH_SIZE, shuffle=False, **kw)
+    dataset = TensorDataset(x, y)
+    sampler = ddp.train_sampler(dataset, world, shuffle=False, seed=cell.seed)
+    train = DataLoader(dataset, batch_size=cell.batch_size, sampler=sampler, drop_last=drop_last, **kw)
+    test_set = TensorDataset(tx, ty) if not world.distributed else Subset(TensorDataset(tx, ty), rows)
+    test = DataLoader(test_set, batch_size=EVAL_BATCH_SIZE, shuffle=False, **kw)
     return train, test

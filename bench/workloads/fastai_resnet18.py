@@ -46,7 +46,9 @@ FRAMEWORK = f"fastai {fastai.__version__}"
 DEFAULTS = {"epochs": 2, "batch_size": 64, "num_workers": 0, "lr": 0.0209, "pretrained": True}
 FREEZE_EPOCHS = 1
 LR_FINDER = True  # lr = "find" fits with lr_find's suggestion
-SINGLE_DEVICE = "fastai's data-parallel training needs `accelerate launch`, not part of the seed's recipe"
+# fastai's distrib_ctx needs Hugging Face accelerate and hard-codes CUDA and NCCL (fastai/distributed.py): no gloo on
+# a CPU to test it with here, and accelerate is not in the lock.
+SINGLE_DEVICE = "fastai's distrib_ctx needs Hugging Face accelerate and CUDA/NCCL (fastai/distributed.py)"
 # why input = "device" cannot run (None where it can)
 DEVICE_INPUT = "fastai's recipe decodes PNG files through its own DataLoaders; there is no device-resident form of it"
 ARTIFACTS = ("show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png")
@@ -218,6 +220,7 @@ def run(ctx) -> dict:
         "train_samples": len(dls.train.dataset),
         "test_samples": len(dls.valid.dataset),
         "global_batch_size": cell.batch_size,
+        "per_device_batch_size": cell.batch_size,
         "lr_found": found.valley,
         "lr_used": lr,
         "weights": weights.describe(cell.pretrained),

@@ -11,14 +11,15 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from bench import adapters, micro, weights
+from bench import adapters, ddp, micro, weights
 from bench.precision import Probe
 from bench.workloads import convnet
 
 NAME = "lightning-convnet"
 FRAMEWORK = f"pytorch-lightning {pl.__version__}"
 DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0, "lr": 0.5}
-SINGLE_DEVICE = None  # Lightning's data-parallel strategy runs it over `devices`
+SINGLE_DEVICE = None  # Lightning's DDP over the world torchrun starts
+XLA_DATA_PARALLEL = True  # and Lightning's XLA strategy over the XLA devices
 
 
 class LitConvNet(pl.LightningModule):
@@ -116,10 +117,14 @@ class Timing(pl.Callback):
             trainer.should_stop = True
 
 
-def make_trainer(cell, backend, **kwargs) -> pl.Trainer:
-    """The Trainer on the cell's backend, devices and precision, with nothing that runs inside timed steps."""
+def make_trainer(cell, backend, world: ddp.World = ddp.ONE, **kwargs) -> pl.Trainer:
+    """The Trainer on the cell's backend, devices and precision, with nothing that runs inside timed steps. In
+    torchrun's world, DDP over its nodes: Lightning reads torchrun's environment and starts no process of its own;
+    the loaders are sharded already (bench.ddp), so Lightning adds no sampler."""
+    parallel = {"strategy": "ddp", "num_nodes": world.nodes, "use_distributed_sampler": False}
     return pl.Trainer(
         **adapters.lightning_trainer_args(cell, backend),
+        **(parallel if world.distributed else {}),
         devices=cell.devices,
         enable_progress_bar=False,  # a progress bar syncs and prints every step: not in timed regions
         enable_model_summary=False,
@@ -131,20 +136,21 @@ def make_trainer(cell, backend, **kwargs) -> pl.Trainer:
 
 def run(ctx) -> dict:
     cell = ctx.cell
-    train, test = convnet.loaders(cell, ctx.data_dir, ctx.backend.torch_device())
+    train, test = convnet.loaders(cell, ctx.data_dir, ctx.backend.torch_device(), ctx.world)
     ctx.meter.loader_pass(train, ctx.backend.torch_device())  # the input pipeline's ceiling, no model
     module = LitConvNet(cell.lr)
     probe = Probe(module.model.fc1)
     adapters.lightning_module(module, cell)
     timing = Timing(ctx.meter, cell.stop_at_target)
     logger = TensorBoardLogger(ctx.cell_dir, name="tensorboard", version="")
-    trainer = make_trainer(cell, ctx.backend, max_epochs=cell.epochs, logger=logger, callbacks=[timing])
+    trainer = make_trainer(cell, ctx.backend, ctx.world, max_epochs=cell.epochs, logger=logger, callbacks=[timing])
     trainer.fit(module, train_dataloaders=train, val_dataloaders=test)
     if not timing.diverged:
         with ctx.meter.window() as window:  # the profile: Lightning's loop again, for window.steps steps
             if window.steps:
                 steps = WindowSteps(ctx.meter, window, timing.world_size)
-                again = make_trainer(cell, ctx.backend, max_steps=window.steps, logger=False, callbacks=[steps])
+                again = make_trainer(cell, ctx.backend, ctx.world, max_steps=window.steps, logger=False,
+                                     callbacks=[steps])  # fmt: skip
                 again.fit(module, train_dataloaders=train)
     return {
         "status": "diverged" if timing.diverged else "ok",
@@ -152,8 +158,9 @@ def run(ctx) -> dict:
         "precision_effective": probe.effective(),
         "precision_evidence": vars(probe.observed) if probe.observed else None,
         "train_samples": len(train.dataset),
-        "test_samples": len(test.dataset),
+        "test_samples": ddp.total(len(test.dataset), ctx.world, ctx.backend.torch_device()),
         "global_batch_size": cell.batch_size * timing.world_size,
+        "per_device_batch_size": cell.batch_size,
         "lr_used": cell.lr,
         "weights": weights.describe(False),
     }

@@ -2,7 +2,8 @@
 
 A reference shows what a framework adds on top of the same computation, so this loop is what a careful user
 writes by hand: autocast for the mixed precisions (a GradScaler for fp16), a bf16 model and bf16 inputs for
-bf16-true, the loss summed on the device and read once per epoch.
+bf16-true, the loss summed on the device and read once per epoch. In a data-parallel cell (torchrun's world,
+bench.ddp) the model is wrapped in ``DistributedDataParallel`` and each rank trains on its shard.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from collections.abc import Callable
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from bench import adapters, micro, precision, weights
+from bench import adapters, ddp, micro, precision, weights
 from bench.precision import Probe
 
 
 def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, train_loader, test_loader) -> dict:
     """Train for ``cell.epochs`` epochs, evaluating on the test loader after each; returns the result fields."""
-    cell, meter, device = ctx.cell, ctx.meter, ctx.backend.torch_device()
+    cell, meter, device, world = ctx.cell, ctx.meter, ctx.backend.torch_device(), ctx.world
     meter.loader_pass(train_loader, device)
-    step = Step(model, make_optimizer, loss_fn, cell, device)
+    step = Step(model, make_optimizer, loss_fn, cell, device, world)
     probe = Probe(first_layer(step.model))
     writer = SummaryWriter(ctx.cell_dir / "tensorboard")
     status, reason = "ok", None
@@ -31,17 +32,18 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
         # Created before the epoch's synchronised start, so it is device data in every step's graph: a lazy
         # zeros() would make the first step of each epoch a new graph for XLA to compile.
         loss_sum, batches = torch.zeros((), device=device), 0
+        ddp.set_epoch(train_loader, epoch)
         meter.epoch_start()
         for x, y in train_loader:
             loss = step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
             loss_sum += loss.detach().float()
             ctx.backend.cut_graph()  # XLA: one graph per step, dispatched without waiting
             batches += 1
-            meter.step_end(len(x))
+            meter.step_end(len(x) * world.size)  # the ranks step together: the world's samples per step
         meter.eval_start()
-        accuracy = evaluate(step, test_loader, device, ctx.backend)
+        accuracy = evaluate(step, test_loader, device, ctx.backend, world)
         reached = meter.eval_end(accuracy)
-        train_loss = (loss_sum / max(batches, 1)).item()
+        train_loss = world_ratio(loss_sum, batches, world)
         meter.epoch_end(epoch, train_loss)
         writer.add_scalar("train_loss", train_loss, epoch)
         writer.add_scalar("test_accuracy", accuracy, epoch)
@@ -57,15 +59,16 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
             for x, y in cycle(train_loader, window.steps):
                 step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
                 ctx.backend.cut_graph()
-                meter.step_end(len(x))
+                meter.step_end(len(x) * world.size)
     return {
         "status": status,
         "reason": reason,
         "precision_effective": probe.effective(),
         "precision_evidence": vars(probe.observed) if probe.observed else None,
         "train_samples": len(train_loader.dataset),
-        "test_samples": len(test_loader.dataset),
-        "global_batch_size": cell.batch_size,
+        "test_samples": ddp.total(len(test_loader.dataset), world, device),
+        "global_batch_size": cell.batch_size * world.size,
+        "per_device_batch_size": cell.batch_size,
         "lr_used": cell.lr,
         "weights": weights.describe(False),
     }
@@ -79,14 +82,19 @@ def cycle(loader, steps: int):
 class Step:
     """One training step as a careful user writes it: forward under the precision, loss, backward, optimizer
     step. The model is moved to ``device`` (and to bf16 for bf16-true); batches must already be there. In a
-    compiled mode the model and the optimizer step are compiled (bench.adapters)."""
+    compiled mode the model and the optimizer step are compiled (bench.adapters); in a data-parallel world the
+    model is wrapped in DistributedDataParallel first, which averages the gradients over the ranks."""
 
-    def __init__(self, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, cell, device):
+    def __init__(self, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, cell, device,
+                 world: ddp.World = ddp.ONE):  # fmt: skip
         name = cell.precision
         self.dtype, self.precision, self.device_type = precision.true_dtype(name), name, device.type
         self.model = model.to(device)
         if self.dtype:
             self.model = self.model.to(self.dtype)
+        if world.distributed:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         adapters.compile_model(self.model, cell)
         self.opt = make_optimizer(self.model.parameters())
         self.opt_step = adapters.optimizer_step(self.opt, cell)
@@ -122,8 +130,18 @@ def first_layer(model: torch.nn.Module) -> torch.nn.Module:
     return next(m for m in model.modules() if isinstance(getattr(m, "weight", None), torch.Tensor))
 
 
-def evaluate(step: Step, test_loader, device: torch.device, backend) -> float:
-    return count_correct(step, test_loader, device, backend).item() / len(test_loader.dataset)
+def evaluate(step: Step, test_loader, device: torch.device, backend, world: ddp.World = ddp.ONE) -> float:
+    """Accuracy over the test set: each rank counts its slice, the counts are summed over the world."""
+    return world_ratio(count_correct(step, test_loader, device, backend), len(test_loader.dataset), world)
+
+
+def world_ratio(total: torch.Tensor, count: int, world: ddp.World) -> float:
+    """``total / count`` over the world (each rank's total and count summed first), read once."""
+    if not world.distributed:
+        return total.item() / max(count, 1)
+    both = torch.stack([total.double(), torch.tensor(float(count), dtype=torch.double, device=total.device)])
+    total_, count_ = ddp.sum_(both, world).tolist()
+    return total_ / max(count_, 1)
 
 
 def count_correct(step: Step, batches, device: torch.device, backend) -> torch.Tensor:

@@ -13,11 +13,11 @@ from bench.workloads import convnet, plain
 NAME = "torch-convnet"
 FRAMEWORK = f"torch {torch.__version__}"
 DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0, "lr": 0.5}
-SINGLE_DEVICE = "it is a single-device reference loop"
+SINGLE_DEVICE = None  # DistributedDataParallel over the world torchrun starts (bench.ddp)
 
 
 def run(ctx) -> dict:
-    train, test = convnet.loaders(ctx.cell, ctx.data_dir, ctx.backend.torch_device())
+    train, test = convnet.loaders(ctx.cell, ctx.data_dir, ctx.backend.torch_device(), ctx.world)
     return plain.train(
         ctx,
         convnet.ConvNet(),

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from bench import data, inputs, micro
+from bench import data, ddp, inputs, micro
 from bench.inputs import DeviceBatches
 from bench.workloads import plain
 
@@ -20,32 +20,40 @@ NAME = "torch-resnet18"
 FRAMEWORK = f"torch {torch.__version__}"
 # 1 + 2 epochs, batch 64: the fastai recipe's epochs and fastai's default batch size; Adam's usual lr.
 DEFAULTS = {"epochs": 3, "batch_size": 64, "num_workers": 0, "lr": 1e-3}
-SINGLE_DEVICE = "it is a single-device reference loop"
+SINGLE_DEVICE = None  # DistributedDataParallel over the world torchrun starts (bench.ddp)
 
 EVAL_BATCH_SIZE = 1000
 
 
-def loaders(cell, data_dir: str | None, device=None) -> tuple[DataLoader, DataLoader]:
+def loaders(cell, data_dir: str | None, device=None, world: ddp.World = ddp.ONE) -> tuple[DataLoader, DataLoader]:
     """Shuffled training batches of 3-channel images, last partial batch dropped, as fastai's loader does; with
-    ``input = "device"``, from tensors resident on ``device`` (bench.inputs), shuffled there."""
+    ``input = "device"``, from tensors resident on ``device`` (bench.inputs), shuffled there. In a data-parallel
+    cell, this rank's shards of both (bench.ddp)."""
     x, y = data.tensors("train", data_dir, cell.limit_train)
     tx, ty = data.tensors("test", data_dir, cell.limit_test)
+    rows = ddp.test_rows(len(tx), world)
     if cell.input == "device":  # expanded on the device: one channel's memory, three channels' view
         train = DeviceBatches(x.to(device).expand(-1, 3, -1, -1), y, cell.batch_size, device, shuffle=True,
-                              drop_last=True, seed=cell.seed)  # fmt: skip
+                              drop_last=True, seed=cell.seed, world=world)  # fmt: skip
+        tx, ty = tx[rows.start :: rows.step], ty[rows.start :: rows.step]
         return train, DeviceBatches(tx.to(device).expand(-1, 3, -1, -1), ty, EVAL_BATCH_SIZE, device)
     # expand is a view; the collate step stacks each batch into a contiguous (B, 3, 28, 28) tensor
     rgb = TensorDataset(x.expand(-1, 3, -1, -1), y)
     test_rgb = TensorDataset(tx.expand(-1, 3, -1, -1), ty)
     kw = inputs.loader_settings(cell)
-    generator = torch.Generator().manual_seed(cell.seed)
-    train = DataLoader(rgb, batch_size=cell.batch_size, shuffle=True, drop_last=True, generator=generator, **kw)
+    if world.distributed:
+        sampler = ddp.train_sampler(rgb, world, shuffle=True, seed=cell.seed)
+        train = DataLoader(rgb, batch_size=cell.batch_size, sampler=sampler, drop_last=True, **kw)
+        test_rgb = Subset(test_rgb, rows)
+    else:
+        generator = torch.Generator().manual_seed(cell.seed)
+        train = DataLoader(rgb, batch_size=cell.batch_size, shuffle=True, drop_last=True, generator=generator, **kw)
     test = DataLoader(test_rgb, batch_size=EVAL_BATCH_SIZE, **kw)
     return train, test
 
 
 def run(ctx) -> dict:
-    train, test = loaders(ctx.cell, ctx.data_dir, ctx.backend.torch_device())
+    train, test = loaders(ctx.cell, ctx.data_dir, ctx.backend.torch_device(), ctx.world)
     model = torchvision.models.resnet18(num_classes=10)
     return plain.train(ctx, model, _adam(ctx.cell.lr), F.cross_entropy, train, test)
 
