@@ -153,6 +153,38 @@ def cmd_compare_micro(args: argparse.Namespace) -> int:
     return compare.finish(result, Path(args.out) if args.out else None)
 
 
+def cmd_slurm(args: argparse.Namespace) -> int:
+    from bench import slurm
+
+    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    run = parser().parse_args(["run", *run_args])  # bad run options fail here, not in the job
+    build_cells(run)
+    results = Path(run.results_dir).resolve()
+    script = slurm.render(
+        run_args, args.nodes, args.ntasks_per_node, args.sbatch, log=str(results / "slurm-%j.out"),
+        image=args.image, results=results, docker=args.docker, docker_flags=args.docker_flag,
+    )  # fmt: skip
+    if args.print:
+        print(script, end="")
+        return 0
+    return slurm.submit(script, results, args.wait)
+
+
+def cmd_k8s(args: argparse.Namespace) -> int:
+    from bench import k8s
+
+    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    build_cells(parser().parse_args(["run", *run_args]))  # bad run options fail here, not in the pods
+    job = k8s.trainjob(args.name, args.image, run_args, args.nodes, args.gpus_per_node, args.results_claim)
+    text = k8s.render(job)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"TrainJob written to {args.out}: kubectl apply -f {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from bench import backends, suite, workloads
 
@@ -247,6 +279,47 @@ def parser() -> argparse.ArgumentParser:
     cm.add_argument("--fail-slower", type=_threshold, default=0.1, help="as for compare (default 10%%)")
     cm.add_argument("--out", help="folder for compare.md and compare.html (default: none)")
     cm.set_defaults(func=cmd_compare_micro)
+
+    sl = sub.add_parser(
+        "slurm",
+        help="run a suite as a SLURM job (sbatch, then srun: bench run on every task)",
+        description="bench slurm [options] -- <bench run options>: one task per node runs `bench run`; node 0 "
+        "writes the records. Unless the run options say --nodes, every cell spans all the job's tasks.",
+    )
+    sl.add_argument("--nodes", type=int, default=1, help="SLURM nodes (default 1)")
+    sl.add_argument(
+        "--ntasks-per-node", type=int, default=1, help="tasks, each a node of the run, per node (default 1)"
+    )
+    sl.add_argument(
+        "--sbatch", action="append", metavar="OPTION", help="an #SBATCH line, e.g. --sbatch=--gpus-per-node=8"
+    )
+    sl.add_argument("--image", help="run bench in this image on every task (docker run, host network)")
+    sl.add_argument("--docker", default="docker", help="the Docker client for --image (default docker)")
+    sl.add_argument(
+        "--docker-flag", action="append", help="a docker run flag for --image, e.g. --docker-flag=--gpus=all"
+    )
+    sl.add_argument("--print", action="store_true", help="print the job script, submit nothing")
+    sl.add_argument(
+        "--wait", action="store_true", help="wait for the job to end (sbatch --wait) and exit with its status"
+    )
+    sl.add_argument(
+        "run_args", nargs=argparse.REMAINDER, help="-- then bench run's options (--suite, --results-dir, ...)"
+    )
+    sl.set_defaults(func=cmd_slurm)
+
+    k = sub.add_parser(
+        "k8s",
+        help="a Kubeflow Trainer TrainJob that runs a suite on N GPU nodes of a Kubernetes cluster",
+        description="bench k8s [options] -- <bench run options>: prints the TrainJob (docs/gpu.md#kubernetes).",
+    )
+    k.add_argument("--name", default="bench", help="the TrainJob's name, also the run id (default bench)")
+    k.add_argument("--image", default="bench-cuda:latest", help="the CUDA image, as the cluster pulls it")
+    k.add_argument("--nodes", type=int, default=1, help="nodes (pods), default 1")
+    k.add_argument("--gpus-per-node", type=int, default=1, help="GPUs each pod gets (nvidia.com/gpu), default 1")
+    k.add_argument("--results-claim", default="bench-results", help="PersistentVolumeClaim mounted at /results")
+    k.add_argument("--out", help="write the manifest to this file instead of stdout")
+    k.add_argument("run_args", nargs=argparse.REMAINDER, help="-- then bench run's options (--suite, --devices, ...)")
+    k.set_defaults(func=cmd_k8s)
 
     sub.add_parser("list", help="list suites, workloads, precisions, backends").set_defaults(func=cmd_list)
     return p

@@ -1,4 +1,4 @@
-"""Records → one table row per workload × hardware × device count × precision, with medians and spreads over
+"""Records → one table row per workload × hardware × node and device count × precision, with medians and spreads over
 repeats, comparability flags, speedups, scaling efficiency and each tracker's own columns."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from bench.precision import PRECISIONS
 from bench.report import stats
 from bench.suite import SEED_WAY
 
-ROW = ["workload", "host", "hardware", "backend", "device_count", "precision", "mode", "input"]
+ROW = ["workload", "host", "hardware", "backend", "nodes", "device_count", "precision", "mode", "input"]
 # must match for figures to compare
 CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
-COLUMNS = (*records.TOP, "run_id", "cell_id", "workload", "backend", "device_count", "precision", "repeat", "curve",
-           "throughput_samples_per_s", "phase_throughput", "loader_samples_per_s", "step_time_ms_median",
+COLUMNS = (*records.TOP, "run_id", "cell_id", "workload", "backend", "nodes", "device_count", "precision", "repeat",
+           "curve", "throughput_samples_per_s", "phase_throughput", "loader_samples_per_s", "step_time_ms_median",
            "step_time_ms_p90", "final_accuracy", "tta_target", "tta_seconds", "warmup_seconds", "setup_seconds",
            "phase_seconds", "lr_found", "weights", "artifacts", "full_network_phase", "peak_memory_bytes",
            "peak_memory_kind", "precision_effective", *CONFIG)  # fmt: skip
@@ -39,11 +39,12 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     df["allocator"] = [((e or {}).get("allocator") or {}).get("name") for e in df["env"]]
     df["input"] = df["input"].fillna("loader")  # records from before the input axis ran the seed's DataLoader
     df["mode"] = df["mode"].fillna("eager")  # and the seed's eager code
+    df["nodes"] = df["nodes"].fillna(1).astype(int)  # and one node
     order = {p: i for i, p in enumerate(PRECISIONS)}
     df["_p"] = df["precision"].map(order)
-    return df.sort_values(["workload", "host", "backend", "device_count", "_p", "mode", "input", "repeat"]).reset_index(
-        drop=True
-    )
+    return df.sort_values(
+        ["workload", "host", "backend", "nodes", "device_count", "_p", "mode", "input", "repeat"]
+    ).reset_index(drop=True)
 
 
 def seed_way(s: pd.DataFrame) -> pd.Series:
@@ -115,7 +116,7 @@ def _tracker_columns(g: pd.DataFrame) -> dict[str, str]:
 
 
 def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """One row per workload × hardware × device count × precision, with medians and spreads over repeats."""
+    """One row per workload × hardware × node and device count × precision, with medians and spreads over repeats."""
     rows = []
     for key, g in df.groupby(ROW, sort=False, dropna=False):
         ok = g[g["status"] == "ok"]
@@ -178,6 +179,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             (g["backend"] == b_backend)
             & (g["precision"] == b_precision)
             & (g["device_count"] == 1)
+            & (g["nodes"] == 1)
             & seed_way(g)
             & (s.loc[g.index, "comparable"] == "yes")
             & g["throughput_median"].notna()
@@ -191,7 +193,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
                     s.at[i, "speedup"] = r.estimate
             s.loc[base.index[0], "speedup"] = 1.0
             s.loc[g.index, "baseline"] = f"{ref['hardware']} {b_precision} on {ref['host']}"
-    s["vs_fp32"] = _against(s, ["workload", "host", "hardware", "backend", "device_count", "mode", "input"],
+    s["vs_fp32"] = _against(s, ["workload", "host", "hardware", "backend", "nodes", "device_count", "mode", "input"],
                             s["precision"] == "fp32")  # fmt: skip
     s["scaling_stats"] = _scaling(s)
     s["scaling"] = [r.estimate if r is not None else None for r in s["scaling_stats"]]
@@ -212,13 +214,24 @@ def _against(s: pd.DataFrame, keys: list[str], is_reference: pd.Series) -> list[
 
 
 def _scaling(s: pd.DataFrame) -> list[stats.Ratio | None]:
-    """Scaling efficiency of each N-device row: its throughput ÷ (N × the same configuration's on one device), with
-    its interval (the flag says whether it differs from linear scaling)."""
+    """Scaling efficiency of each row of N processes (nodes × devices per node): its throughput ÷ (N × the same
+    configuration's on one device of the same host), with its interval (the flag says whether it differs from
+    linear scaling)."""
     keys = ["workload", "host", "hardware", "backend", "precision", "mode", "input"]
-    one = {tuple(r[keys]): r["throughputs"] for _, r in s[s["device_count"] == 1].iterrows() if r["throughputs"]}
+    single = s[(s["device_count"] == 1) & (s["nodes"] == 1)]
+    one = {tuple(r[keys]): r["throughputs"] for _, r in single.iterrows() if r["throughputs"]}
     out = []
     for _, r in s.iterrows():
-        single = one.get(tuple(r[keys]))
-        ok = r["device_count"] > 1 and single and r["throughputs"]
-        out.append(stats.ratio(r["throughputs"], single).scaled(1 / r["device_count"]) if ok else None)
+        base, world = one.get(tuple(r[keys])), r["device_count"] * r["nodes"]
+        ok = world > 1 and base and r["throughputs"]
+        out.append(stats.ratio(r["throughputs"], base).scaled(1 / world) if ok else None)
     return out
+
+
+def devices(s: pd.DataFrame) -> list:
+    """The devices column: the device count, or nodes × devices per node."""
+    return [devices_label(n, d) for n, d in zip(s["nodes"], s["device_count"])]
+
+
+def devices_label(nodes: int, count: int) -> int | str:
+    return count if nodes == 1 else f"{nodes}×{count}"

@@ -17,7 +17,7 @@ def accuracy(df: pd.DataFrame, workload: str, target: float) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 4))
     ok = df[(df["workload"] == workload) & (df["status"] == "ok")]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for n, (key, g) in enumerate(ok.groupby(["host", "hardware", "device_count", "precision"], sort=False)):
+    for n, (key, g) in enumerate(ok.groupby(["host", "hardware", "device_count", "precision", "nodes"], sort=False)):
         for j, curve in enumerate(g["curve"]):
             pts = [(c["elapsed_seconds"], c["test_accuracy"]) for c in curve or [] if c.get("elapsed_seconds")]
             if pts:

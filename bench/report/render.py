@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report import aggregate
 from bench.report.verdicts import fmt, tta_text
 
 
@@ -16,7 +17,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
     t = pd.DataFrame(
         {
             "hardware": s["hardware"] + " @" + s["host"].astype(str),
-            "devices": s["device_count"],
+            "devices": aggregate.devices(s),
             "precision": s["precision"],
             "mode": s["mode"],
             "input": s["input"],
@@ -79,7 +80,7 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
         {
             "workload": s["workload"],
             "hardware": s["hardware"] + " @" + s["host"].astype(str),
-            "devices": s["device_count"],
+            "devices": aggregate.devices(s),
             "precision": s["precision"],
             "mode": s["mode"],
             "input": s["input"],

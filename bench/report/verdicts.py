@@ -46,7 +46,7 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
     ``loader share`` = training samples/s ÷ loader-only samples/s is the fraction of each step spent loading,
     and the framework's speed without it is 1 / (1/training − 1/loader).
     """
-    keys = ["host", "hardware", "backend", "device_count", "precision", "mode", "input"]
+    keys = ["host", "hardware", "backend", "nodes", "device_count", "precision", "mode", "input"]
     rows = []
     for workload, reference in REFERENCE.items():
         refs = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)
@@ -74,7 +74,7 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
                 {
                     "workload": f"{workload} vs {reference}",
                     "hardware": f"{r['hardware']} @{r['host']}",
-                    "devices": r["device_count"],
+                    "devices": aggregate.devices_label(r["nodes"], r["device_count"]),
                     "precision": r["precision"],
                     "mode": r["mode"],
                     "input": r["input"],
@@ -109,7 +109,9 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
         return b["samples_per_call"] / b["median_s"] if b else None
 
     # the micro-benchmarks feed fixed batches: they explain the seed's DataLoader-fed cells
-    ok = s[(s["status"] == "ok") & (s["device_count"] == 1) & aggregate.seed_way(s)] if len(s) else s
+    ok = (
+        s[(s["status"] == "ok") & (s["device_count"] == 1) & (s["nodes"] == 1) & aggregate.seed_way(s)] if len(s) else s
+    )
     e2e = {tuple(r[k] for k in ("host", "hardware", "backend", "workload", "precision")): r for _, r in ok.iterrows()}
     order = {p: i for i, p in enumerate(PRECISIONS)}
     trained = sorted((k for k in latest if k[0] == "train"), key=lambda k: (k[4], k[1], k[2], order.get(k[5], 99)))
@@ -170,7 +172,9 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     ok = s[(s["status"] == "ok") & (s["comparable"] == "yes") & s["throughput_median"].notna()]
     rows = []
-    for _, g in ok.groupby(["workload", "host", "hardware", "backend", "device_count", "precision"], sort=False):
+    for _, g in ok.groupby(
+        ["workload", "host", "hardware", "backend", "nodes", "device_count", "precision"], sort=False
+    ):
         seeds = g[aggregate.seed_way(g)]
         if len(g) == len(seeds):
             continue  # nothing but the seed's way ran
@@ -185,7 +189,7 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
             {
                 "workload": best["workload"],
                 "hardware": f"{best['hardware']} @{best['host']}",
-                "devices": best["device_count"],
+                "devices": aggregate.devices_label(best["nodes"], best["device_count"]),
                 "precision": best["precision"],
                 "seed samples/s": fmt(seed["throughput_median"]) if seed is not None else "",
                 "seed TTA s": tta_text(seed) if seed is not None else "",

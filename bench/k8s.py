@@ -1,0 +1,97 @@
+"""A suite as a Kubeflow Trainer TrainJob (trainer.kubeflow.org/v1alpha1) for the CUDA image.
+
+The ``torch-distributed`` ClusterTrainingRuntime starts one pod per node and sets torchrun's variables in each
+(PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR, PET_MASTER_PORT), which ``bench run`` reads (bench.cluster): every pod
+runs the same ``bench run`` and node 0's pod writes the records into the results volume (a PersistentVolumeClaim
+the user names). Records carry the Kubernetes node's name as their host (BENCH_HOST), not the pod's.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import yaml
+
+API_VERSION = "trainer.kubeflow.org/v1alpha1"
+RUNTIME = "torch-distributed"  # Kubeflow Trainer's PyTorch runtime; its replicated job and container are "node"
+NODE = "node"
+
+
+def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_per_node: int = 1,
+             results_claim: str = "bench-results") -> dict:  # fmt: skip
+    """The TrainJob as a dict. ``run_args`` are ``bench run``'s; the results folder is the claim's mount, the run id
+    the job's name (so that a job run again resumes), and every cell spans the job's nodes unless they say
+    ``--nodes``."""
+    args = [*run_args]
+    if not any(a == "--nodes" or a.startswith("--nodes=") for a in args):
+        args += ["--nodes", str(nodes)]
+    args += ["--results-dir", "/results", "--run-id", name]
+    mounts = [{"name": "results", "mountPath": "/results"}, {"name": "dshm", "mountPath": "/dev/shm"}]
+    volumes = [
+        {"name": "results", "persistentVolumeClaim": {"claimName": results_claim}},
+        # DataLoader workers share batches through /dev/shm, which a container gets only 64 MiB of by default
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+    ]
+    pod = {"spec": {"volumes": volumes, "containers": [{"name": NODE, "volumeMounts": mounts}]}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainJob",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "bench"}},
+        "spec": {
+            "runtimeRef": {"name": RUNTIME},
+            "trainer": {
+                "image": image,
+                "command": ["bench", "run", *args],
+                "numNodes": nodes,
+                "resourcesPerNode": {"limits": {"nvidia.com/gpu": str(gpus_per_node)}},
+                "env": [{"name": "BENCH_HOST", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+            },
+            "runtimePatches": [
+                {
+                    "manager": "bench",
+                    "trainingRuntimeSpec": {
+                        "template": {
+                            "spec": {
+                                "replicatedJobs": [{"name": NODE, "template": {"spec": {"template": pod}}}],
+                            }
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render(job: dict) -> str:
+    command = shlex.join(job["spec"]["trainer"]["command"])
+    return f"# Written by `bench k8s`; each node's pod runs: {command}\n" + yaml.safe_dump(job, sort_keys=False)
+
+
+def validate(job: dict) -> None:
+    """Check ``job`` against the Kubeflow Trainer API's models (kubeflow-trainer-api, pydantic, generated from the
+    API's OpenAPI schema): every field's type, the required ones, and no field the API does not have (the models
+    drop unknown fields, so a round trip that loses one is an error). Raises ValueError naming the problem."""
+    from kubeflow_trainer_api.models import TrainerV1alpha1TrainJob
+    from pydantic import ValidationError
+
+    if (job.get("apiVersion"), job.get("kind")) != (API_VERSION, "TrainJob"):
+        raise ValueError(f"not a {API_VERSION} TrainJob: apiVersion {job.get('apiVersion')}, kind {job.get('kind')}")
+    try:
+        model = TrainerV1alpha1TrainJob.from_dict(job)
+    except ValidationError as e:
+        raise ValueError(f"the TrainJob does not fit the Kubeflow Trainer API: {e}") from e
+    lost = _difference(job, model.to_dict())
+    if lost:
+        raise ValueError(f"fields the Kubeflow Trainer API does not have: {', '.join(lost)}")
+
+
+def _difference(given: object, kept: object, path: str = "") -> list[str]:
+    """The paths in ``given`` that ``kept`` lacks or holds differently."""
+    if isinstance(given, dict) and isinstance(kept, dict):
+        return [p for k, v in given.items() for p in _difference(v, kept.get(k, _MISSING), f"{path}.{k}".lstrip("."))]
+    if isinstance(given, list) and isinstance(kept, list) and len(given) == len(kept):
+        return [p for i, (a, b) in enumerate(zip(given, kept)) for p in _difference(a, b, f"{path}[{i}]")]
+    return [] if given == kept else [path]
+
+
+_MISSING = object()

@@ -1,0 +1,101 @@
+"""A suite as a SLURM job: a batch script (sbatch) whose one job step (srun) runs ``bench run`` once per task.
+
+Each task is one node of the run (bench.cluster reads SLURM_PROCID and SLURM_STEP_NUM_TASKS); the script exports
+MASTER_ADDR (the job's first host) and MASTER_PORT (from the job id, so that two jobs on a host do not collide).
+Usually one task per node, with the node's GPUs as each cell's devices; several tasks per node stand in for nodes
+where a cluster has one (the tests' single-host SLURM). The script is plain text that ``--print`` shows before
+anything is submitted, to be edited and given to ``sbatch`` by hand where a site needs more.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+TEMPLATE = """#!/bin/bash
+# Written by `bench slurm`: {tasks} bench run processes (tasks), one node of the run each; node 0 writes the records.
+#SBATCH --job-name={job_name}
+#SBATCH --nodes={nodes}
+#SBATCH --ntasks-per-node={tasks_per_node}
+#SBATCH --output={log}
+{extra}set -euo pipefail
+cd {workdir}
+{setup}# Where the run's nodes meet (bench.cluster): the first host, a port from the job id (it and the next).
+MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
+export MASTER_ADDR MASTER_PORT
+# One job step of every task; a task that fails does not cancel the others (each records or reports its cells).
+srun --kill-on-bad-exit=0 {command}
+"""
+
+
+# The image's way (as `make bench-cpu` runs it): host network, so that the nodes meet; the results folder mounted;
+# the files written as the submitting user; the variables bench.cluster reads passed through from each task.
+DOCKER_RUN = (
+    '{docker} run --rm --network host --user "$(id -u):$(id -g)" --shm-size 16g -v {results}:/results '
+    "-e MASTER_ADDR -e MASTER_PORT -e SLURM_PROCID -e SLURM_STEP_NUM_TASKS -e BENCH_IMAGE_DIGEST {flags}{image} "
+)
+
+
+def render(run_args: list[str], nodes: int = 1, tasks_per_node: int = 1, sbatch: list[str] | None = None,
+           bench: str | None = None, workdir: Path | None = None, log: str = "bench-%j.out",
+           image: str | None = None, results: Path | None = None, docker: str = "docker",
+           docker_flags: list[str] | None = None) -> str:  # fmt: skip
+    """The job script. ``run_args`` are ``bench run``'s; unless they say ``--nodes``, the cells span every task.
+    With ``image``, each task runs ``bench run`` in that image (its entry point), writing into ``results``."""
+    tasks = nodes * tasks_per_node
+    if nodes < 1 or tasks_per_node < 1:
+        raise ValueError("bench slurm: --nodes and --ntasks-per-node must be at least 1")
+    if not any(a == "--nodes" or a.startswith("--nodes=") for a in run_args):
+        run_args = [*run_args, "--nodes", str(tasks)]
+    extra, setup = "".join(f"#SBATCH {opt}\n" for opt in sbatch or []), ""
+    if image:
+        if results is None:
+            raise ValueError("bench slurm --image needs the results folder to mount")
+        digest = shlex.join([docker, "image", "inspect", "-f", "{{.Id}}", image])
+        setup = f"BENCH_IMAGE_DIGEST=$({digest})  # the records name the image they ran in\nexport BENCH_IMAGE_DIGEST\n"
+        flags = "".join(f"{shlex.quote(f)} " for f in docker_flags or [])
+        prefix = DOCKER_RUN.format(docker=shlex.quote(docker), results=shlex.quote(str(results)), flags=flags,
+                                   image=shlex.quote(image))  # fmt: skip
+        command = prefix + shlex.join(["run", *_results_in_container(run_args)])
+    else:
+        bench = bench or str(Path(sys.executable).with_name("bench"))  # this environment's, on every node
+        command = shlex.join([bench, "run", *run_args])
+    return TEMPLATE.format(
+        tasks=tasks,
+        job_name="bench",
+        nodes=nodes,
+        tasks_per_node=tasks_per_node,
+        log=log,
+        extra=extra,
+        setup=setup,
+        workdir=shlex.quote(str(workdir or Path.cwd())),
+        command=command,
+    )
+
+
+def _results_in_container(run_args: list[str]) -> list[str]:
+    """``run_args`` writing into the mounted /results instead of the host folder they name."""
+    out, skip = [], False
+    for a in run_args:
+        if skip:
+            skip = False
+        elif a == "--results-dir":
+            skip = True
+        elif not a.startswith("--results-dir="):
+            out.append(a)
+    return [*out, "--results-dir", "/results"]
+
+
+def submit(script: str, folder: Path, wait: bool) -> int:
+    """Write the script into ``folder`` and give it to sbatch (``--wait``: until the job ends, with its exit status)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "bench.sbatch"
+    path.write_text(script)
+    try:
+        out = subprocess.run(["sbatch", *(["--wait"] if wait else []), str(path)], text=True)
+    except FileNotFoundError:
+        raise ValueError("bench slurm: sbatch not found: run it on a SLURM login node, or --print the script") from None
+    return out.returncode

@@ -1,0 +1,153 @@
+"""Several processes per cell on this CPU (torchrun, gloo): records, a killed rank, two nodes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DistributedSampler
+
+from bench import ddp
+from tests.conftest import bench_cli, bench_env
+from tests.test_runner import run_records, wait_for, workers_of
+
+pytestmark = pytest.mark.slow
+
+SUITE = """
+backend = "cpu"
+workloads = {workloads}
+devices = {devices}
+nodes = {nodes}
+epochs = {epochs}
+limit_train = 3200
+limit_test = 2000
+warmup_steps = 10
+profile_steps = 4
+tta_target = 0.9
+timeout_s = 300
+"""
+# After 2 epochs on 3,200 images, two processes (global batch 64, half the optimizer steps) reached 0.920 and 0.925
+# where one reached 0.942 and 0.943; on the full training set the gap closes (docs/methodology.md#several-processes).
+TOLERANCE = 0.03
+
+
+def suite(tmp_path: Path, workloads=("torch-convnet",), devices=(2,), nodes=(1,), epochs=2) -> Path:
+    path = tmp_path / "ddp.toml"
+    text = SUITE.format(workloads=json.dumps(list(workloads)), devices=list(devices), nodes=list(nodes), epochs=epochs)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def env(mnist_dir, session_cache) -> dict[str, str]:
+    return bench_env(mnist_dir, session_cache)
+
+
+def free_ports() -> int:
+    """A port that is free, with the next one free too (the store and each cell's rendezvous, bench.cluster)."""
+    while True:
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                with socket.socket() as b:
+                    b.bind(("127.0.0.1", port + 1))
+                    return port
+            except OSError:
+                continue
+
+
+def test_device_batches_cut_the_order_as_distributed_sampler_does():
+    for n, size in ((10, 2), (11, 3), (5, 4)):
+        for rank in range(size):
+            w = ddp.World(rank=rank, size=size)
+            expected = list(DistributedSampler(range(n), num_replicas=size, rank=rank, shuffle=False))
+            assert ddp.train_order(torch.arange(n), w).tolist() == expected
+    rows = [i for r in range(3) for i in ddp.test_rows(11, ddp.World(rank=r, size=3))]
+    assert sorted(rows) == list(range(11))  # every test image once
+
+
+def test_two_processes_give_one_record_each_close_to_one_process(tmp_path, env):
+    results = tmp_path / "results"
+    path = suite(tmp_path, ("lightning-convnet", "torch-convnet"), devices=(1, 2))
+    out = bench_cli(["run", "--suite", str(path), "--results-dir", str(results), "--no-report"], env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    recs = {(r["workload"], r["device_count"]): r for r in run_records(results)}
+    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs.values())
+    for workload in ("lightning-convnet", "torch-convnet"):
+        one, two = recs[(workload, 1)], recs[(workload, 2)]
+        assert two["distributed"] == {
+            "launcher": "torchrun", "world_size": 2, "nodes": 1, "processes_per_node": 2, "collective": "gloo",
+            "rendezvous": "standalone", "omp_num_threads": two["distributed"]["omp_num_threads"],
+        }  # fmt: skip
+        assert (two["global_batch_size"], two["per_device_batch_size"], two["test_samples"]) == (64, 32, 2000)
+        assert one["distributed"]["world_size"] == 1 and one["global_batch_size"] == 32
+        assert abs(two["final_accuracy"] - one["final_accuracy"]) <= TOLERANCE, (workload, one, two)
+        assert two["steady_steps"] < one["steady_steps"]  # each rank trains on half the images
+    assert not workers_of(results)
+
+
+def test_a_killed_rank_fails_its_cell_by_name_and_the_sweep_goes_on(tmp_path, env):
+    results = tmp_path / "results"
+    path = suite(tmp_path, epochs=8)
+    path.write_text(path.read_text() + "\n[workload.lightning-convnet]\nepochs = 1\n")
+    cmd = [sys.executable, "-m", "bench", "run", "--suite", str(path), "--results-dir", str(results), "--no-report"]
+    cmd += ["--workload", "torch-convnet,lightning-convnet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
+
+    def rank_one() -> int | None:  # the torch-convnet cell's rank 1, once its first epoch is done
+        if not list(results.rglob("torch-convnet.cpux2.*/curve.csv")):
+            return None
+        for pid in workers_of(results):
+            try:
+                if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    return pid
+            except OSError:
+                continue
+        return None
+
+    wait_for(lambda: rank_one() is not None or proc.poll() is not None, timeout=240)
+    victim = rank_one()
+    assert victim, "".join(output)
+    os.kill(victim, signal.SIGKILL)
+    assert proc.wait(timeout=300) == 1, "".join(output)  # a failed cell: exit status 1
+    recs = {r["cell_id"]: r for r in run_records(results)}
+    failed = recs["torch-convnet/cpux2/fp32"]
+    assert failed["status"] == "failed"
+    where = f"local rank 1 on {socket.gethostname()}, pid {victim}"
+    assert f"1 of 2 ranks failed: rank 1 ({where}) killed by signal SIGKILL" in failed["reason"]
+    assert failed["epochs_run"] >= 1  # the epochs it finished are kept
+    assert recs["lightning-convnet/cpux2/fp32"]["status"] == "ok"  # the sweep went on
+    assert not workers_of(results)  # no rank outlived its cell
+
+
+def test_two_nodes_on_loopback_run_a_cell_to_one_record(tmp_path, env):
+    results = tmp_path / "results"
+    path = suite(tmp_path, devices=(1,), nodes=(2,))
+    port = free_ports()
+    base = [sys.executable, "-m", "bench", "run", "--suite", str(path), "--results-dir", str(results), "--no-report"]
+    base += ["--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+    other = subprocess.Popen([*base, "--node-rank", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        first = subprocess.run([*base, "--node-rank", "0"], env=env, capture_output=True, text=True, timeout=300)
+        log = other.communicate(timeout=120)[0].decode()
+    finally:
+        other.kill()
+    assert first.returncode == 0 and other.returncode == 0, first.stdout + first.stderr + log
+    (record,) = run_records(results)  # node 0 alone writes records
+    assert (record["status"], record["cell_id"]) == ("ok", "torch-convnet/2xcpux1/fp32")
+    section = record["distributed"]
+    assert (section["world_size"], section["nodes"], section["processes_per_node"]) == (2, 2, 1)
+    assert section["rendezvous"] == f"127.0.0.1:{port + 1}"
+    assert "node 1 of 2 (flags): 1 cells span this node" in log
+    assert list(results.glob("*/node1/cells/torch-convnet.2xcpux1.fp32.r0/log.txt"))
