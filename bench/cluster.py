@@ -50,7 +50,7 @@ class Cluster:
         if self.nnodes == 1:
             return (
                 f"a cell of {cell.nodes} nodes needs `bench run` on each node with --nnodes, --node-rank and "
-                "--rdzv-endpoint (or under SLURM or Kubeflow Trainer: docs/gpu.md#several-nodes)"
+                "--rdzv-endpoint (or under SLURM or Kubeflow Trainer: docs/gpu.md#several-gpus-and-nodes)"
             )
         if cell.nodes > self.nnodes:
             return f"a cell of {cell.nodes} nodes, but this run spans {self.nnodes} (--nnodes)"

@@ -62,9 +62,14 @@ def run(job, cell_file: Path) -> int:
     except ChildFailedError as e:
         _write_failure(job, cell_file.parent, e.failures)
         return 1
-    if job.node_rank != 0:  # no rank 0 here to write the result: this node's part went well
-        _write(cell_file.parent / "result.json", {"status": "ok", "reason": None})
+    if job.node_rank != 0:
+        node_done(cell_file.parent)
     return 0
+
+
+def node_done(cell_dir: Path) -> None:
+    """On a node other than node 0 no rank 0 writes the cell's result: this node's part went well."""
+    _write(cell_dir / "result.json", {"status": "ok", "reason": None})
 
 
 def _write_failure(job, cell_dir: Path, failures: dict) -> None:

@@ -175,18 +175,27 @@ def unsupported_reason(cell: Cell, cluster: Cluster = ONE_NODE) -> str | None:
     module = workloads.get(cell.workload)
     if cell.world_size > 1 and module.SINGLE_DEVICE:
         return f"{cell.workload} runs on one device only: {module.SINGLE_DEVICE}"
-    if cell.backend == "xla" and cell.nodes > 1:
-        return (
-            "XLA spans hosts with its own runtime, not with nodes: on a TPU pod slice run on every host (docs/tpu.md)"
-        )
-    if cell.backend == "xla" and cell.devices > 1 and not getattr(module, "XLA_DATA_PARALLEL", False):
+    if cell.backend == "xla" and cell.world_size > 1 and not getattr(module, "XLA_DATA_PARALLEL", False):
         return f"{cell.workload} runs data-parallel under torchrun (cpu, cuda); on XLA it runs on one device"
     backend = backends.get(cell.backend)
     return (
         cluster.unsupported(cell)
         or adapters.unsupported(cell, module)
         or backend.unsupported(cell.precision, cell.devices, cell.allow_emulated)
+        or _pod_slice(cell, cluster)
     )
+
+
+def _pod_slice(cell: Cell, cluster: Cluster) -> str | None:
+    """Why an XLA cell cannot run on this run's hosts: PJRT joins the chips of every host of a TPU pod slice into
+    one runtime, so a cell spans all of them or none; PJRT's CPU runtime has no world of several hosts."""
+    if cell.backend != "xla":
+        return None
+    if cluster.nnodes > 1 and cell.nodes != cluster.nnodes:
+        return f"on a TPU pod slice of {cluster.nnodes} hosts every cell spans them all (nodes = {cluster.nnodes})"
+    if cell.nodes > 1 and backends.get("xla").device_type() == "CPU":
+        return "several hosts need a TPU pod slice: PJRT's CPU runtime has no multi-host world"
+    return None
 
 
 def _interrupt(signum, frame) -> None:

@@ -103,9 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     cell_file = Path((argv or sys.argv[1:])[0])
     job = Job.from_json(cell_file.read_text())
     cell = job.cell
-    if cell.backend == "xla" and cell.devices > 1:
-        # torch_xla trains data-parallel with one process per device, started before the runtime is touched.
+    if cell.backend == "xla" and cell.world_size > 1:
+        # torch_xla trains data-parallel with one process per device, started before the runtime is touched; on a
+        # TPU pod slice every host does so, and PJRT joins them into one world whose ordinal 0 writes the result.
         backends.get("xla").spawn(run_rank, (cell_file,))
+        if job.node_rank != 0:
+            launch.node_done(cell_file.parent)
         return 0
     if cell.mode in adapters.COMPILED and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         # A cold compile cache of the cell's own: compile seconds are what a first run costs, alike in every repeat.

@@ -131,6 +131,20 @@ def test_several_devices_on_the_cpu_runtime_are_recorded_unsupported(tmp_path, e
     assert r["status"] == "unsupported" and "pytorch/xla#9496" in r["reason"] and r["device_count"] == 2
 
 
+def test_several_hosts_are_refused_where_pjrt_cannot_join_them(monkeypatch):
+    from bench import cluster, runner, suite
+
+    monkeypatch.setenv("PJRT_DEVICE", "CPU")
+    raw = {"workloads": ["lightning-convnet"], "backend": "xla", "nodes": [1, 2]}
+    one, two = suite.expand("t", suite.validate("t", raw))
+    pod = cluster.resolve(2, 0, "10.0.0.1:29500")  # a slice of two hosts: no cell on fewer
+    assert "PJRT's CPU runtime has no multi-host world" in runner.unsupported_reason(two, pod)
+    assert "every cell spans them all (nodes = 2)" in runner.unsupported_reason(one, pod)
+    assert "torch-convnet runs data-parallel under torchrun" in runner.unsupported_reason(
+        suite.expand("t", suite.validate("t", {**raw, "workloads": ["torch-convnet"]}))[1]
+    )
+
+
 def _write_rank(index: int, folder) -> None:
     import torch_xla.runtime as xr
 
@@ -216,8 +230,9 @@ def test_a_several_device_record_is_written_once_by_rank_0_with_the_global_batch
             timeout=600,
         )
         assert out.returncode == 0, out.stderr
-        if rank == 1:
-            assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.json"]  # no result, no curve
+        if rank == 1:  # rank 1's result and files are its own: no result, no curve beside rank 0's
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.json", "ranks"]
+            assert (tmp_path / "ranks" / "1" / "result.json").is_file()
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "ok", result["reason"]
     assert result["outcome"]["global_batch_size"] == 64
