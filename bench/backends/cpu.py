@@ -39,7 +39,9 @@ class CPU:
         return 1  # one process using torch's intra-op threads (devices = N: N processes, bench.launch)
 
     def device_name(self) -> str:
-        return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+        # the threads in use on this machine: torchrun's ranks on it (LOCAL_WORLD_SIZE) share its cores out
+        ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        return f"{cpu_model()} ({torch.get_num_threads() * ranks} threads)"
 
     def torch_device(self):
         return torch.device("cpu")
