@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 
 MONITOR_S = "0.5"  # how often torchrun looks at its ranks: a failed rank ends the cell within this
+# What torchrun (or a scheduler's runtime that starts `bench run` with torchrun) puts in a process's environment
+TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+                 "ROLE_NAME", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # fmt: skip
 
 
 def needed(cell) -> bool:
@@ -31,6 +34,13 @@ def needed(cell) -> bool:
 def inside() -> bool:
     """Whether this process is a rank that torchrun started."""
     return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without torchrun's variables, for a cell's worker: a `bench run` that a runtime started under torchrun
+    must not hand its own rank on, or a single-process cell would take itself for a rank of a bigger world; and
+    torchrun takes a default for every option from PET_<OPTION> (Kubeflow Trainer sets them for `bench run`)."""
+    return {k: v for k, v in env.items() if k not in TORCHRUN_VARS and not k.startswith(("TORCHELASTIC_", "PET_"))}
 
 
 def arguments(job, cell_file: Path) -> list[str]:

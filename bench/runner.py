@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import adapters, allocator, backends, env, estimate, records, workloads
+from bench import adapters, allocator, backends, env, estimate, launch, records, workloads
 from bench.cluster import ONE_NODE, Cluster, Sync
 from bench.job import Job
 from bench.progress import Progress
@@ -126,7 +126,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **alloc_env},  # what acts at process start only; everything else is in cell.json
+            env={**launch.worker_env(os.environ), **alloc_env},  # what acts at process start; the rest is in cell.json
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
@@ -333,7 +333,10 @@ def _follow(cells: list[Cell], node_dir: Path, run_id: str, data_dir: str | None
 
     sync = Sync(cluster)
     by_fingerprint = {c.fingerprint: c for c in cells}
-    published = sync.plan()
+    try:
+        published = sync.plan()
+    except RuntimeError as e:  # the store's timeout or lost connection (DistStoreError)
+        raise ClusterError(f"no plan from node 0 at {cluster.host}:{cluster.port} ({e}): is node 0 running?") from e
     unknown = [fp for fp in published if fp not in by_fingerprint]
     if unknown:
         raise ClusterError(
@@ -350,7 +353,10 @@ def _follow(cells: list[Cell], node_dir: Path, run_id: str, data_dir: str | None
             label = f"[{i}/{len(mine)}] {cell.cell_id} repeat {cell.repeat}"
             print(f"{label}: running", flush=True)
             record = run_cell(cell, node_dir, run_id, data_dir, None, cluster)
-            sync.report(cell.fingerprint, record["status"], record["reason"])
+            try:
+                sync.report(cell.fingerprint, record["status"], record["reason"])
+            except RuntimeError as e:
+                raise ClusterError(f"node 0's store is gone ({e}): node 0 stopped, so this node stops too") from e
             bad += record["status"] in records.FAILED
             print(f"{label}: {record['status']}" + (f": {record['reason']}" if record["reason"] else ""), flush=True)
     except KeyboardInterrupt:

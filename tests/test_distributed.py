@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from bench import ddp
+from bench import ddp, launch
 from tests.conftest import bench_cli, bench_env
 from tests.test_runner import run_records, wait_for, workers_of
 
@@ -75,6 +75,18 @@ def test_device_batches_cut_the_order_as_distributed_sampler_does():
     assert sorted(rows) == list(range(11))  # every test image once
 
 
+def test_a_worker_never_inherits_a_rank():
+    env = {
+        "RANK": "3",
+        "WORLD_SIZE": "8",
+        "MASTER_ADDR": "h",
+        "TORCHELASTIC_RUN_ID": "x",
+        "PET_NNODES": "2",
+        "PATH": "/bin",
+    }
+    assert launch.worker_env(env) == {"PATH": "/bin"}  # a `bench run` under a scheduler's torchrun, or Kubeflow's
+
+
 def test_two_processes_give_one_record_each_close_to_one_process(tmp_path, env):
     results = tmp_path / "results"
     path = suite(tmp_path, ("lightning-convnet", "torch-convnet"), devices=(1, 2))
@@ -92,6 +104,7 @@ def test_two_processes_give_one_record_each_close_to_one_process(tmp_path, env):
         assert one["distributed"]["world_size"] == 1 and one["global_batch_size"] == 32
         assert abs(two["final_accuracy"] - one["final_accuracy"]) <= TOLERANCE, (workload, one, two)
         assert two["steady_steps"] < one["steady_steps"]  # each rank trains on half the images
+        assert two["profile"]["status"] == "ok" and two["profile"]["steps"] == 4  # rank 0's window
     assert not workers_of(results)
 
 
