@@ -1,4 +1,4 @@
-"""``bench``: data, weights, run, report, list."""
+"""``bench``: data, weights, run, report, compare, compare-micro, slurm, k8s, list."""
 
 from __future__ import annotations
 
@@ -313,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
         description="bench k8s [options] -- <bench run options>: prints the TrainJob (docs/gpu.md#kubernetes).",
     )
     k.add_argument("--name", default="bench", help="the TrainJob's name, also the run id (default bench)")
-    k.add_argument("--image", default="bench-cuda:latest", help="the CUDA image, as the cluster pulls it")
+    k.add_argument("--image", default="bench:cuda", help="the CUDA image, as the cluster pulls it (default bench:cuda)")
     k.add_argument("--nodes", type=int, default=1, help="nodes (pods), default 1")
     k.add_argument("--gpus-per-node", type=int, default=1, help="GPUs each pod gets (nvidia.com/gpu), default 1")
     k.add_argument("--results-claim", default="bench-results", help="PersistentVolumeClaim mounted at /results")

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 COLLECTIVE = {"cpu": "gloo", "cuda": "nccl", "xla": "xla"}  # the collective backend of each device backend
-TIMEOUT = datetime.timedelta(minutes=5)  # a rank whose peer vanished fails in minutes, not in the default 30
+TIMEOUT = datetime.timedelta(minutes=10)  # a rank whose peer vanished fails in minutes, not the default 30
 
 
 @dataclass(frozen=True)

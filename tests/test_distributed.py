@@ -146,7 +146,7 @@ def test_a_killed_rank_fails_its_cell_by_name_and_the_sweep_goes_on(tmp_path, en
 
 def test_two_nodes_on_loopback_run_a_cell_to_one_record(tmp_path, env):
     results = tmp_path / "results"
-    path = suite(tmp_path, devices=(1,), nodes=(2,))
+    path = suite(tmp_path, devices=(1,), nodes=(2,), epochs=1)
     port = free_ports()
     base = [sys.executable, "-m", "bench", "run", "--suite", str(path), "--results-dir", str(results), "--no-report"]
     base += ["--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}"]
