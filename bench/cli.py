@@ -153,10 +153,15 @@ def cmd_compare_micro(args: argparse.Namespace) -> int:
     return compare.finish(result, Path(args.out) if args.out else None)
 
 
+def _run_args(args: argparse.Namespace) -> list[str]:
+    """The ``bench run`` options after a scheduler command's ``--``."""
+    return args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+
+
 def cmd_slurm(args: argparse.Namespace) -> int:
     from bench import slurm
 
-    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    run_args = _run_args(args)
     run = parser().parse_args(["run", *run_args])  # bad run options fail here, not in the job
     build_cells(run)
     results = Path(run.results_dir).resolve()
@@ -173,7 +178,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 def cmd_k8s(args: argparse.Namespace) -> int:
     from bench import k8s
 
-    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    run_args = _run_args(args)
     build_cells(parser().parse_args(["run", *run_args]))  # bad run options fail here, not in the pods
     job = k8s.trainjob(args.name, args.image, run_args, args.nodes, args.gpus_per_node, args.results_claim)
     text = k8s.render(job)

@@ -60,6 +60,14 @@ class Cluster:
 ONE_NODE = Cluster()
 
 
+def spanning(run_args: list[str], nodes: int) -> list[str]:
+    """``bench run``'s options for a scheduler's job of ``nodes`` nodes: unless they say ``--nodes``, every cell
+    spans them all."""
+    if any(a == "--nodes" or a.startswith("--nodes=") for a in run_args):
+        return run_args
+    return [*run_args, "--nodes", str(nodes)]
+
+
 def _int(name: str, value: str) -> int:
     try:
         return int(value)

@@ -12,6 +12,8 @@ import shlex
 
 import yaml
 
+from bench import cluster
+
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 RUNTIME = "torch-distributed"  # Kubeflow Trainer's PyTorch runtime; its replicated job and container are "node"
 NODE = "node"
@@ -22,10 +24,7 @@ def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_pe
     """The TrainJob as a dict. ``run_args`` are ``bench run``'s; the results folder is the claim's mount, the run id
     the job's name (so that a job run again resumes), and every cell spans the job's nodes unless they say
     ``--nodes``."""
-    args = [*run_args]
-    if not any(a == "--nodes" or a.startswith("--nodes=") for a in args):
-        args += ["--nodes", str(nodes)]
-    args += ["--results-dir", "/results", "--run-id", name]
+    args = [*cluster.spanning(run_args, nodes), "--results-dir", "/results", "--run-id", name]
     mounts = [{"name": "results", "mountPath": "/results"}, {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes = [
         {"name": "results", "persistentVolumeClaim": {"claimName": results_claim}},

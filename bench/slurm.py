@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import cluster
+
 TEMPLATE = """#!/bin/bash
 # Written by `bench slurm`: {tasks} bench run processes (tasks), one node of the run each; node 0 writes the records.
 #SBATCH --job-name={job_name}
@@ -48,8 +50,7 @@ def render(run_args: list[str], nodes: int = 1, tasks_per_node: int = 1, sbatch:
     tasks = nodes * tasks_per_node
     if nodes < 1 or tasks_per_node < 1:
         raise ValueError("bench slurm: --nodes and --ntasks-per-node must be at least 1")
-    if not any(a == "--nodes" or a.startswith("--nodes=") for a in run_args):
-        run_args = [*run_args, "--nodes", str(tasks)]
+    run_args = cluster.spanning(run_args, tasks)
     extra, setup = "".join(f"#SBATCH {opt}\n" for opt in sbatch or []), ""
     if image:
         if results is None:
