@@ -124,7 +124,10 @@ def loader_step(loader: Iterable, device: torch.device, synchronize: Callable[[]
 
 def train_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable) -> int:
     """FLOPs of one forward and backward pass of ``model`` on ``(x, y)``, counted on a CPU copy in fp32 (the count
-    depends on shapes only). Matmuls and convolutions; elementwise work and the optimizer are not counted."""
+    depends on shapes only). Matmuls and convolutions; elementwise work and the optimizer are not counted.
+
+    Call it after the backend's device exists: a first backward pass on the CPU before torch_xla's device does leaves
+    the autograd engine without a queue for XLA, and every later XLA backward fails an internal assert (torch 2.9)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model = copy.deepcopy(model).cpu().float()

@@ -43,6 +43,7 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "persistent_workers": (bool, True),
     "lr": ((int, float, str), None),  # a number, or "find": the workload's own learning-rate finder picks it
     "pretrained": (bool, None),  # workloads that fine-tune pretrained weights; false trains from random init
+    "lr_find_steps": (int, None),  # steps of the workload's learning-rate finder (fastai's lr_find num_it)
     "tta_target": ((int, float), 0.99),
     "stop_at_target": (bool, False),
     "warmup_steps": (int, 50),
@@ -64,6 +65,7 @@ PER_WORKLOAD = (
     "persistent_workers",
     "lr",
     "pretrained",
+    "lr_find_steps",
     "tta_target",
     "stop_at_target",
     "warmup_steps",
@@ -77,6 +79,10 @@ ORDERS = ("interleaved", "random")
 MODES = ("eager", "compile", "graphs")
 # The seed's way of running: a cell with these values keeps the name and fingerprint it had before the setting existed.
 SEED_WAY = {"mode": "eager", "input": "loader", "pin_memory": False, "persistent_workers": True}
+# fastai's lr_find default, the seed's: fastai cells at it keep the fingerprint they had before the setting existed.
+LR_FIND_STEPS = 100
+# fastai suggests from the steps between the first tenth and the last five (LRFinder.after_fit)
+MIN_LR_FIND_STEPS = 10
 
 
 class SuiteError(ValueError):
@@ -113,6 +119,7 @@ class Cell:
     suite: str
     allow_emulated: bool = False  # run a precision the CPU only emulates (bench.backends.cpu), labelled so
     nodes: int = 1  # nodes the cell spans, each with ``devices`` devices (bench.launch)
+    lr_find_steps: int | None = None  # None: the workload has no learning-rate finder
 
     @property
     def world_size(self) -> int:
@@ -151,6 +158,8 @@ class Cell:
             del config["allow_emulated"]
         if self.nodes == 1:  # likewise: one node is what every cell was before nodes existed
             del config["nodes"]
+        if self.lr_find_steps in (None, LR_FIND_STEPS):  # likewise
+            del config["lr_find_steps"]
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
@@ -203,6 +212,14 @@ def _check_axes(where: str, s: dict) -> None:
                 raise SuiteError(f"{where}: {key} entry {entry!r}; valid: {', '.join(valid)}")
 
 
+def _check_lr_find(where: str, steps: int | None) -> None:
+    if steps is not None and steps < MIN_LR_FIND_STEPS:
+        raise SuiteError(
+            f"{where}: lr_find_steps = {steps} leaves the finder no steps to suggest from "
+            f"(it drops the first tenth and the last five); set it to {MIN_LR_FIND_STEPS} or more"
+        )
+
+
 def validate(name: str, raw: dict) -> dict:
     """Check every key, type and name; return the settings with defaults filled in."""
     raw = dict(raw)
@@ -233,6 +250,7 @@ def validate(name: str, raw: dict) -> dict:
             raise SuiteError(f"suite {name}: nodes entry {n!r} should be a positive integer")
     if s["repeats"] < 1 or s["warmup_steps"] < 0 or s["profile_steps"] < 0:
         raise SuiteError(f"suite {name}: repeats must be >= 1, warmup_steps and profile_steps >= 0")
+    _check_lr_find(f"suite {name}", s["lr_find_steps"])
     for w, over in overrides.items():
         workloads.get(w)
         for key, value in over.items():
@@ -241,6 +259,7 @@ def validate(name: str, raw: dict) -> dict:
             _check(f"suite {name} [workload.{w}]", key, value)
             if key in ("warmup_steps", "profile_steps") and value < 0:
                 raise SuiteError(f"suite {name}: [workload.{w}] {key} must be >= 0")
+        _check_lr_find(f"suite {name} [workload.{w}]", over.get("lr_find_steps"))
         _check_axes(f"suite {name} [workload.{w}]", over)
     s["workload"] = overrides
     return s
@@ -289,6 +308,7 @@ def expand(name: str, s: dict) -> list[Cell]:
                         lr=pick("lr") if pick("lr") == "find" else float(pick("lr")),
                         # only a workload with pretrained weights (a DEFAULTS entry) takes the setting
                         pretrained=pick("pretrained") if "pretrained" in module.DEFAULTS else None,
+                        lr_find_steps=pick("lr_find_steps") if getattr(module, "LR_FINDER", False) else None,
                         tta_target=float(over["tta_target"]),
                         stop_at_target=over["stop_at_target"],
                         warmup_steps=over["warmup_steps"],

@@ -6,10 +6,19 @@ set -euo pipefail
 cmd=${1:?usage: slurm-local.sh start|stop DIR}
 dir=$(mkdir -p "${2:?usage: slurm-local.sh start|stop DIR}" && cd "$2" && pwd)
 if [ "$cmd" = stop ]; then
+  # SIGTERM, then wait for the daemons to exit: slurmctld saves its state into DIR as it stops, which would race a
+  # following rm -rf DIR.
+  pids=()
   for daemon in slurmd slurmctld munged; do
-    [ -f "$dir/$daemon.pid" ] && kill "$(cat "$dir/$daemon.pid")" 2>/dev/null || true
+    [ -f "$dir/$daemon.pid" ] && pids+=("$(cat "$dir/$daemon.pid")")
   done
-  exit 0
+  [ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "${pids[@]}" 2>/dev/null || exit 0
+    sleep 0.1
+  done
+  echo "slurm-local: still running after 10 s: ${pids[*]}" >&2
+  exit 1
 fi
 for bin in munged mungekey slurmctld slurmd sinfo; do
   command -v "$bin" >/dev/null || { echo "slurm-local: $bin not found: apt-get install slurm-wlm munge" >&2; exit 2; }

@@ -58,6 +58,21 @@ def test_fastai_recipe_defaults_pretrained_and_lr_find():
         suite.expand("t", settings(lr="find"))
 
 
+def test_lr_find_steps_apply_to_the_finder_and_fastais_default_keeps_the_fingerprint():
+    raw = {"workloads": ["fastai-resnet18", "torch-convnet"]}
+    default = {c.workload: c for c in suite.expand("t", settings(**raw))}
+    assert default["fastai-resnet18"].lr_find_steps == 100 and default["torch-convnet"].lr_find_steps is None
+    # a cell as written before the setting existed: fastai's default is the same measurement
+    old = suite.Cell(**{k: v for k, v in vars(default["fastai-resnet18"]).items() if k != "lr_find_steps"})
+    assert old.lr_find_steps is None and old.fingerprint == default["fastai-resnet18"].fingerprint
+    short = {c.workload: c for c in suite.expand("t", settings(**raw, lr_find_steps=20))}
+    assert short["fastai-resnet18"].lr_find_steps == 20 and short["torch-convnet"].lr_find_steps is None
+    assert short["fastai-resnet18"].fingerprint != default["fastai-resnet18"].fingerprint
+    assert short["torch-convnet"].fingerprint == default["torch-convnet"].fingerprint
+    with pytest.raises(SuiteError, match=r"\[workload.fastai-resnet18\]: lr_find_steps = 5 leaves .* set it to 10"):
+        settings(workload={"fastai-resnet18": {"lr_find_steps": 5}})
+
+
 def test_seed_epochs_are_the_default():
     (cell,) = suite.expand("t", settings(workloads=["lightning-convnet"]))
     assert (cell.epochs, cell.batch_size, cell.precision, cell.devices) == (10, 32, "fp32", 1)

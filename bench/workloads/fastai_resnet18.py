@@ -43,7 +43,7 @@ from bench.precision import Probe
 NAME = "fastai-resnet18"
 FRAMEWORK = f"fastai {fastai.__version__}"
 # epochs: fine_tune's unfrozen epochs (after FREEZE_EPOCHS frozen ones); batch 64 is fastai's default
-DEFAULTS = {"epochs": 2, "batch_size": 64, "num_workers": 0, "lr": 0.0209, "pretrained": True}
+DEFAULTS = {"epochs": 2, "batch_size": 64, "num_workers": 0, "lr": 0.0209, "pretrained": True, "lr_find_steps": 100}
 FREEZE_EPOCHS = 1
 LR_FINDER = True  # lr = "find" fits with lr_find's suggestion
 # fastai's distrib_ctx needs Hugging Face accelerate and hard-codes CUDA and NCCL (fastai/distributed.py): no gloo on
@@ -192,7 +192,7 @@ def run(ctx) -> dict:
     probe = Probe(learn.model[0][0])  # the body's first convolution
     adapters.fastai_learner(learn, cell, ctx.backend)
     with meter.phase("lr_find"):
-        found = learn.lr_find()  # plots the loss curve with its suggestion, as in the seed
+        found = learn.lr_find(num_it=cell.lr_find_steps)  # plots the loss curve with its suggestion, as in the seed
     _save(ctx.cell_dir / "lr_find.png")
     with contextlib.suppress(OSError):
         (ctx.cell_dir / "models").rmdir()  # lr_find's scratch folder, empty again: the seed keeps no checkpoint

@@ -168,6 +168,7 @@ def run(ctx) -> dict:
 
 def steps(cell, backend, data_dir: str | None) -> micro.Steps:
     """Lightning's own fit and validate loops over one fixed batch (bench.micro), each in a fresh Trainer."""
+    device = backend.torch_device()  # before train_flops' CPU backward (see there)
     train, _ = convnet.loaders(cell, data_dir)
     x, y = next(iter(train))
     module = LitConvNet(cell.lr)
@@ -180,5 +181,4 @@ def steps(cell, backend, data_dir: str | None) -> micro.Steps:
     def validate(batches) -> None:
         make_trainer(cell, backend, logger=False).validate(module, dataloaders=batches, verbose=False)
 
-    device = backend.torch_device()
     return micro.Steps((x.to(device), y.to(device)), fit, validate, train, module.model.fc1, flops)
