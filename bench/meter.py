@@ -103,6 +103,8 @@ class Meter:
         t = now(self.backend)
         if self.train_t0 is None:
             self.train_t0 = t
+            for tracker in self.trackers:
+                tracker.train_start()
             if self.warmup_steps == 0:
                 self.warmup_end = t
         self._epoch = {"t0": t, "samples": 0}
@@ -140,7 +142,7 @@ class Meter:
             by_phase[0] += t - self._seg_t0
             by_phase[1] += self._seg_samples
             for tracker in self.trackers:
-                tracker.steady_end()
+                tracker.steady_end(self._seg_samples)
             marks = self._marks
             between = (self.backend.seconds_between(a, b) for a, b in itertools.pairwise(marks))
             self.step_times += [d for d in between if d is not None]  # None: the device has no step clock
@@ -155,6 +157,8 @@ class Meter:
         self._epoch["elapsed"] = t - self.train_t0
         if self.tta_seconds is None and accuracy >= self.tta_target:
             self.tta_seconds = t - self.train_t0
+            for tracker in self.trackers:
+                tracker.target_reached()
             return True
         return False
 

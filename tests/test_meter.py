@@ -188,7 +188,7 @@ class Hooks(trackers.Tracker):
     def steady_start(self) -> None:
         self.events.append(("steady_start", self.clock.t))
 
-    def steady_end(self) -> None:
+    def steady_end(self, samples: int) -> None:
         self.events.append(("steady_end", self.clock.t))
 
     def window_steps(self) -> int:

@@ -166,11 +166,11 @@ def test_compilations_inside_steady_segments_are_counted(tmp_path):
     be = backend("xla", stats=lambda: {"compilations": next(count), "compile_seconds": 1.5})
     t = tracker(compile_tracker, small_cell(), be, tmp_path)
     t.steady_start()  # 0
-    t.steady_end()  # 0: none inside the first segment
+    t.steady_end(32)  # 0: none inside the first segment
     t.steady_start()  # 5: compiled during evaluation, outside the segments
-    t.steady_end()  # 5
+    t.steady_end(32)  # 5
     t.steady_start()  # 7
-    t.steady_end()  # 9: two inside the third
+    t.steady_end(32)  # 9: two inside the third
     assert t.after_warmup == 2
     section = {"compilations": 9, "compile_seconds": 1.5, "compilations_after_warmup": 2}
     columns = compile_tracker.report([section])

@@ -27,11 +27,17 @@ class Tracker:
     def start(self) -> None:
         """Before the workload's setup (seeds set, precision applied)."""
 
+    def train_start(self) -> None:
+        """Training begins (the first epoch's start, device synchronised): time to accuracy counts from here."""
+
     def steady_start(self) -> None:
         """A steady-state segment of training begins (after warmup, at an epoch's start), device synchronised."""
 
-    def steady_end(self) -> None:
-        """The segment ends (evaluation starts), device synchronised."""
+    def steady_end(self, samples: int) -> None:
+        """The segment ends (evaluation starts) after ``samples`` samples (global), device synchronised."""
+
+    def target_reached(self) -> None:
+        """The evaluation that first reached the accuracy target has ended: time to accuracy stops here."""
 
     def window_steps(self) -> int:
         """Training steps this tracker wants in the measurement window after training (0: none)."""

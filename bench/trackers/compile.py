@@ -48,7 +48,7 @@ class Compile(Tracker):
     def steady_start(self) -> None:
         self._at_segment_start = self.stats()
 
-    def steady_end(self) -> None:
+    def steady_end(self, samples: int) -> None:
         if self._at_segment_start is not None:
             self.after_warmup += self.stats()["compilations"] - self._at_segment_start["compilations"]
 
