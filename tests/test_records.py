@@ -30,14 +30,14 @@ def test_a_record_missing_a_section_or_with_an_unknown_one_fails_loudly(tmp_path
     del missing["profile"]
     with pytest.raises(ValueError, match=r"lacks sections \['profile'\]"):
         records.append(path, missing)
-    with pytest.raises(ValueError, match=r"unknown ones \['energy'\]"):
-        records.append(path, {**record(), "energy": {}})
+    with pytest.raises(ValueError, match=r"unknown ones \['carbon'\]"):
+        records.append(path, {**record(), "carbon": {}})
     with pytest.raises(ValueError, match="an ok record needs every section"):
         records.append(path, {**record(), "timing": None})
     with pytest.raises(ValueError, match="unknown record sections"):
         records.new("ok", None, speed={})
     records.append(path, record("unsupported"))  # a cell that never ran fills only some sections
-    assert not path.read_text().count("energy")
+    assert not path.read_text().count("carbon")
 
 
 def test_torn_last_line_is_skipped_then_repaired(tmp_path, capsys):

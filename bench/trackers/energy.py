@@ -38,7 +38,7 @@ def _rapl_reason() -> str | None:
                 "needs the host's /sys/devices/virtual/powercap at /zeus_sys/class/powercap, as make bench-cpu mounts "
                 "it: docs/methodology.md, Energy)"
             )
-        return f"RAPL counters not readable ({e}): energy_uj is root-only since Linux 5.10 (docs/methodology.md, Energy)"
+        return f"RAPL counters not readable ({e}): energy_uj is root-only since Linux 5.10 (methodology.md, Energy)"
 
 
 def _gpu_reason(backend: str) -> str | None:
