@@ -60,6 +60,7 @@ class Energy(Tracker):
 
     def start(self) -> None:
         self.monitor = None
+        self.method: dict[str, str] = {}  # how each measured component is read; empty: nothing measured
         self.steady = {"seconds": 0.0, "samples": 0, "joules": dict.fromkeys(COMPONENTS)}
         self.tta: dict | None = None
         self.segments = 0
@@ -67,6 +68,8 @@ class Energy(Tracker):
         logging.getLogger("zeus").setLevel(logging.WARNING)  # zeus logs every window at INFO
         if ddp.world().rank != 0:  # global rank 0 measures its node for the cell; its section is the record's
             return
+        if self.cell.nodes > 1:
+            self.not_measured["other nodes"] = "node 0's devices only"
         gpu, cpu = _gpu_reason(self.cell.backend), _rapl_reason()
         if gpu:
             self.not_measured["gpu"] = gpu
@@ -79,6 +82,7 @@ class Energy(Tracker):
         # the cell's GPUs on this node (CUDA_VISIBLE_DEVICES applies, as in torch); every RAPL package
         gpus = [] if gpu else list(range(self.cell.devices))
         self.monitor = ZeusMonitor(gpu_indices=gpus, cpu_indices=[] if cpu else None)
+        self.method = self._methods()
 
     def _begin(self, key: str) -> None:
         if self.monitor is not None:
@@ -113,9 +117,7 @@ class Energy(Tracker):
     def target_reached(self) -> None:
         self.tta = self._end("tta")
 
-    def methods(self) -> dict[str, str]:
-        if self.monitor is None:
-            return {}
+    def _methods(self) -> dict[str, str]:
         out = {}
         gpus = self.monitor.gpu_indices
         if gpus:
@@ -134,21 +136,16 @@ class Energy(Tracker):
         with contextlib.suppress(Exception):  # an open TTA window (target never reached) is simply dropped
             if self.monitor is not None and "tta" in self.monitor.measurement_states:
                 self.monitor.end_window("tta", sync_execution=False, cancel=True)
-        methods = self.methods()
-        if self.cell.backend == "xla":
-            self.not_measured.setdefault("tpu", TPU)
-        if self.cell.nodes > 1:
-            self.not_measured["other nodes"] = "node 0's devices only"
-        steady = self.steady if methods and self.steady["seconds"] else None
+        steady = self.steady if self.method and self.steady["seconds"] else None
         total = _total(steady["joules"]) if steady else None
         return {
-            "status": "ok" if methods else "not measured",
-            "reason": None if methods else "; ".join(f"{k}: {v}" for k, v in self.not_measured.items()),
-            "method": methods,
+            "status": "ok" if self.method else "not measured",
+            "reason": None if self.method else "; ".join(f"{k}: {v}" for k, v in self.not_measured.items()),
+            "method": self.method,
             "not_measured": self.not_measured,
             "steady": steady,
             "samples_per_joule": steady["samples"] / total if total else None,
-            "tta": {**self.tta, "total_joules": _total(self.tta["joules"])} if self.tta and methods else None,
+            "tta": {**self.tta, "total_joules": _total(self.tta["joules"])} if self.tta and self.method else None,
             "estimate": None,  # no estimate is offered; a field of its own, should one ever be
         }
 
