@@ -55,6 +55,10 @@ def build_cells(args: argparse.Namespace):
 
     name = suite.resolve_auto() if args.suite == "auto" else args.suite
     name, raw = suite.load(name)
+    if args.price_per_hour is not None:  # a price of one's own replaces the suite's entry, and an entry a price
+        raw.pop("price", None)
+    if args.price is not None:
+        raw.pop("price_per_hour", None)
     for key, value in (
         ("workloads", args.workload),
         ("precisions", args.precision),
@@ -74,6 +78,9 @@ def build_cells(args: argparse.Namespace):
         ("allow_emulated", args.allow_emulated or None),
         ("order", args.order),
         ("order_seed", args.order_seed),
+        ("price", args.price),
+        ("price_plan", args.price_plan),
+        ("price_per_hour", args.price_per_hour),
     ):
         if value is not None:
             raw[key] = value
@@ -85,7 +92,7 @@ def build_cells(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import cluster, env, estimate, runner
+    from bench import cluster, cost, env, estimate, runner
 
     name, settings, cells = build_cells(args)
     nodes = cluster.resolve(args.nnodes, args.node_rank, args.rdzv_endpoint)
@@ -109,8 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bench import weights
 
         weights.ensure_resnet18()  # likewise for pretrained weights: cached, downloaded, or one clear error
+    price = cost.resolve(settings["price"], settings["price_plan"], settings["price_per_hour"], cells[0].backend)
     status = runner.sweep(
-        cells, Path(args.results_dir), run_id, data_dir, settings["order"], settings["order_seed"], nodes
+        cells, Path(args.results_dir), run_id, data_dir, settings["order"], settings["order_seed"], nodes, price
     )
     # interrupted: stop now, `bench report` can follow; the other nodes of a run leave the report to node 0
     if status != 130 and not args.no_report and nodes.node_rank == 0:
@@ -191,7 +199,7 @@ def cmd_k8s(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from bench import backends, suite, workloads
+    from bench import backends, cost, suite, workloads
 
     print("suites:     " + ", ".join(suite.suite_names()) + " (or auto, or a path to a .toml file)")
     print("workloads:  " + ", ".join(workloads.WORKLOADS))
@@ -199,6 +207,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("modes:      " + ", ".join(suite.MODES) + " (docs/methodology.md#execution-modes)")
     print("inputs:     " + ", ".join(suite.INPUTS))
     print("backends:   " + ", ".join(backends.BACKENDS) + f" (detected here: {backends.detect()})")
+    print("prices:     list prices per node-hour (bench/prices.toml; suite setting price, or --price/--price-per-hour)")
+    for entry, e in cost.table().items():
+        spot = e.get("spot_usd_per_hour")
+        what = f"{e['accelerator_count']}x {e['accelerator']}" if e["accelerator_count"] else e["accelerator"]
+        print(
+            f"  {entry}: {what}, on-demand ${e['on_demand_usd_per_hour']:,.2f}/h"
+            + (f", spot ${spot:,.2f}/h" if spot is not None else "")
+            + f" (retrieved {e['retrieved']})"
+        )
     return 0
 
 
@@ -250,6 +267,9 @@ def parser() -> argparse.ArgumentParser:
         help="run precisions this CPU only emulates (bf16 without bf16 kernels: slow), labelled emulated",
     )
     r.add_argument("--profile-steps", type=int, help="steps profiled after training (default 30; 0: no profile)")
+    r.add_argument("--price", help="bill each node-hour at this entry of the price table (bench list: prices)")
+    r.add_argument("--price-plan", help="the entry's on-demand (default) or spot list price")
+    r.add_argument("--price-per-hour", type=float, help="bill each node-hour at this many US dollars instead")
     r.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     r.add_argument("--run-id", help="folder under the results dir (default: <suite>-<host>; same id resumes)")

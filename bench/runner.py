@@ -250,10 +250,12 @@ def sweep(
     order: str = "interleaved",
     order_seed: int = 0,
     cluster: Cluster = ONE_NODE,
+    price: dict | None = None,
 ) -> int:
     """Run every cell not yet recorded, in the order given (``order``/``order_seed`` say how it was made, for the
-    records); returns the exit status (1 if any cell of the sweep failed). On a node other than node 0, run the
-    cells of several nodes that node 0 publishes (bench.cluster) and record nothing."""
+    records; ``price`` is what a node-hour costs, bench.cost); returns the exit status (1 if any cell of the sweep
+    failed). On a node other than node 0, run the cells of several nodes that node 0 publishes (bench.cluster) and
+    record nothing."""
     run_dir = Path(results_dir) / run_id
     if cluster.node_rank > 0:
         return _follow(cells, run_dir / f"node{cluster.node_rank}", run_id, data_dir, cluster)
@@ -293,7 +295,8 @@ def sweep(
                 record = run_cell(cell, run_dir, run_id, data_dir, progress, cluster)
                 if sync and cell.nodes > 1:
                     _other_nodes(record, sync.reports(cell.fingerprint, cell.nodes), cell.nodes)
-            record["run"].update(placed, position=i)  # where the cell ran in the sweep (its fingerprint ignores it)
+            # where the cell ran in the sweep, and at what price (its fingerprint ignores both)
+            record["run"].update(placed, position=i, price=price)
             records.append(path, record)
             statuses.append(record["status"])
             progress.cell_end()

@@ -34,10 +34,15 @@ srun --kill-on-bad-exit=0 {command}
 
 
 # The image's way (as `make bench-cpu` runs it): host network, so that the nodes meet; the results folder mounted;
-# the files written as the submitting user; the variables bench.cluster reads passed through from each task.
+# the files written as the submitting user; the variables bench.cluster reads passed through from each task; the
+# host's RAPL counters where it has them (bench.trackers.energy), as the Makefile mounts them.
 DOCKER_RUN = (
     '{docker} run --rm --network host --user "$(id -u):$(id -g)" --shm-size 16g -v {results}:/results '
-    "-e MASTER_ADDR -e MASTER_PORT -e SLURM_PROCID -e SLURM_STEP_NUM_TASKS -e BENCH_IMAGE_DIGEST {flags}{image} "
+    "-e MASTER_ADDR -e MASTER_PORT -e SLURM_PROCID -e SLURM_STEP_NUM_TASKS -e BENCH_IMAGE_DIGEST $RAPL {flags}{image} "
+)
+RAPL = (  # read where the job script runs (the first node): a job's nodes are alike
+    "RAPL=$([ -d /sys/devices/virtual/powercap/intel-rapl ] && "
+    "echo -v /sys/devices/virtual/powercap:/zeus_sys/class/powercap:ro || true)  # the energy counters, if any\n"
 )
 
 
@@ -57,6 +62,7 @@ def render(run_args: list[str], nodes: int = 1, tasks_per_node: int = 1, sbatch:
             raise ValueError("bench slurm --image needs the results folder to mount")
         digest = shlex.join([docker, "image", "inspect", "-f", "{{.Id}}", image])
         setup = f"BENCH_IMAGE_DIGEST=$({digest})  # the records name the image they ran in\nexport BENCH_IMAGE_DIGEST\n"
+        setup += RAPL
         flags = "".join(f"{shlex.quote(f)} " for f in docker_flags or [])
         prefix = DOCKER_RUN.format(docker=shlex.quote(docker), results=shlex.quote(str(results)), flags=flags,
                                    image=shlex.quote(image))  # fmt: skip

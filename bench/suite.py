@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from bench import allocator, backends, precision, workloads
+from bench import allocator, backends, cost, precision, workloads
 from bench.precision import UnknownName
 
 # Every setting a suite may hold, with its type and default. None means "the workload's default".
@@ -52,6 +52,11 @@ SETTINGS: dict[str, tuple[type | tuple, object]] = {
     "allocator": (str, "auto"),
     # run precisions the CPU only emulates (bf16 without oneDNN kernels: 6-35x slower than fp32), labelled emulated
     "allow_emulated": (bool, False),
+    # what a node-hour costs, for the report's $ columns (bench.cost): an entry of bench/prices.toml, or one per
+    # backend ({cpu = "...", cuda = "..."}), at its on-demand or spot list price; or a price of your own
+    "price": ((str, dict), None),
+    "price_plan": (str, "on-demand"),
+    "price_per_hour": ((int, float), None),
 }
 PER_WORKLOAD = (
     "modes",
@@ -220,6 +225,20 @@ def _check_lr_find(where: str, steps: int | None) -> None:
         )
 
 
+def _check_price(where: str, s: dict) -> None:
+    """The price settings resolve, for every backend they name (the run resolves them for its own: bench.cost)."""
+    named = s["price"] if isinstance(s["price"], dict) else {"": s["price"]}
+    for backend, entry in named.items():
+        if backend and backend not in backends.BACKENDS:
+            raise SuiteError(f"{where}: price names backend {backend!r}; valid: {', '.join(backends.BACKENDS)}")
+        if entry is not None and not isinstance(entry, str):
+            raise SuiteError(f"{where}: price.{backend} = {entry!r} should be an entry name (a str)")
+        try:
+            cost.resolve(entry, s["price_plan"], s["price_per_hour"], backend)
+        except cost.PriceError as e:
+            raise SuiteError(f"{where}: {e}") from e
+
+
 def validate(name: str, raw: dict) -> dict:
     """Check every key, type and name; return the settings with defaults filled in."""
     raw = dict(raw)
@@ -251,6 +270,7 @@ def validate(name: str, raw: dict) -> dict:
     if s["repeats"] < 1 or s["warmup_steps"] < 0 or s["profile_steps"] < 0:
         raise SuiteError(f"suite {name}: repeats must be >= 1, warmup_steps and profile_steps >= 0")
     _check_lr_find(f"suite {name}", s["lr_find_steps"])
+    _check_price(f"suite {name}", s)
     for w, over in overrides.items():
         workloads.get(w)
         for key, value in over.items():

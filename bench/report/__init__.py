@@ -30,6 +30,15 @@ FASTEST_NOTE = (
 )
 
 
+COST_NOTE = (
+    "$ to target = TTA in hours × the price of a node-hour × nodes; $/M samples = the same price for a million "
+    "samples at the steady samples/s. Prices are list prices of the date shown (bench/prices.toml, or one given with "
+    "--price-per-hour), per node: the whole VM, slice or instance, even where a cell used fewer of its "
+    "accelerators; no discounts, storage or network. A table entry prices the hardware it names, which need not be "
+    "the machine that ran (see priced at)."
+)
+
+
 RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "scaling"}
 
 
@@ -72,6 +81,9 @@ def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
         f"<h1>Benchmark report</h1><p>{html.escape(md[2])}</p><h2>Overview</h2><p>{html.escape(PROFILE_NOTE)}</p>",
         render.overview(s, out, render.html_link).to_html(index=False, border=0, escape=False),
     ]
+    if s["usd_per_hour"].notna().any():
+        md[-2:-2] = [COST_NOTE, ""]
+        body.insert(1, f"<p>{html.escape(COST_NOTE)}</p>")
     peak = verdicts.fastest(s)
     if len(peak):
         md += ["## What the hardware can do", "", FASTEST_NOTE, "", peak.to_markdown(index=False), ""]

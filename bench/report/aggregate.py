@@ -8,7 +8,7 @@ from collections import Counter
 
 import pandas as pd
 
-from bench import isa, records, trackers
+from bench import cost, isa, records, trackers
 from bench.precision import PRECISIONS
 from bench.report import stats
 from bench.suite import SEED_WAY
@@ -20,7 +20,7 @@ COLUMNS = (*records.TOP, "run_id", "cell_id", "workload", "backend", "nodes", "d
            "curve", "throughput_samples_per_s", "phase_throughput", "loader_samples_per_s", "step_time_ms_median",
            "step_time_ms_p90", "final_accuracy", "tta_target", "tta_seconds", "warmup_seconds", "setup_seconds",
            "phase_seconds", "lr_found", "weights", "artifacts", "full_network_phase", "peak_memory_bytes",
-           "peak_memory_kind", "precision_effective", *CONFIG)  # fmt: skip
+           "peak_memory_kind", "precision_effective", "price", *CONFIG)  # fmt: skip
 
 
 def frame(recs: list[dict]) -> pd.DataFrame:
@@ -103,6 +103,28 @@ def _emulated(g: pd.DataFrame) -> str:
     return "; ".join(sorted(w for w in why if w))
 
 
+def _price(g: pd.DataFrame) -> tuple[dict | None, str]:
+    """The price the row's records ran under (bench.cost), or None and why there is none."""
+    found = {norm(sorted(p.items()) if isinstance(p, dict) else None): p for p in g["price"]}
+    if len(found) > 1:
+        return None, "its repeats ran under different prices"
+    price = next(iter(found.values()))
+    return (price, "") if isinstance(price, dict) else (None, "no price named")
+
+
+def _cost(row: dict, price: dict | None) -> dict:
+    """The row's cost columns at its price: $ to the target and $ per million samples (bench.cost)."""
+    if price is None:
+        return {"usd_per_hour": None, "usd_to_target": None, "usd_per_M_samples": None}
+    usd, nodes = price["usd_per_hour"], int(row["nodes"])
+    tta, tput = (None if row[k] is None or pd.isna(row[k]) else float(row[k]) for k in ("tta_s", "throughput_median"))
+    return {
+        "usd_per_hour": usd,
+        "usd_to_target": cost.to_target(tta, usd, nodes),
+        "usd_per_M_samples": cost.per_million(tput, usd, nodes),
+    }
+
+
 def _tracker_columns(g: pd.DataFrame) -> dict[str, str]:
     """Each tracker's own columns for this row, from its sections over the ok repeats (or any, when none is ok)."""
     ok = g[g["status"] == "ok"]
@@ -159,6 +181,8 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
             **{c: g[c].dropna().iloc[0] if g[c].notna().any() else None for c in CONFIG},
         )
+        price, why = _price(g)
+        row.update(price=cost.label(price) if price else why, **_cost(row, price))
         rows.append(row)
     s = pd.DataFrame(rows)
     if s.empty:

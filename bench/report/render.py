@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 import os
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
                 ", ".join(f"{k} {v:.1f}" for k, v in ph.items()) if isinstance(ph, dict) else "" for ph in s["phases"]
             ],
             **tracked(s),
+            **costs(s),
             "allocator": s["allocator"],
             "comparable": s["comparable"],
             "notes": ["; ".join(n for n in (e, r) if n) for e, r in zip(s["emulated"], s["reason"])],
@@ -52,6 +54,34 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
     )
     optional = ("vs fp32 [95% CI]", "scaling eff. [95% CI]")  # shown where some row has one
     return t.drop(columns=[c for c in optional if not any(t[c])])
+
+
+def dollars(x: float | None) -> str:
+    """Cents, three significant figures below a dollar (a small run costs fractions of a cent), whole dollars from
+    $100."""
+    if x is None or pd.isna(x):
+        return ""
+    if x >= 100:
+        return f"${x:,.0f}"
+    return f"${x:.{max(2, 2 - math.floor(math.log10(x)))}f}" if x > 0 else "$0"
+
+
+def costs(s: pd.DataFrame, label: bool = True) -> dict[str, list[str]]:
+    """$ to the target and $ per million samples at each row's price (bench.cost), where any row has a price;
+    ``label``: with the price each row is billed at."""
+    if s["usd_per_hour"].isna().all():
+        return {}
+
+    def to_target(x: float | None, usd: float | None, status: str) -> str:
+        if usd is None or pd.isna(usd) or status != "ok":
+            return ""
+        return "not reached" if x is None or pd.isna(x) else dollars(x)
+
+    out = {
+        "$ to target": [to_target(*r) for r in zip(s["usd_to_target"], s["usd_per_hour"], s["status"])],
+        "$/M samples": [dollars(x) for x in s["usd_per_M_samples"]],
+    }
+    return {**out, "priced at": list(s["price"])} if label else out
 
 
 def tracked(s: pd.DataFrame) -> dict[str, list[str]]:
@@ -89,6 +119,7 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
             "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
             "TTA s": [tta_text(r) for _, r in s.iterrows()],
             **{k: v for k, v in tracked_columns.items() if k in OVERVIEW_TRACKED},
+            **costs(s, label=False),
             "weights": s["weights"],
             "files": [" ".join(link(os.path.relpath(a, out), name(a)) for a in arts) for arts in s["artifacts"]],
         }
