@@ -129,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench import report
 
-    out = report.write(Path(args.results_dir), baseline=args.baseline)
+    out = report.write(Path(args.results_dir), baseline=args.baseline, strict=getattr(args, "strict", False))
     print(f"report: {out}")
     return 0
 
@@ -145,7 +145,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     a, b = Path(args.a), Path(args.b)
     result = compare.compare(
-        a, b, compare.parse_filters(args.a_where), compare.parse_filters(args.b_where), args.fail_slower
+        a, b, compare.parse_filters(args.a_where), compare.parse_filters(args.b_where), args.fail_slower, args.strict
     )
     out = Path(args.out) if args.out else (b if b.is_dir() else b.parent) / "compare"
     return compare.finish(result, out)
@@ -219,6 +219,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+STRICT = "stop at a record that fails its schema (default: leave it out, warn, and list it in the report)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -281,6 +284,7 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="merge every records.jsonl under the results dir into a report")
     rep.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     rep.add_argument("--baseline", default="cpu/fp32", help="speedup baseline as backend/precision")
+    rep.add_argument("--strict", action="store_true", help=STRICT)
     rep.set_defaults(func=cmd_report)
 
     c = sub.add_parser(
@@ -295,6 +299,7 @@ def parser() -> argparse.ArgumentParser:
         "--fail-slower", type=_threshold, default=0.1, help="exit 1 when significantly slower by more (default 10%%)"
     )
     c.add_argument("--out", help="folder for compare.md and compare.html (default: <B>/compare)")
+    c.add_argument("--strict", action="store_true", help=STRICT)
     c.set_defaults(func=cmd_compare)
 
     cm = sub.add_parser("compare-micro", help="the newest saved micro-benchmark runs against the ones before them")

@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from bench import data, records, workloads
+from bench import data, records, schema, workloads
 from bench.suite import Cell
 
 # Where an estimate came from, best first.
@@ -40,11 +40,9 @@ def history(results_dir: Path, host: str) -> dict[str, list[float]]:
     out: dict[str, list[float]] = defaultdict(list)
     if not Path(results_dir).is_dir():
         return out
-    for r in records.read_all(Path(results_dir)):
-        try:
-            r = records.upgrade(r)
-        except ValueError:
-            continue  # a schema this version does not read: no estimate from it
+    usable, _ = schema.split(records.read_all(Path(results_dir)))  # a record that fails its schema gives no estimate
+    for r in usable:
+        r = records.upgrade(r)
         seconds = (r.get("run") or {}).get("process_seconds")
         if r.get("status") == "ok" and (r.get("env") or {}).get("host") == host and seconds:
             out[(r.get("cell") or {}).get("fingerprint")].append(float(seconds))

@@ -136,6 +136,12 @@ def append(path: Path, record: dict) -> None:
 
 def read(path: Path) -> list[dict]:
     """The records of one file; torn or corrupt lines are skipped with a warning."""
+    return [record for _, record in numbered(path)]
+
+
+def numbered(path: Path) -> list[tuple[int, dict]]:
+    """(line number, record) of one file; torn or corrupt lines, and lines that are not an object, are skipped with
+    a warning that names them."""
     out = []
     with open(path, "rb") as f:
         for number, line in enumerate(f, 1):
@@ -143,24 +149,32 @@ def read(path: Path) -> list[dict]:
                 continue
             try:
                 record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 warn(f"{path}:{number}: skipping a torn or corrupt line")
                 continue
             if isinstance(record, dict):
-                out.append(record)
+                out.append((number, record))
+            else:
+                warn(f"{path}:{number}: skipping a line that is not a JSON object")
     return out
+
+
+def located(path: Path) -> list[dict]:
+    """The records of one file, each with where it came from: ``_run_dir`` (the folder its ``artifacts`` paths are
+    relative to), ``_file`` and ``_line`` (for messages about it)."""
+    return [{**r, "_run_dir": str(path.parent), "_file": str(path), "_line": n} for n, r in numbered(path)]
 
 
 def read_all(results_dir: Path) -> list[dict]:
     """Every record under ``results_dir``: many runs and machines merge into one list.
 
-    Each record gets ``_run_dir``, the folder its file is in, which its ``artifacts`` paths are relative to.
-    The committed ``reference/`` runs below ``results_dir`` are left out: a machine's own report shows its own
-    runs, and a reference is compared by copying it in or by pointing ``results_dir`` at it.
+    Each record gets ``_run_dir``, ``_file`` and ``_line`` (``located``). The committed ``reference/`` runs below
+    ``results_dir`` are left out: a machine's own report shows its own runs, and a reference is compared by copying
+    it in or by pointing ``results_dir`` at it.
     """
     out = []
     for path in sorted(Path(results_dir).rglob("records.jsonl")):
         if "reference" in path.relative_to(results_dir).parts:
             continue
-        out += [{**r, "_run_dir": str(path.parent)} for r in read(path)]
+        out += located(path)
     return out

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import micro, records
+from bench import micro, records, schema
 from bench.report import aggregate, plots, render, verdicts
 
 PROFILE_NOTE = (
@@ -39,6 +39,12 @@ COST_NOTE = (
 )
 
 
+LEFT_OUT_NOTE = (
+    "These records do not hold what their schema says (bench/schema.py), so nothing above uses them: file:line, "
+    "then each field and what is wrong with it. Mend or remove them, or run bench report --strict to stop at them."
+)
+
+
 RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "scaling"}
 
 
@@ -53,10 +59,15 @@ def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
     return flat.join(pd.DataFrame(list(s["tracked"]), index=s.index))
 
 
-def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
+def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False) -> Path:
+    """The report of every record under ``results_dir``; records that fail their schema (bench.schema) are left out
+    and listed, or, ``strict``, stop it."""
     recs = records.read_all(results_dir)
     if not recs:
         raise ValueError(f"no records.jsonl under {results_dir}; run `bench run` first")
+    recs, left_out = schema.usable(recs, strict)
+    if not recs:
+        raise ValueError(f"none of the records under {results_dir} can be used:\n" + "\n".join(left_out))
     df = aggregate.frame(recs)
     s = aggregate.summarise(df, baseline)
     out = Path(results_dir) / "report"
@@ -79,7 +90,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
     ]
     body = [
         f"<h1>Benchmark report</h1><p>{html.escape(md[2])}</p><h2>Overview</h2><p>{html.escape(PROFILE_NOTE)}</p>",
-        render.overview(s, out, render.html_link).to_html(index=False, border=0, escape=False),
+        render.html_table(render.overview(s, out, render.html_link), raw=("files",)),
     ]
     if s["usd_per_hour"].notna().any():
         md[-2:-2] = [COST_NOTE, ""]
@@ -169,6 +180,12 @@ def write(results_dir: Path, baseline: str = "cpu/fp32") -> Path:
     envs = render.environments(df)
     md += ["## Environments", "", envs.to_markdown(index=False), ""]
     body += ["<h2>Environments</h2>", envs.to_html(index=False, border=0)]
+    if left_out:
+        md += ["## Records left out", "", LEFT_OUT_NOTE, "", *(f"    {line}" for line in left_out), ""]
+        body += [
+            f"<h2>Records left out</h2><p>{html.escape(LEFT_OUT_NOTE)}</p>",
+            "<pre>" + "\n".join(html.escape(line) for line in left_out) + "</pre>",
+        ]
     (out / "REPORT.md").write_text("\n".join(md))
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"

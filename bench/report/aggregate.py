@@ -37,8 +37,9 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     df["host"] = [(e or {}).get("host") for e in df["env"]]
     df["hardware"] = pd.Series([(e or {}).get("device_name") for e in df["env"]], dtype=object).fillna(df["backend"])
     df["allocator"] = [((e or {}).get("allocator") or {}).get("name") for e in df["env"]]
-    df["input"] = df["input"].fillna("loader")  # records from before the input axis ran the seed's DataLoader
-    df["mode"] = df["mode"].fillna("eager")  # and the seed's eager code
+    # records from before the input axis ran the seed's DataLoader (object: a column of only gaps is float)
+    df["input"] = df["input"].astype(object).fillna("loader")
+    df["mode"] = df["mode"].astype(object).fillna("eager")  # and the seed's eager code
     df["nodes"] = df["nodes"].fillna(1).astype(int)  # and one node
     order = {p: i for i, p in enumerate(PRECISIONS)}
     df["_p"] = df["precision"].map(order)

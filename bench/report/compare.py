@@ -5,6 +5,7 @@ more than a threshold, so that they can gate CI."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import records
+from bench import records, schema
 from bench.report import aggregate, stats
 from bench.report.verdicts import fmt
 
@@ -34,18 +35,23 @@ class Result:
     table: pd.DataFrame
     header: list[str]  # what was compared, in sentences
     regressions: list[str]  # the cells significantly slower than the threshold
+    left_out: list[str] = dataclasses.field(default_factory=list)  # records that failed their schema (bench.schema)
 
     def markdown(self) -> str:
         body = self.table.to_markdown(index=False) if len(self.table) else "(no matched cells)"
-        return "\n".join(["# Comparison", "", *self.header, "", body, ""])
+        left = ["", "## Records left out", "", *(f"    {line}" for line in self.left_out)] if self.left_out else []
+        return "\n".join(["# Comparison", "", *self.header, "", body, *left, ""])
 
     def html(self) -> str:
         head = "".join(f"<p>{html.escape(line)}</p>" for line in self.header)
+        left = "\n".join(html.escape(line) for line in self.left_out)
         return (
             "<!doctype html><html><head><meta charset='utf-8'><title>Comparison</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
             "td,th{padding:3px 8px;border-bottom:1px solid #ddd}</style></head><body><h1>Comparison</h1>"
-            f"{head}{self.table.to_html(index=False, border=0)}</body></html>"
+            f"{head}{self.table.to_html(index=False, border=0)}"
+            + (f"<h2>Records left out</h2><pre>{left}</pre>" if left else "")
+            + "</body></html>"
         )
 
 
@@ -60,16 +66,20 @@ def parse_filters(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def _side(path: Path, filters: dict[str, str], name: str) -> pd.DataFrame:
+def _side(path: Path, filters: dict[str, str], name: str, strict: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """One side's records as a frame, and the records left out as failing their schema."""
     path = Path(path)
     if path.is_file():
-        recs = [{**r, "_run_dir": str(path.parent)} for r in records.read(path)]
+        recs = records.located(path)
     elif path.is_dir():
         recs = records.read_all(path)
     else:
         raise CompareError(f"{name}: {path} is neither a results folder nor a records.jsonl file")
     if not recs:
         raise CompareError(f"{name}: no records under {path}; run `bench run` first")
+    recs, left_out = schema.usable(recs, strict)
+    if not recs:
+        raise CompareError(f"{name}: none of the records under {path} can be used:\n" + "\n".join(left_out))
     df = aggregate.frame(recs)
     df["commit"] = [((e or {}).get("git_commit") or "")[:12] or None for e in df["env"]]
     df["image"] = [(e or {}).get("container_image") for e in df["env"]]
@@ -78,7 +88,7 @@ def _side(path: Path, filters: dict[str, str], name: str) -> pd.DataFrame:
         df = df[text.str.startswith(value) if key == "commit" else text == value]  # a commit by its prefix
     if df.empty:
         raise CompareError(f"{name}: no records under {path} match {filters}")
-    return df
+    return df, left_out
 
 
 def _verdict(r: stats.Ratio, threshold: float) -> tuple[str, bool]:
@@ -91,9 +101,10 @@ def _verdict(r: stats.Ratio, threshold: float) -> tuple[str, bool]:
     return ("faster" if r.estimate > 1 else "slower"), False
 
 
-def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | None = None, threshold: float = 0.1):
+def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | None = None, threshold: float = 0.1,
+            strict: bool = False) -> Result:  # fmt: skip
     """B against A: the matched ok cells, each with B's throughput ÷ A's and its interval."""
-    da, db = _side(a, a_filters or {}, "A"), _side(b, b_filters or {}, "B")
+    (da, left_a), (db, left_b) = _side(a, a_filters or {}, "A", strict), _side(b, b_filters or {}, "B", strict)
     varying = []
     for c in AXES:
         va, vb = set(map(aggregate.norm, da[c])), set(map(aggregate.norm, db[c]))
@@ -147,7 +158,8 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
         "(docs/methodology.md#comparisons-intervals-and-flags). A cell fails the comparison when it is significantly "
         f"slower by more than {threshold:.0%}.",
     ]
-    return Result(pd.DataFrame(rows), header, regressions)
+    left_out = list(dict.fromkeys([*left_a, *left_b]))  # A and B may be the same folder
+    return Result(pd.DataFrame(rows), header, regressions, left_out)
 
 
 _RUN = re.compile(r"^(\d{4})_.*\.json$")

@@ -19,10 +19,11 @@ def accuracy(df: pd.DataFrame, workload: str, target: float) -> plt.Figure:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for n, (key, g) in enumerate(ok.groupby(["host", "hardware", "device_count", "precision", "nodes"], sort=False)):
         for j, curve in enumerate(g["curve"]):
-            pts = [(c["elapsed_seconds"], c["test_accuracy"]) for c in curve or [] if c.get("elapsed_seconds")]
+            epochs = curve if isinstance(curve, list) else []  # a record from before curves, or with none
+            pts = [(c["elapsed_seconds"], c["test_accuracy"]) for c in epochs if _point(c)]
             if pts:
                 x, y = zip(*pts)
-                label = f"{key[1]} x{key[2]} {key[3]}" if j == 0 else None
+                label = _text(f"{key[1]} x{key[2]} {key[3]}") if j == 0 else None
                 ax.plot(x, y, marker=".", color=colors[n % len(colors)], alpha=0.8, label=label)
     ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target}")
     ax.set(xlabel="wall-clock seconds since the first training step", ylabel="test accuracy", title=workload)
@@ -34,7 +35,7 @@ def accuracy(df: pd.DataFrame, workload: str, target: float) -> plt.Figure:
 def throughput(s: pd.DataFrame, workload: str) -> plt.Figure:
     g = s[(s["workload"] == workload) & s["throughput_median"].notna()]
     fig, ax = plt.subplots(figsize=(7, 1.3 + 0.4 * max(len(g), 1)))
-    labels = [f"{h} x{d} {p}" for h, d, p in zip(g["hardware"], g["device_count"], g["precision"])]
+    labels = [_text(f"{h} x{d} {p}") for h, d, p in zip(g["hardware"], g["device_count"], g["precision"])]
     med = g["throughput_median"].astype(float)
     err = [med - g["throughput_min"].astype(float), g["throughput_max"].astype(float) - med]
     ax.barh(labels, med, xerr=err, capsize=3)
@@ -42,6 +43,17 @@ def throughput(s: pd.DataFrame, workload: str) -> plt.Figure:
     ax.set(xlabel="training samples/s (median, min–max over repeats)", title=workload)
     fig.tight_layout()
     return fig
+
+
+def _point(epoch: dict) -> bool:
+    return bool(epoch.get("elapsed_seconds")) and epoch.get("test_accuracy") is not None
+
+
+def _text(label: str) -> str:
+    """A label as plain text: matplotlib reads $...$ as math (a host named with a $ would not render), and a
+    label longer than a line only squeezes the plot."""
+    label = label if len(label) <= 60 else label[:57] + "..."
+    return label.replace("$", r"\$")
 
 
 def png(fig: plt.Figure, path: Path) -> str:

@@ -126,6 +126,17 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
     )
 
 
+def html_table(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
+    """``t`` as HTML with every value escaped, but for the ``raw`` columns, which hold links built (and escaped) by
+    ``html_link`` from paths inside the results folder."""
+    safe = t.copy()
+    for column in safe.columns:
+        if column not in raw:
+            safe[column] = ["" if v is None or (isinstance(v, float) and pd.isna(v)) else html.escape(str(v))
+                            for v in safe[column]]  # fmt: skip
+    return safe.to_html(index=False, border=0, escape=False)
+
+
 def name(path: str) -> str:
     """A file's short name for a link: its stem, "trace" for a profile trace."""
     return "trace" if ".pt.trace." in path else Path(path).stem

@@ -1,0 +1,320 @@
+"""What a record may hold, checked as it is read: records come from other machines, older and newer versions of the
+harness, and hand edits, so ``bench report`` and ``bench compare`` check each one before they use it.
+
+One strict pydantic model per section, with every field the report reads: its type and its range (no NaN or
+infinity where a measurement is meant, accuracies in [0, 1], shares in [0, 100], counts of at least 0 or 1, paths
+inside the run's folder). A field the model does not name is let through (a newer tracker's), as is a section that
+no model names; a missing section is empty, as in the records of versions before it existed. Schema 2 (flat)
+records are checked after ``records.upgrade`` lifts them into sections.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bench import records
+
+NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
+AtLeastOne = Annotated[int, Field(ge=1)]
+
+
+def _inside(path: str) -> str:
+    """A path a record names (an artifact, a trace) must stay inside its run's folder: the report links to it."""
+    p = PurePosixPath(path)
+    if p.is_absolute() or ".." in p.parts or "\\" in path or ":" in path:
+        raise ValueError(f"{path[:60]!r} is not a relative path inside the run's folder")
+    return path
+
+
+RelativePath = Annotated[str, Field(max_length=1000), AfterValidator(_inside)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+# Names that become file names and ids (the report's plot files are named after the workload).
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")]
+
+
+class Cell(Section):
+    cell_id: str
+    workload: Name
+    backend: Name
+    precision: Name
+    device_count: AtLeastOne
+    nodes: AtLeastOne | None = None
+    run_id: str | None = None
+    fingerprint: str | None = None
+    framework: str | None = None
+    repeat: Count | None = None
+    seed: int | None = None
+    batch_size: AtLeastOne | None = None
+    lr: NonNeg | Literal["find"] | None = None
+    epochs: Count | None = None
+    limit_train: Count | None = None
+    limit_test: Count | None = None
+    num_workers: Count | None = None
+    pretrained: bool | None = None
+    tta_target: Fraction
+    stop_at_target: bool | None = None
+    mode: str | None = None
+    input: str | None = None
+
+
+class Price(Section):
+    usd_per_hour: Positive
+    plan: str
+    entry: str | None = None
+    provider: str | None = None
+    instance: str | None = None
+    region: str | None = None
+    retrieved: str | None = None
+
+
+class Run(Section):
+    started_at: str | None = None
+    process_seconds: NonNeg | None = None
+    position: Count | None = None
+    order: str | None = None
+    price: Price | None = None
+
+
+class Weights(Section):
+    pretrained: bool | None = None
+    source: str | None = None
+    checksum_ok: bool | None = None
+
+
+class Outcome(Section):
+    precision_effective: str | None = None
+    lr_found: NonNeg | None = None
+    lr_used: NonNeg | None = None
+    weights: Weights | None = None
+    artifacts: list[RelativePath] | None = None
+    full_network_phase: str | None = None
+    global_batch_size: AtLeastOne | None = None
+    train_samples: Count | None = None
+    test_samples: Count | None = None
+
+
+class Timing(Section):
+    throughput_samples_per_s: NonNeg | None = None
+    phase_throughput: dict[str, NonNeg | None] | None = None
+    loader_samples_per_s: NonNeg | None = None
+    step_time_ms_median: NonNeg | None = None
+    step_time_ms_p90: NonNeg | None = None
+    steady_steps: Count | None = None
+    warmup_steps: Count | None = None
+    setup_seconds: NonNeg | None = None
+    warmup_seconds: NonNeg | None = None
+    train_seconds: NonNeg | None = None
+    eval_seconds: NonNeg | None = None
+    total_seconds: NonNeg | None = None
+    phase_seconds: dict[str, NonNeg | None] | None = None
+
+
+class Epoch(Section):
+    epoch: Count | None = None
+    elapsed_seconds: NonNeg | None = None
+    test_accuracy: Fraction | None = None
+    train_loss: float | None = None  # NaN when training diverged: what the record is there to show
+
+
+class Accuracy(Section):
+    final_accuracy: Fraction | None = None
+    tta_seconds: NonNeg | None = None
+    epochs_run: Count | None = None
+    curve: list[Epoch] | None = None
+
+
+class Memory(Section):
+    peak_memory_bytes: Count | None = None
+    peak_memory_kind: str | None = None
+
+
+class Compile(Section):
+    compilations: Count | None = None
+    compile_seconds: NonNeg | None = None
+    compilations_after_warmup: Count | None = None
+    recompilations: Count | None = None
+    graph_breaks: Count | None = None
+
+
+class Profile(Section):
+    status: str | None = None
+    reason: str | None = None
+    device_busy_pct: Percent | None = None
+    loader_pct: Percent | None = None
+    host_ms_per_step: NonNeg | None = None
+    busy_kind: str | None = None
+    steps: Count | None = None
+    trace: RelativePath | None = None
+
+    @model_validator(mode="after")
+    def _ok_has_figures(self) -> Profile:
+        needed = ("device_busy_pct", "loader_pct", "host_ms_per_step", "busy_kind")
+        missing = [k for k in needed if getattr(self, k) is None]
+        if self.status == "ok" and missing:
+            raise ValueError(f"an ok profile needs {', '.join(missing)}")
+        return self
+
+
+class EnergyWindow(Section):
+    seconds: NonNeg | None = None
+    samples: Count | None = None
+    total_joules: NonNeg | None = None
+
+
+class Energy(Section):
+    status: str | None = None
+    reason: str | None = None
+    method: dict[str, str] | None = None
+    samples_per_joule: NonNeg | None = None
+    steady: EnergyWindow | None = None
+    tta: EnergyWindow | None = None
+
+
+class Distributed(Section):
+    world_size: AtLeastOne | None = None
+    nodes: AtLeastOne | None = None
+    collective: str | None = None
+
+
+class Allocator(Section):
+    name: str | None = None
+
+
+class Accelerator(Section):
+    gpu_name: str | None = None
+
+
+class Env(Section):
+    host: str | None = None
+    device_name: str | None = None
+    cpu_model: str | None = None
+    cpu_count: Count | None = None
+    cpu_isa: dict[str, bool | None] | None = None
+    backend: Accelerator | None = None
+    packages: dict[str, str | None] | None = None
+    python: str | None = None
+    allocator: Allocator | None = None
+    container_image: str | None = None
+    git_commit: str | None = None
+    lock_differences: dict[str, str | None] | None = None
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "cell": Cell,
+    "run": Run,
+    "outcome": Outcome,
+    "timing": Timing,
+    "accuracy": Accuracy,
+    "memory": Memory,
+    "compile": Compile,
+    "profile": Profile,
+    "energy": Energy,
+    "distributed": Distributed,
+    "env": Env,
+}
+READABLE = (1, *records.READABLE)  # schema 1 had a subset of schema 2's flat fields
+TOP_LEVEL_DICTS_V2 = ("env", "phase_throughput")  # the flat fields records.upgrade reads as objects
+
+
+def problems(record: object) -> list[str]:
+    """What is wrong with one record, as ``field: what`` (empty when it can be used)."""
+    if not isinstance(record, dict):
+        return [f"a record is a JSON object, not a {type(record).__name__}"]
+    version = record.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE:
+        return [
+            f"schema_version: {_show(version)}; this version of bench reads {', '.join(map(str, READABLE))} "
+            "(a newer bench wrote it? update bench to read it)"
+        ]
+    if record.get("status") not in records.STATUSES:
+        return [f"status: {_show(record.get('status'))}; valid: {', '.join(records.STATUSES)}"]
+    if not isinstance(record.get("reason"), str | None):
+        return [f"reason: {_show(record.get('reason'))} should be text or null"]
+    if version != records.SCHEMA_VERSION and not isinstance(record.get("cell"), dict):
+        bad = [k for k in TOP_LEVEL_DICTS_V2 if not isinstance(record.get(k), dict | None)]
+        if bad:
+            return [f"{k}: {_show(record[k])} should be an object" for k in bad]
+    upgraded = records.upgrade(record)
+    out = []
+    for name, model in SECTIONS.items():
+        value = upgraded.get(name)
+        if value is None and name != "cell":
+            continue
+        try:
+            model.model_validate(value)
+        except ValidationError as e:
+            out += _messages(name, e)
+    for name in set(records.sections()) - set(SECTIONS):  # a tracker's section no model names: an object or null
+        if not isinstance(upgraded.get(name), dict | None):
+            out.append(f"{name}: {_show(upgraded[name])} should be an object")
+    return out
+
+
+def _messages(section: str, error: ValidationError) -> list[str]:
+    """pydantic's errors as ``section.field: message (got value)``, one per field (a union's alternatives merged)."""
+    by_field: dict[str, list[str]] = {}
+    for e in error.errors(include_url=False):
+        loc = [str(p) for p in e["loc"] if not _is_union_member(p)]
+        field = ".".join([section, *loc])
+        message = e["msg"].removeprefix("Value error, ")
+        if "input" in e and e["type"] not in ("missing", "value_error"):  # a value error names the value itself
+            message += f" (got {_show(e['input'])})"
+        by_field.setdefault(field, [])
+        if message not in by_field[field]:
+            by_field[field].append(message)
+    return [f"{field}: {' or '.join(messages)}" for field, messages in by_field.items()]
+
+
+UNION_MEMBERS = ("constrained-float", "constrained-int", "constrained-str", "str", "int", "float", "bool", "none")
+
+
+def _is_union_member(part: object) -> bool:
+    """pydantic names the alternative of a union that failed (``constrained-float``, ``literal['find']``)."""
+    return isinstance(part, str) and (part in UNION_MEMBERS or part.startswith(("literal[", "function-")))
+
+
+def _show(value: object) -> str:
+    """A value in a message: its repr, cut short (a record may hold a megabyte of text)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def split(recs: list[dict]) -> tuple[list[dict], list[str]]:
+    """The records that can be used, and one line per record that cannot: ``file:line: field: what; field: ...``
+    (``_file`` and ``_line`` are where ``records.read_all`` found it)."""
+    good, bad = [], []
+    for r in recs:
+        found = problems({k: v for k, v in r.items() if not k.startswith("_")})
+        if found:
+            bad.append(f"{r.get('_file', '?')}:{r.get('_line', '?')}: " + "; ".join(found))
+        else:
+            good.append(r)
+    return good, bad
+
+
+def usable(recs: list[dict], strict: bool = False) -> tuple[list[dict], list[str]]:
+    """``split``, with each record left out warned about; ``strict``: stop instead, naming every such record."""
+    good, bad = split(recs)
+    if bad and strict:
+        raise ValueError(
+            f"{len(bad)} of {len(recs)} records cannot be used (without --strict they are left out and listed):\n"
+            + "\n".join(bad)
+        )
+    for line in bad:
+        records.warn(f"left out: {line}")
+    return good, bad
