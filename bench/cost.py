@@ -11,6 +11,7 @@ prices of the date each entry states, not anyone's bill: no discounts, commitmen
 from __future__ import annotations
 
 import datetime
+import functools
 import tomllib
 from importlib import resources
 
@@ -32,8 +33,9 @@ class PriceError(ValueError):
     """A price that cannot be used; the message names the entry or setting and the fix."""
 
 
+@functools.cache  # read once per process: the suite's check and the run both resolve through it
 def table() -> dict[str, dict]:
-    """The packaged price table's entries by name, each checked for every field and its type."""
+    """The packaged price table's entries by name, each checked for every field and its type (read only: cached)."""
     raw = tomllib.loads(resources.files("bench").joinpath("prices.toml").read_text())
     entries = raw.get("entry", {})
     for name, e in entries.items():

@@ -181,11 +181,9 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False) -
     md += ["## Environments", "", envs.to_markdown(index=False), ""]
     body += ["<h2>Environments</h2>", envs.to_html(index=False, border=0)]
     if left_out:
-        md += ["## Records left out", "", LEFT_OUT_NOTE, "", *(f"    {line}" for line in left_out), ""]
-        body += [
-            f"<h2>Records left out</h2><p>{html.escape(LEFT_OUT_NOTE)}</p>",
-            "<pre>" + "\n".join(html.escape(line) for line in left_out) + "</pre>",
-        ]
+        left_md, left_html = render.left_out(left_out, LEFT_OUT_NOTE)
+        md += left_md
+        body.append(left_html)
     (out / "REPORT.md").write_text("\n".join(md))
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import records, schema
-from bench.report import aggregate, stats
+from bench.report import aggregate, render, stats
 from bench.report.verdicts import fmt
 
 # What may differ between the two sides and still match: when each side has one value and they differ (two hosts,
@@ -39,19 +39,17 @@ class Result:
 
     def markdown(self) -> str:
         body = self.table.to_markdown(index=False) if len(self.table) else "(no matched cells)"
-        left = ["", "## Records left out", "", *(f"    {line}" for line in self.left_out)] if self.left_out else []
-        return "\n".join(["# Comparison", "", *self.header, "", body, *left, ""])
+        left = ["", *render.left_out(self.left_out)[0]] if self.left_out else [""]
+        return "\n".join(["# Comparison", "", *self.header, "", body, *left])
 
     def html(self) -> str:
         head = "".join(f"<p>{html.escape(line)}</p>" for line in self.header)
-        left = "\n".join(html.escape(line) for line in self.left_out)
+        left = render.left_out(self.left_out)[1] if self.left_out else ""
         return (
             "<!doctype html><html><head><meta charset='utf-8'><title>Comparison</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
             "td,th{padding:3px 8px;border-bottom:1px solid #ddd}</style></head><body><h1>Comparison</h1>"
-            f"{head}{self.table.to_html(index=False, border=0)}"
-            + (f"<h2>Records left out</h2><pre>{left}</pre>" if left else "")
-            + "</body></html>"
+            f"{head}{self.table.to_html(index=False, border=0)}{left}</body></html>"
         )
 
 

@@ -137,6 +137,14 @@ def html_table(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
     return safe.to_html(index=False, border=0, escape=False)
 
 
+def left_out(lines: list[str], note: str = "") -> tuple[list[str], str]:
+    """The records left out as failing their schema (bench.schema), under their own heading: markdown lines (an
+    indented block, which nothing in a line can end) and HTML (escaped, in a <pre>)."""
+    md = ["## Records left out", "", *([note, ""] if note else []), *(f"    {line}" for line in lines), ""]
+    text = "\n".join(html.escape(line) for line in lines)
+    return md, f"<h2>Records left out</h2>{f'<p>{html.escape(note)}</p>' if note else ''}<pre>{text}</pre>"
+
+
 def name(path: str) -> str:
     """A file's short name for a link: its stem, "trace" for a profile trace."""
     return "trace" if ".pt.trace." in path else Path(path).stem
