@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,32 @@ def _devices(value: str) -> list:
     return [v if v == "all" else int(v) for v in _csv(value)]
 
 
+def _repeats(value: str) -> int | str:
+    """``3``, ``auto`` or ``auto:MAX`` (bench.suite checks the range)."""
+    return value if value.startswith("auto") else int(value)
+
+
+def _fraction(value: str) -> float:
+    """``3%`` or ``0.03`` → 0.03; a bare number of 1 or more would be ambiguous (1%? 100%?), so it is refused."""
+    if value.endswith("%"):
+        return float(value[:-1]) / 100
+    number = float(value)
+    if number >= 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: write a percentage ({value}%) or a fraction below 1")
+    return number
+
+
+RETRYABLE = ("failed", "timeout", "diverged", "unsupported")
+
+
+def _statuses(value: str) -> tuple[str, ...]:
+    statuses = tuple(_csv(value))
+    bad = [s for s in statuses if s not in RETRYABLE]
+    if bad or not statuses:
+        raise argparse.ArgumentTypeError(f"{value!r}: comma-separated statuses among {', '.join(RETRYABLE)}")
+    return statuses
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from bench import data
 
@@ -50,7 +77,37 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+# The settings bench run's options override: (setting, option, the parsed option's attribute).
+OVERRIDES = (
+    ("workloads", "--workload", "workload"),
+    ("precisions", "--precision", "precision"),
+    ("backend", "--device", "device"),
+    ("devices", "--devices", "devices"),
+    ("nodes", "--nodes", "nodes"),
+    ("epochs", "--epochs", "epochs"),
+    ("repeats", "--repeats", "repeats"),
+    ("target_ci", "--target-ci", "target_ci"),
+    ("limit_train", "--limit-train", "limit_train"),
+    ("num_workers", "--num-workers", "num_workers"),
+    ("lr", "--lr", "lr"),
+    ("pretrained", "--no-pretrained", "no_pretrained"),
+    ("allocator", "--allocator", "allocator"),
+    ("profile_steps", "--profile-steps", "profile_steps"),
+    ("inputs", "--input", "input"),
+    ("modes", "--mode", "mode"),
+    ("allow_emulated", "--allow-emulated", "allow_emulated"),
+    ("order", "--order", "order"),
+    ("order_seed", "--order-seed", "order_seed"),
+    ("price", "--price", "price"),
+    ("price_plan", "--price-plan", "price_plan"),
+    ("price_per_hour", "--price-per-hour", "price_per_hour"),
+)
+# flags whose absence means "the suite's value", not false
+FLAGS = {"pretrained": lambda on: False if on else None, "allow_emulated": lambda on: on or None}
+
+
 def build_cells(args: argparse.Namespace):
+    """The suite with the command line's overrides: (name, settings, cells in run order, copies left out)."""
     from bench import suite
 
     name = suite.resolve_auto() if args.suite == "auto" else args.suite
@@ -59,47 +116,47 @@ def build_cells(args: argparse.Namespace):
         raw.pop("price", None)
     if args.price is not None:
         raw.pop("price_per_hour", None)
-    for key, value in (
-        ("workloads", args.workload),
-        ("precisions", args.precision),
-        ("backend", args.device),
-        ("devices", args.devices),
-        ("nodes", args.nodes),
-        ("epochs", args.epochs),
-        ("repeats", args.repeats),
-        ("limit_train", args.limit_train),
-        ("num_workers", args.num_workers),
-        ("lr", args.lr),
-        ("pretrained", False if args.no_pretrained else None),
-        ("allocator", args.allocator),
-        ("profile_steps", args.profile_steps),
-        ("inputs", args.input),
-        ("modes", args.mode),
-        ("allow_emulated", args.allow_emulated or None),
-        ("order", args.order),
-        ("order_seed", args.order_seed),
-        ("price", args.price),
-        ("price_plan", args.price_plan),
-        ("price_per_hour", args.price_per_hour),
-    ):
+    options = {}
+    for key, option, attr in OVERRIDES:
+        value = getattr(args, attr)
+        value = FLAGS[key](value) if key in FLAGS else value
         if value is not None:
             raw[key] = value
+            options[key] = option
             if key in suite.PER_WORKLOAD:  # the command line wins over per-workload overrides too
                 for over in raw.get("workload", {}).values():
                     over.pop(key, None)
-    settings = suite.validate(name, raw)
-    return name, settings, suite.order(suite.expand(name, settings), settings)  # fingerprints ignore the order
+    settings = suite.validate(name, raw, options)
+    cells, copies = suite.collapse(suite.expand(name, settings))
+    return name, settings, suite.order(cells, settings), copies  # fingerprints ignore the order
+
+
+def _copies_text(copies: list) -> str:
+    names = list(dict.fromkeys(f"{c.cell_id} repeat {c.repeat}" for c in copies))
+    return (
+        f"{len(copies)} duplicate cells collapsed (listed more than once; one measurement each): "
+        + ", ".join(names[:5])
+        + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import cluster, cost, env, estimate, runner
+    from bench import cluster, cost, env, estimate, runlock, runner
+    from bench.trackers import contention
 
-    name, settings, cells = build_cells(args)
+    check = None if args.dry_run else contention.HostCheck()  # measures the host while the run gets ready
+    name, settings, cells, copies = build_cells(args)
     nodes = cluster.resolve(args.nnodes, args.node_rank, args.rdzv_endpoint)
+    if settings["repeats_max"] and nodes.nnodes > 1:
+        raise ValueError("repeats = auto runs on one node: the nodes of a run follow one plan made before it starts")
     host = env.host()
     run_id = args.run_id or f"{name}-{host}"
+    auto = runner.Auto(settings["repeats_max"], settings["target_ci"]) if settings["repeats_max"] else None
+    retry = runner.Retry(args.retry or ())
+    if copies:
+        print(_copies_text(copies))
     if args.dry_run:
-        p = runner.plan(cells, Path(args.results_dir), run_id, nodes)
+        p = runner.plan(cells, Path(args.results_dir), run_id, nodes, retry)
         for cell in cells:
             why = p.reasons.get(cell.fingerprint) or runner.unsupported_reason(cell, nodes)
             print(
@@ -107,6 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 + (f"  [unsupported here: {why}]" if why else "")
             )
         print(estimate.plan_text(p.eta(), p.skipped, p.unsupported))
+        if auto:
+            print(auto.text())
         print(f"{len(cells)} cells in suite {name} ({settings['order']} order); nothing run (--dry-run)")
         return 0
     from bench import data
@@ -117,9 +176,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         weights.ensure_resnet18()  # likewise for pretrained weights: cached, downloaded, or one clear error
     price = cost.resolve(settings["price"], settings["price_plan"], settings["price_per_hour"], cells[0].backend)
-    status = runner.sweep(
-        cells, Path(args.results_dir), run_id, data_dir, settings["order"], settings["order_seed"], nodes, price
-    )
+    run_dir = Path(args.results_dir) / run_id
+    lock = runlock.hold(run_dir, host, args.wait) if nodes.node_rank == 0 else contextlib.nullcontext()
+    with lock:  # one bench run per run folder, from its first look at the folder to its last record
+        check.finish()  # warns, naming the busiest other processes, when the host is busy
+        status = runner.sweep(
+            cells, Path(args.results_dir), run_id, data_dir, settings["order"], settings["order_seed"], nodes, price,
+            retry=retry, auto=auto,
+        )  # fmt: skip
     # interrupted: stop now, `bench report` can follow; the other nodes of a run leave the report to node 0
     if status != 130 and not args.no_report and nodes.node_rank == 0:
         cmd_report(args)
@@ -129,7 +193,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench import report
 
-    out = report.write(Path(args.results_dir), baseline=args.baseline, strict=getattr(args, "strict", False))
+    out = report.write(
+        Path(args.results_dir), args.baseline, getattr(args, "strict", False), getattr(args, "include_busy", False)
+    )
     print(f"report: {out}")
     return 0
 
@@ -145,7 +211,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     a, b = Path(args.a), Path(args.b)
     result = compare.compare(
-        a, b, compare.parse_filters(args.a_where), compare.parse_filters(args.b_where), args.fail_slower, args.strict
+        a,
+        b,
+        compare.parse_filters(args.a_where),
+        compare.parse_filters(args.b_where),
+        args.fail_slower,
+        args.strict,
+        args.include_busy,
     )
     out = Path(args.out) if args.out else (b if b.is_dir() else b.parent) / "compare"
     return compare.finish(result, out)
@@ -219,6 +291,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+INCLUDE_BUSY = "compare the repeats measured on a busy host too (default: flagged and left out of speedups)"
 STRICT = "stop at a record that fails its schema (default: leave it out, warn, and list it in the report)"
 
 
@@ -249,7 +322,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--node-rank", type=int, help="this node's rank, 0 to nnodes-1 (node 0 writes the records)")
     r.add_argument("--rdzv-endpoint", help="HOST:PORT on node 0 where the nodes meet (that port and the next one)")
     r.add_argument("--epochs", type=int)
-    r.add_argument("--repeats", type=int)
+    r.add_argument(
+        "--repeats",
+        type=_repeats,
+        help="repeats of every cell, or auto[:MAX]: 3, then more where the 95%% interval is wider than --target-ci, "
+        "up to MAX (default 10)",
+    )
+    r.add_argument(
+        "--target-ci", type=_fraction, help="--repeats auto: the interval's half-width to reach (default 5%%)"
+    )
     r.add_argument(
         "--order",
         help="cells within each repeat: interleaved (as the suite lists them, default) or random (shuffled, seeded)",
@@ -277,6 +358,14 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     r.add_argument("--run-id", help="folder under the results dir (default: <suite>-<host>; same id resumes)")
     r.add_argument("--dry-run", action="store_true", help="list the cells and what is unsupported here")
+    r.add_argument("--wait", action="store_true", help="wait for another bench run holding this run folder to end")
+    r.add_argument(
+        "--retry",
+        type=_statuses,
+        metavar="STATUSES",
+        help=f"run recorded cells of these statuses again (any of {','.join(RETRYABLE)}); the new record supersedes",
+    )
+    r.add_argument("--include-busy", action="store_true", help=INCLUDE_BUSY)
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("--baseline", default="cpu/fp32", help="the report's speedup baseline as backend/precision")
     r.set_defaults(func=cmd_run)
@@ -285,6 +374,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     rep.add_argument("--baseline", default="cpu/fp32", help="speedup baseline as backend/precision")
     rep.add_argument("--strict", action="store_true", help=STRICT)
+    rep.add_argument("--include-busy", action="store_true", help=INCLUDE_BUSY)
     rep.set_defaults(func=cmd_report)
 
     c = sub.add_parser(
@@ -300,6 +390,7 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--out", help="folder for compare.md and compare.html (default: <B>/compare)")
     c.add_argument("--strict", action="store_true", help=STRICT)
+    c.add_argument("--include-busy", action="store_true", help=INCLUDE_BUSY)
     c.set_defaults(func=cmd_compare)
 
     cm = sub.add_parser("compare-micro", help="the newest saved micro-benchmark runs against the ones before them")

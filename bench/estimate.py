@@ -30,11 +30,6 @@ def _work(cell: Cell) -> int:
     return epochs(cell) * (cell.limit_train or data.SPLITS["train"][2])
 
 
-def _config(cell: Cell) -> str:
-    """The configuration without the repeat: what its repeats share (they differ in the seed only)."""
-    return dataclasses.replace(cell, repeat=0, seed=0).fingerprint
-
-
 def history(results_dir: Path, host: str) -> dict[str, list[float]]:
     """process_seconds of every ok record on ``host`` under ``results_dir``, by cell fingerprint."""
     out: dict[str, list[float]] = defaultdict(list)
@@ -59,15 +54,15 @@ class Estimator:
 
     def add(self, cell: Cell, seconds: float) -> None:
         """A cell of this run finished ok in ``seconds``."""
-        self._repeats[_config(cell)].append(seconds)
+        self._repeats[cell.configuration].append(seconds)
         self._per_work[cell.workload].append(seconds / _work(cell))
 
     def seconds(self, cell: Cell) -> tuple[float | None, str | None]:
         """The cell's estimated seconds and their source (RECORD, REPEAT, WORKLOAD), or (None, None)."""
         if self.earlier.get(cell.fingerprint):
             return statistics.median(self.earlier[cell.fingerprint]), RECORD
-        if self._repeats.get(_config(cell)):
-            return statistics.median(self._repeats[_config(cell)]), REPEAT
+        if self._repeats.get(cell.configuration):
+            return statistics.median(self._repeats[cell.configuration]), REPEAT
         if self._per_work.get(cell.workload):
             return statistics.median(self._per_work[cell.workload]) * _work(cell), WORKLOAD
         return None, None

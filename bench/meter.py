@@ -6,8 +6,10 @@ Work outside training (the loader-only pass, fastai's ``lr_find``, saving plots)
 ``phase``: it is reported on its own and counted neither in setup nor in throughput or time-to-accuracy.
 Interval boundaries take a wall-clock timestamp after synchronising the device. Steps in between get a
 device-side mark (``backend.mark``: a CUDA event, a plain timestamp on CPU) so the queue is never drained
-mid-epoch, except once at the end of warmup. After training, ``window`` runs a few more steps of the workload's
-own loop for the trackers that measure them (the profile), as the phase "profile".
+mid-epoch, except at the end of a warmup. Warmup comes again after every change of training phase (fastai's
+unfreeze), and a steady segment in which a graph compiles is left out and warmed up after (``left_out``): compile
+time never lands in steady throughput. After training, ``window`` runs a few more steps of the workload's own loop
+for the trackers that measure them (the profile), as the phase "profile".
 
 The meter fills the record's ``timing`` and ``accuracy`` sections and drives the other trackers' hooks
 (bench.trackers): steady segments start and end, the window after training.
@@ -23,7 +25,7 @@ import os
 import statistics
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +73,17 @@ class Meter:
     _seg_t0: float | None = None  # start of the current steady-state segment
     _seg_samples: int = 0
     _marks: list = field(default_factory=list)  # device marks of the steady steps in this segment
+    # graphs compiled so far in this process (bench.trackers.compile.counter); None: nothing compiles here
+    compilations: Callable[[], int] | None = None
+    left_out: list[dict] = field(default_factory=list)  # steps after the first warmup left out, and why
+    compilations_after_warmup: int = 0  # in training steps after the first warmup: each one's segment left out
+    _warm_left: int | None = None  # steps of warmup still to run before a steady segment may begin
+    _warming: dict | None = None  # the left_out entry the current warmup (after the first) counts its steps in
+    _compiled: int = 0  # the compilation count as last read
+    _segment_rates: list[float] = field(default_factory=list)  # samples/s of each steady segment kept
+
+    def __post_init__(self) -> None:
+        self._warm_left = self.warmup_steps
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -85,6 +98,8 @@ class Meter:
                 self._pre_train_phases += seconds
             elif name not in self._post_train_phases:
                 self._post_train_phases.append(name)
+            if self.warmup_end is not None and self._window is None:
+                self._warm_again(f"warmup after {name}")  # work between epochs: training warms up again
 
     def loader_pass(self, loader, device=None) -> float:
         """Loader-only throughput: one pass over ``loader`` with no model, batches moved to ``device``."""
@@ -98,24 +113,48 @@ class Meter:
         return self.loader_samples_per_s
 
     def epoch_start(self, phase: str = "train") -> None:
-        """Start an epoch of the training phase ``phase`` (per-phase throughput is reported)."""
-        self._phase = phase
+        """Start an epoch of the training phase ``phase`` (per-phase throughput is reported). A phase other than the
+        last epoch's is a new computation (fastai's unfreeze changes every parameter's requires_grad: on XLA and in
+        the compiled modes a new graph): it warms up again before its steady segment begins."""
+        changed, self._phase = self.train_t0 is not None and phase != self._phase, phase
+        if changed and self.warmup_end is not None:
+            self._warm_again(f"warmup after the phase change to {phase}")
         t = now(self.backend)
         if self.train_t0 is None:
             self.train_t0 = t
             for tracker in self.trackers:
                 tracker.train_start()
-            if self.warmup_steps == 0:
-                self.warmup_end = t
         self._epoch = {"t0": t, "samples": 0}
-        if self.warmup_end is not None:
-            self._begin_segment(t)
+        self._compiled = self._count()  # what evaluation compiled is not the training steps'
+        if self._warm_left == 0:
+            if self.warmup_end is None:
+                self.warmup_end = t
+            self._begin_segment()
 
-    def _begin_segment(self, t: float) -> None:
-        self._seg_t0, self._seg_samples = t, 0
+    def _count(self) -> int:
+        return self.compilations() if self.compilations is not None else 0
+
+    def _new_compilations(self) -> int:
+        """Graphs compiled since the last look (after the first warmup only: one cheap counter read per step)."""
+        if self.compilations is None or self.warmup_end is None:
+            return 0
+        count = self.compilations()
+        new, self._compiled = count - self._compiled, count
+        self.compilations_after_warmup += new
+        return new
+
+    def _warm_again(self, reason: str) -> None:
+        """Warm up again (``warmup_steps`` steps) before the next steady segment; the steps are left out."""
+        self._warm_left = self.warmup_steps
+        self._warming = {"phase": self._phase, "reason": reason, "steps": 0, "compilations": 0}
+        self.left_out.append(self._warming)
+
+    def _begin_segment(self) -> None:
+        """A steady segment starts, the device idle (just synchronised): the trackers first, then its clock."""
         for tracker in self.trackers:
             tracker.steady_start()
-        self._marks = [self.backend.mark()]
+        self._seg_samples, self._marks = 0, [self.backend.mark()]
+        self._seg_t0 = time.perf_counter()
 
     def step_end(self, samples: int) -> None:
         """After an optimizer step over ``samples`` samples (global, across devices)."""
@@ -126,21 +165,49 @@ class Meter:
             return
         self.steps += 1
         self._epoch["samples"] += samples
+        new = self._new_compilations()
         if self._seg_t0 is not None:
+            if new:
+                self._cancel_segment(new)
+                return
             self._seg_samples += samples
             self._marks.append(self.backend.mark())
-        elif self.steps == self.warmup_steps:
+            return
+        if self._warming is not None:
+            self._warming["steps"] += 1
+            self._warming["compilations"] += new
+        self._warm_left = max(0, self._warm_left - 1)
+        if self._warm_left == 0:
             # Warmup (first steps, compilation, allocator growth) ends here, with an empty device queue.
-            self.warmup_end = now(self.backend)
-            self._begin_segment(self.warmup_end)
+            t = now(self.backend)
+            if self.warmup_end is None:
+                self.warmup_end = t
+            self._warming = None
+            self._begin_segment()
+
+    def _cancel_segment(self, compilations: int) -> None:
+        """A graph compiled in this step of a steady segment: the segment so far, this step included, is left out
+        (the trackers drop it too), and training warms up again."""
+        for tracker in self.trackers:
+            tracker.steady_cancel()
+        self._seg_t0 = None
+        self._warm_again("compilation in a steady segment")
+        self._warming.update(steps=len(self._marks), compilations=compilations)  # the segment's steps and this one
+        if self._warm_left == 0:  # no warmup asked for: the next segment starts after this step
+            now(self.backend)
+            self._warming = None
+            self._begin_segment()
 
     def eval_start(self) -> None:
         t = now(self.backend)
         self._epoch["train_seconds"] = t - self._epoch["t0"]
         if self._seg_t0 is not None:
+            seconds = t - self._seg_t0
             by_phase = self._by_phase.setdefault(self._phase, [0.0, 0])
-            by_phase[0] += t - self._seg_t0
+            by_phase[0] += seconds
             by_phase[1] += self._seg_samples
+            if seconds > 0 and self._seg_samples:
+                self._segment_rates.append(self._seg_samples / seconds)
             for tracker in self.trackers:
                 tracker.steady_end(self._seg_samples)
             marks = self._marks
@@ -238,10 +305,20 @@ class Meter:
         phase_seconds.update({k: self.phases[k] for k in self._post_train_phases})
         steady_seconds = sum(s for s, _ in self._by_phase.values())
         steady_samples = sum(n for _, n in self._by_phase.values())
+        rates = self._segment_rates
+        left_out = [e for e in self.left_out if e["steps"]]
+        p50, p90 = (statistics.median(times), times[math.ceil(0.9 * len(times)) - 1]) if times else (None, None)
         return {
             "throughput_samples_per_s": steady_samples / steady_seconds if steady_seconds else None,
-            "step_time_ms_median": 1000 * statistics.median(times) if times else None,
-            "step_time_ms_p90": 1000 * times[math.ceil(0.9 * len(times)) - 1] if times else None,
+            "step_time_ms_median": 1000 * p50 if times else None,
+            "step_time_ms_p90": 1000 * p90 if times else None,
+            # dispersion: a quiet, stable cell has its p90 step close to the median and segments that agree
+            "step_time_p90_over_median": p90 / p50 if p50 else None,
+            "segment_throughput_cv": statistics.stdev(rates) / statistics.mean(rates) if len(rates) > 1 else None,
+            "steady_segments": len(rates),
+            "left_out_steps": sum(e["steps"] for e in left_out),
+            "left_out": left_out,
+            "compilations_after_warmup": self.compilations_after_warmup if self.compilations is not None else None,
             "steady_steps": len(times),
             "steady_samples": steady_samples,
             "warmup_steps": min(self.warmup_steps, self.steps),

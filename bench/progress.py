@@ -46,6 +46,7 @@ class Progress:
 
     def __init__(self, cells: int, out: TextIO | None = None, live: bool | None = None) -> None:
         self.out = out or sys.stdout
+        self.total = cells
         self.live = _sized_terminal(self.out) if live is None else live
         self.started = time.monotonic()
         self._epochs, self._shown = 0, 0
@@ -112,6 +113,13 @@ class Progress:
             self._cell_bar = None
         if self._sweep_bar is not None:
             self._sweep_bar.update(finished)
+
+    def add(self, cells: int) -> None:
+        """More cells join the sweep (repeats = auto)."""
+        self.total += cells
+        if self._sweep_bar is not None and cells:
+            self._sweep_bar.total = self.total
+            self._sweep_bar.refresh()
 
     def eta(self, e: Eta) -> None:
         """After a cell: the ETA of the cells still to run."""

@@ -165,6 +165,36 @@ def located(path: Path) -> list[dict]:
     return [{**r, "_run_dir": str(path.parent), "_file": str(path), "_line": n} for n, r in numbered(path)]
 
 
+def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:
+    """One record per measurement: a run's cell and repeat (its host, run id and fingerprint, which holds the
+    repeat) is measured once. Where a run holds two records of one (a retry, ``bench run --retry``, or a
+    duplicate), the newer is kept (its ``run.started_at``, then its place in the list) and the other listed as
+    ``file:line: status (cell repeat) superseded by file:line (status)``. ``recs`` are readable (bench.schema)."""
+    ups = [upgrade(r) for r in recs]
+    keys = [
+        ((u.get("env") or {}).get("host"), (u.get("cell") or {}).get("run_id"), fp)
+        if (fp := (u.get("cell") or {}).get("fingerprint"))
+        else None  # nothing to tell it by
+        for u in ups
+    ]
+    started = [str((u.get("run") or {}).get("started_at") or "") for u in ups]
+    newest: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        if key is not None and (key not in newest or started[i] >= started[newest[key]]):
+            newest[key] = i
+    kept, superseded = [], []
+    for i, (r, key) in enumerate(zip(recs, keys)):
+        if key is None or newest[key] == i:
+            kept.append(r)
+            continue
+        by, cell = recs[newest[key]], ups[i]["cell"]
+        superseded.append(
+            f"{r.get('_file', '?')}:{r.get('_line', '?')}: {r.get('status')} ({cell.get('cell_id')} repeat "
+            f"{cell.get('repeat')}) superseded by {by.get('_file', '?')}:{by.get('_line', '?')} ({by.get('status')})"
+        )
+    return kept, superseded
+
+
 def read_all(results_dir: Path) -> list[dict]:
     """Every record under ``results_dir``: many runs and machines merge into one list.
 

@@ -27,6 +27,7 @@ from bench.cluster import ONE_NODE, Cluster, Sync
 from bench.job import Job
 from bench.progress import Progress
 from bench.suite import Cell
+from bench.trackers import contention
 
 KILL_GRACE_S = 10
 POLL_S = 1.0  # how often the runner looks at a running cell's finished epochs
@@ -126,7 +127,8 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**launch.worker_env(os.environ), **alloc_env},  # what acts at process start; the rest is in cell.json
+            # what acts at process start; the rest is in cell.json. The worker is the root of its cell's processes.
+            env={k: v for k, v in {**launch.worker_env(os.environ), **alloc_env}.items() if k != contention.ROOT_VAR},
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
@@ -202,6 +204,62 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """Which recorded cells run again on resume: those of ``statuses`` (``bench run --retry``), and, always, a
+    timeout recorded under a smaller ``timeout_s`` than the cell has now. The new record supersedes the old one in
+    the report; both stay in records.jsonl."""
+
+    statuses: tuple[str, ...] = ()
+
+    def why(self, record: dict, cell: Cell) -> str | None:
+        """Why ``record`` of ``cell`` runs again, or None."""
+        status = record.get("status")
+        if status in self.statuses:
+            return f"--retry {status}"
+        before = (record.get("cell") or {}).get("timeout_s")
+        if status == "timeout" and isinstance(before, int | float) and before < cell.timeout_s:
+            return f"timed out under timeout_s = {before}, now {cell.timeout_s}"
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Auto:
+    """``repeats = "auto"``: after the first interleaved repeats, one more repeat of every configuration whose 95%
+    interval on throughput reaches further than ``target`` either side, round after round, up to ``cap`` repeats
+    (as pyperf calibrates its runs and criterion its samples)."""
+
+    cap: int
+    target: float
+
+    def text(self) -> str:
+        return (
+            f"repeats = auto: then more repeats of the cells whose 95% interval on samples/s is wider than "
+            f"±{self.target:.1%}, up to {self.cap} each"
+        )
+
+    def more(self, cells: list[Cell], done: dict[str, dict]) -> list[tuple[Cell, str]]:
+        """The next round: (the next repeat, why it runs) of each configuration of ``cells`` that needs one. A
+        configuration with a repeat that is not ok is left as it is: a failure is not noise."""
+        from bench.report import stats
+
+        groups: dict[str, list[Cell]] = {}
+        for cell in cells:
+            groups.setdefault(cell.configuration, []).append(cell)
+        out = []
+        for members in groups.values():
+            recs = [done.get(c.fingerprint) for c in members]
+            if any(r is None or r.get("status") != "ok" for r in recs) or len(members) >= self.cap:
+                continue
+            rates = [(r.get("timing") or {}).get("throughput_samples_per_s") for r in recs]
+            spread = stats.spread(rates)
+            if spread is not None and spread > self.target:
+                last = max(members, key=lambda c: c.repeat)
+                why = f"auto: ±{spread:.1%} over {len(members)} repeats, wider than ±{self.target:.1%}"
+                out.append((last.again(last.repeat + 1), why))
+        return out
+
+
 @dataclasses.dataclass
 class Plan:
     """What a sweep of ``cells`` will do: what it skips, what is unsupported here, what runs, and its estimate."""
@@ -211,6 +269,7 @@ class Plan:
     reasons: dict[str, str | None]  # every cell not yet recorded: why it cannot run here, or None
     to_run: list[tuple[int, Cell]]  # (position in the sweep, cell)
     estimator: estimate.Estimator
+    retried: dict[str, str] = dataclasses.field(default_factory=dict)  # fingerprint: why its record runs again
 
     def eta(self, after: int = 0) -> estimate.Eta:
         """The estimate of the cells to run after position ``after``."""
@@ -225,13 +284,18 @@ class Plan:
         return sum(bool(why) for why in self.reasons.values())
 
 
-def plan(cells: list[Cell], results_dir: Path, run_id: str, cluster: Cluster = ONE_NODE) -> Plan:
+def plan(
+    cells: list[Cell], results_dir: Path, run_id: str, cluster: Cluster = ONE_NODE, retry: Retry = Retry()
+) -> Plan:
     """The sweep's plan, read without writing anything (``bench run --dry-run`` shows it)."""
     path = Path(results_dir) / run_id / "records.jsonl"
-    done = {}
+    recorded = {}
     for r in records.read(path) if path.exists() else []:
         r = records.upgrade(r)  # a run started by an older version resumes too
-        done[(r["cell"] or {}).get("fingerprint")] = r
+        recorded[(r["cell"] or {}).get("fingerprint")] = r  # the newest record of a cell is the one that stands
+    cell_of = {c.fingerprint: c for c in cells}
+    retried = {fp: why for fp, r in recorded.items() if fp in cell_of and (why := retry.why(r, cell_of[fp]))}
+    done = {fp: r for fp, r in recorded.items() if fp not in retried}
     reasons = {cell.fingerprint: unsupported_reason(cell, cluster) for cell in cells if cell.fingerprint not in done}
     to_run = [(i, c) for i, c in enumerate(cells, 1) if c.fingerprint in reasons and not reasons[c.fingerprint]]
     estimator = estimate.Estimator(estimate.history(Path(results_dir), env.host()))
@@ -239,7 +303,7 @@ def plan(cells: list[Cell], results_dir: Path, run_id: str, cluster: Cluster = O
         seconds = (done.get(cell.fingerprint, {}).get("run") or {}).get("process_seconds")
         if done.get(cell.fingerprint, {}).get("status") == "ok" and seconds:
             estimator.add(cell, seconds)
-    return Plan(cells, done, reasons, to_run, estimator)
+    return Plan(cells, done, reasons, to_run, estimator, retried)
 
 
 def sweep(
@@ -251,17 +315,20 @@ def sweep(
     order_seed: int = 0,
     cluster: Cluster = ONE_NODE,
     price: dict | None = None,
+    retry: Retry = Retry(),
+    auto: Auto | None = None,
 ) -> int:
-    """Run every cell not yet recorded, in the order given (``order``/``order_seed`` say how it was made, for the
-    records; ``price`` is what a node-hour costs, bench.cost); returns the exit status (1 if any cell of the sweep
-    failed). On a node other than node 0, run the cells of several nodes that node 0 publishes (bench.cluster) and
-    record nothing."""
+    """Run every cell not yet recorded (or recorded but to be retried, ``retry``), in the order given
+    (``order``/``order_seed`` say how it was made, for the records; ``price`` is what a node-hour costs,
+    bench.cost), then, with ``auto``, rounds of more repeats where the interval is still wide; returns the exit
+    status (1 if any cell of the sweep failed). On a node other than node 0, run the cells of several nodes that
+    node 0 publishes (bench.cluster) and record nothing."""
     run_dir = Path(results_dir) / run_id
     if cluster.node_rank > 0:
         return _follow(cells, run_dir / f"node{cluster.node_rank}", run_id, data_dir, cluster)
     path = run_dir / "records.jsonl"
     records.repair(path)
-    p = plan(cells, results_dir, run_id, cluster)
+    p = plan(cells, results_dir, run_id, cluster, retry)
     done, reasons, estimator = p.done, p.reasons, p.estimator
     sync = Sync(cluster) if cluster.nnodes > 1 else None
     if sync:
@@ -269,42 +336,54 @@ def sweep(
     placed = {"order": order, **({"order_seed": order_seed} if order == "random" else {})}
     progress = Progress(len(cells))
     progress.plan(p.eta(), p.skipped, p.unsupported)
+    if auto:
+        progress.line(auto.text())
     statuses = []
+    queue = [(cell, "auto: the first repeats, before the interval decides" if auto else "planned") for cell in cells]
+    swept: list[Cell] = []
     # SIGTERM (docker stop, a batch scheduler) stops the sweep as cleanly as Ctrl-C does.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for i, cell in enumerate(cells, 1):
-            label = f"[{i}/{len(cells)}] {cell.cell_id} repeat {cell.repeat}"
-            if cell.fingerprint in done:
+        while queue:
+            for cell, why in queue:
+                swept.append(cell)
+                i = len(swept)
+                label = f"[{i}/{progress.total}] {cell.cell_id} repeat {cell.repeat}"
+                if cell.fingerprint in done:
+                    progress.cell_end()
+                    progress.line(f"{label}: already recorded ({done[cell.fingerprint]['status']}), skipped")
+                    statuses.append(done[cell.fingerprint]["status"])
+                    continue
+                reason = reasons[cell.fingerprint] if cell.fingerprint in reasons else unsupported_reason(cell, cluster)
+                if reason:
+                    record = records.new(
+                        "unsupported",
+                        reason,
+                        cell=cell_section(cell, run_id),
+                        run={"started_at": _started()},
+                        env=env.collect(backends.get(cell.backend), allocator.child_env(cell.allocator)[1]),
+                    )
+                else:
+                    again = p.retried.get(cell.fingerprint)
+                    progress.line(f"{label}: running" + (f" again ({again})" if again else ""))
+                    progress.cell_start(label, estimate.epochs(cell), estimator.seconds(cell)[0])
+                    record = run_cell(cell, run_dir, run_id, data_dir, progress, cluster)
+                    if sync and cell.nodes > 1:
+                        _other_nodes(record, sync.reports(cell.fingerprint, cell.nodes), cell.nodes)
+                # where the cell ran in the sweep, why, and at what price (its fingerprint ignores them)
+                retried = {"retry": p.retried[cell.fingerprint]} if cell.fingerprint in p.retried else {}
+                record["run"].update(placed, position=i, price=price, repeat_reason=why, **retried)
+                records.append(path, record)
+                done[cell.fingerprint] = record  # a cell listed twice runs once
+                statuses.append(record["status"])
                 progress.cell_end()
-                progress.line(f"{label}: already recorded ({done[cell.fingerprint]['status']}), skipped")
-                statuses.append(done[cell.fingerprint]["status"])
-                continue
-            reason = reasons[cell.fingerprint]
-            if reason:
-                record = records.new(
-                    "unsupported",
-                    reason,
-                    cell=cell_section(cell, run_id),
-                    run={"started_at": _started()},
-                    env=env.collect(backends.get(cell.backend), allocator.child_env(cell.allocator)[1]),
-                )
-            else:
-                progress.line(f"{label}: running")
-                progress.cell_start(label, estimate.epochs(cell), estimator.seconds(cell)[0])
-                record = run_cell(cell, run_dir, run_id, data_dir, progress, cluster)
-                if sync and cell.nodes > 1:
-                    _other_nodes(record, sync.reports(cell.fingerprint, cell.nodes), cell.nodes)
-            # where the cell ran in the sweep, and at what price (its fingerprint ignores both)
-            record["run"].update(placed, position=i, price=price)
-            records.append(path, record)
-            statuses.append(record["status"])
-            progress.cell_end()
-            progress.line(f"{label}: {_summary(record)}")
-            if not reason:
-                if record["status"] == "ok":
-                    estimator.add(cell, record["run"]["process_seconds"])
-                progress.eta(p.eta(after=i))
+                progress.line(f"{label}: {_summary(record)}")
+                if not reason:
+                    if record["status"] == "ok":
+                        estimator.add(cell, record["run"]["process_seconds"])
+                    progress.eta(p.eta(after=i))
+            queue = auto.more(swept, done) if auto else []
+            progress.add(len(queue))
     except KeyboardInterrupt:
         progress.close()
         print(f"\ninterrupted: finished records are in {path}; run the same command again to resume", flush=True)

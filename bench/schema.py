@@ -86,6 +86,8 @@ class Run(Section):
     position: Count | None = None
     order: str | None = None
     price: Price | None = None
+    repeat_reason: str | None = None
+    retry: str | None = None
 
 
 class Weights(Section):
@@ -106,6 +108,13 @@ class Outcome(Section):
     test_samples: Count | None = None
 
 
+class LeftOut(Section):
+    phase: str | None = None
+    reason: str | None = None
+    steps: Count
+    compilations: Count | None = None
+
+
 class Timing(Section):
     throughput_samples_per_s: NonNeg | None = None
     phase_throughput: dict[str, NonNeg | None] | None = None
@@ -120,6 +129,12 @@ class Timing(Section):
     eval_seconds: NonNeg | None = None
     total_seconds: NonNeg | None = None
     phase_seconds: dict[str, NonNeg | None] | None = None
+    step_time_p90_over_median: NonNeg | None = None
+    segment_throughput_cv: NonNeg | None = None
+    steady_segments: Count | None = None
+    left_out_steps: Count | None = None
+    left_out: list[LeftOut] | None = None
+    compilations_after_warmup: Count | None = None
 
 
 class Epoch(Section):
@@ -183,6 +198,25 @@ class Energy(Section):
     tta: EnergyWindow | None = None
 
 
+class Other(Section):
+    pid: Count | None = None
+    name: str | None = None
+    cpu_pct: NonNeg | None = None
+
+
+class Contention(Section):
+    status: str | None = None
+    reason: str | None = None
+    busy: bool | None = None
+    why: str | None = None
+    cores: AtLeastOne | None = None
+    other_cpu_pct: Percent | None = None
+    other_cpu_pct_max: Percent | None = None
+    steal_pct: Percent | None = None
+    cell_cpu_pct: Percent | None = None
+    top_others: list[Other] | None = None
+
+
 class Distributed(Section):
     world_size: AtLeastOne | None = None
     nodes: AtLeastOne | None = None
@@ -222,6 +256,7 @@ SECTIONS: dict[str, type[Section]] = {
     "compile": Compile,
     "profile": Profile,
     "energy": Energy,
+    "contention": Contention,
     "distributed": Distributed,
     "env": Env,
 }

@@ -11,53 +11,97 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import random
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from bench import allocator, backends, cost, precision, workloads
 from bench.precision import UnknownName
 
-# Every setting a suite may hold, with its type and default. None means "the workload's default".
-SETTINGS: dict[str, tuple[type | tuple, object]] = {
-    "description": (str, ""),
-    "backend": (str, "auto"),
-    "workloads": (list, None),
-    "precisions": (list, ["fp32"]),
-    "devices": (list, [1]),  # devices (processes on a CPU) per node
-    "nodes": (list, [1]),  # nodes a cell spans: more than 1 needs `bench run` on each node (bench.cluster)
-    "inputs": (list, ["loader"]),  # where batches come from: the seed's DataLoader, or data resident on the device
-    "modes": (list, ["eager"]),  # how the training step executes: eager (the seed), compile, graphs (bench.adapters)
-    "repeats": (int, 1),
-    "order": (str, "interleaved"),  # the cells' order within each repeat: as listed, or shuffled (suite.order)
-    "order_seed": (int, 0),
-    "seed": (int, 0),
-    "epochs": (int, None),
-    "batch_size": (int, None),
-    "limit_train": (int, None),
-    "limit_test": (int, None),
-    "num_workers": (int, None),
-    "pin_memory": (bool, False),  # DataLoader settings users tune; persistent_workers acts only with num_workers > 0
-    "persistent_workers": (bool, True),
-    "lr": ((int, float, str), None),  # a number, or "find": the workload's own learning-rate finder picks it
-    "pretrained": (bool, None),  # workloads that fine-tune pretrained weights; false trains from random init
-    "lr_find_steps": (int, None),  # steps of the workload's learning-rate finder (fastai's lr_find num_it)
-    "tta_target": ((int, float), 0.99),
-    "stop_at_target": (bool, False),
-    "warmup_steps": (int, 50),
-    "profile_steps": (int, 30),  # training steps profiled after training (bench.trackers.profile); 0 turns it off
-    "timeout_s": (int, 3600),
-    "allocator": (str, "auto"),
+
+# Every setting a suite may hold: its type, its default (None: the workload's default) and, for a number, the range
+# it must lie in, checked for suite files and command-line overrides alike before any cell runs (``Range``).
+class Range(NamedTuple):
+    """``low <= value <= high`` (``open_low``: ``low < value``; ``high`` None: unbounded), and finite; ``why`` the
+    bound is where it is, when that is not plain."""
+
+    low: float
+    high: float | None = None
+    open_low: bool = False
+    why: str = ""
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.open_low else value >= self.low
+        return above and (self.high is None or value <= self.high)
+
+    def text(self, kind: str = "a number") -> str:
+        """``an integer >= 1``, ``a number in (0, 1]``: what a value of ``kind`` in this range is."""
+
+        def num(x: float) -> str:
+            return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+        if self.high is None:
+            return f"{kind} {'>' if self.open_low else '>='} {num(self.low)}"
+        return f"{kind} in {'(' if self.open_low else '['}{num(self.low)}, {num(self.high)}]"
+
+
+AT_LEAST_0, AT_LEAST_1 = Range(0), Range(1)
+SEED = Range(0, 2**31 - 1, why="numpy's seeds stop at 2**32 - 1, and a cell's seed is the suite's plus its repeat")
+SETTINGS: dict[str, tuple[type | tuple, object, Range | None]] = {
+    "description": (str, "", None),
+    "backend": (str, "auto", None),
+    "workloads": (list, None, None),
+    "precisions": (list, ["fp32"], None),
+    "devices": (list, [1], None),  # devices (processes on a CPU) per node
+    "nodes": (list, [1], None),  # nodes a cell spans: more than 1 needs `bench run` on each node (bench.cluster)
+    "inputs": (list, ["loader"], None),  # where batches come from: the seed's DataLoader, or data on the device
+    "modes": (list, ["eager"], None),  # how the training step executes: eager (the seed), compile, graphs (adapters)
+    # a number, or "auto" / "auto:MAX": AUTO_FIRST repeats, then more of the cells whose interval is wider than
+    # target_ci, up to MAX (default AUTO_MAX) (bench.runner.more_repeats)
+    "repeats": ((int, str), 1, AT_LEAST_1),
+    "target_ci": ((int, float), 0.05, Range(0, 1, open_low=True)),  # half-width of the 95% interval, relative
+    "order": (str, "interleaved", None),  # the cells' order within each repeat: as listed, or shuffled (suite.order)
+    "order_seed": (int, 0, SEED),
+    "seed": (int, 0, SEED),
+    "epochs": (int, None, AT_LEAST_1),
+    "batch_size": (int, None, AT_LEAST_1),
+    "limit_train": (int, None, None),  # 1 to the split's size (TRAIN_TEST); unset: the whole split
+    "limit_test": (int, None, None),
+    "num_workers": (int, None, AT_LEAST_0),
+    "pin_memory": (bool, False, None),  # DataLoader settings users tune; persistent_workers acts with num_workers > 0
+    "persistent_workers": (bool, True, None),
+    "lr": ((int, float, str), None, Range(0, open_low=True)),  # a number, or "find": the workload's finder picks it
+    "pretrained": (bool, None, None),  # workloads that fine-tune pretrained weights; false trains from random init
+    # steps of the workload's learning-rate finder (fastai's lr_find num_it)
+    "lr_find_steps": (
+        int,
+        None,
+        Range(10, why="the finder suggests from the steps between its first tenth and its last five"),
+    ),
+    "tta_target": ((int, float), 0.99, Range(0, 1, open_low=True)),
+    "stop_at_target": (bool, False, None),
+    "warmup_steps": (int, 50, AT_LEAST_0),
+    "profile_steps": (int, 30, AT_LEAST_0),  # steps profiled after training (bench.trackers.profile); 0: off
+    "timeout_s": (int, 3600, AT_LEAST_1),
+    "allocator": (str, "auto", None),
     # run precisions the CPU only emulates (bf16 without oneDNN kernels: 6-35x slower than fp32), labelled emulated
-    "allow_emulated": (bool, False),
+    "allow_emulated": (bool, False, None),
     # what a node-hour costs, for the report's $ columns (bench.cost): an entry of bench/prices.toml, or one per
     # backend ({cpu = "...", cuda = "..."}), at its on-demand or spot list price; or a price of your own
-    "price": ((str, dict), None),
-    "price_plan": (str, "on-demand"),
-    "price_per_hour": ((int, float), None),
+    "price": ((str, dict), None, None),
+    "price_plan": (str, "on-demand", None),
+    "price_per_hour": ((int, float), None, Range(0, open_low=True)),
 }
+# The splits' sizes bound the limits: more than a split holds would train on less than the record says.
+LIMITS = {"limit_train": "train", "limit_test": "test"}
+AUTO_FIRST, AUTO_MAX = 3, 10  # repeats = "auto": interleaved repeats before the interval decides, and the cap
 PER_WORKLOAD = (
     "modes",
     "inputs",
@@ -86,8 +130,6 @@ MODES = ("eager", "compile", "graphs")
 SEED_WAY = {"mode": "eager", "input": "loader", "pin_memory": False, "persistent_workers": True}
 # fastai's lr_find default, the seed's: fastai cells at it keep the fingerprint they had before the setting existed.
 LR_FIND_STEPS = 100
-# fastai suggests from the steps between the first tenth and the last five (LRFinder.after_fit)
-MIN_LR_FIND_STEPS = 10
 
 
 class SuiteError(ValueError):
@@ -167,6 +209,16 @@ class Cell:
             del config["lr_find_steps"]
         return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
+    @property
+    def configuration(self) -> str:
+        """The fingerprint of the configuration without the repeat: what the repeats of a cell share (they differ in
+        the seed only)."""
+        return dataclasses.replace(self, repeat=0, seed=0).fingerprint
+
+    def again(self, repeat: int) -> Cell:
+        """The same configuration as repeat ``repeat``, with that repeat's seed."""
+        return dataclasses.replace(self, repeat=repeat, seed=self.seed - self.repeat + repeat)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
@@ -201,13 +253,47 @@ def load(name_or_path: str) -> tuple[str, dict]:
 
 
 def _check(where: str, key: str, value: object) -> None:
-    typ = SETTINGS[key][0]
+    """The type of ``key``'s value, and its range: one message naming the setting, the value and what it should be.
+    ``where`` says where the value came from (a suite file and section, or a command-line option)."""
+    typ, _, valid = SETTINGS[key]
     # bool is an int in Python; a setting that wants a number must not accept true/false.
     if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
         names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
         raise SuiteError(f"{where}: {key} = {value!r} should be a {names}")
     if key == "lr" and isinstance(value, str) and value != "find":
-        raise SuiteError(f'{where}: lr = {value!r} should be a number or "find"')
+        raise SuiteError(f'{where}: lr = {value!r} should be {valid.text()} or "find"')
+    if key == "repeats" and isinstance(value, str):
+        repeats_plan(value, where)
+        return
+    if key in LIMITS and value is not None:
+        from bench.data import SPLITS  # the splits' sizes (numpy comes with it: only where a limit is set)
+
+        valid = Range(1, SPLITS[LIMITS[key]][2])
+        if value not in valid:
+            raise SuiteError(
+                f"{where}: {key} = {value!r} should be {valid.text('an integer')}: the {LIMITS[key]} split's images "
+                "to use (leave it unset for all of them)"
+            )
+    if valid is not None and isinstance(value, int | float) and value not in valid:
+        kind = "an integer" if typ is int else "a number"
+        raise SuiteError(
+            f"{where}: {key} = {value!r} should be {valid.text(kind)}" + (f": {valid.why}" * bool(valid.why))
+        )
+
+
+def repeats_plan(value: int | str, where: str = "repeats") -> tuple[int, int | None]:
+    """(the repeats every cell runs, the cap of automatic repeats or None) from ``repeats``: a number, "auto" or
+    "auto:MAX"."""
+    if not isinstance(value, str):
+        return value, None
+    m = re.fullmatch(r"auto(?::(\d+))?", value)
+    cap = int(m.group(1)) if m and m.group(1) else AUTO_MAX
+    if not m or cap < 1:
+        raise SuiteError(
+            f'{where}: repeats = {value!r} should be a number >= 1, "auto" (at first {AUTO_FIRST} repeats, then more '
+            f'where the interval is wider than target_ci, up to {AUTO_MAX}) or "auto:MAX" with MAX >= 1'
+        )
+    return min(AUTO_FIRST, cap), cap
 
 
 def _check_axes(where: str, s: dict) -> None:
@@ -215,14 +301,6 @@ def _check_axes(where: str, s: dict) -> None:
         for entry in s.get(key, []):
             if entry not in valid:
                 raise SuiteError(f"{where}: {key} entry {entry!r}; valid: {', '.join(valid)}")
-
-
-def _check_lr_find(where: str, steps: int | None) -> None:
-    if steps is not None and steps < MIN_LR_FIND_STEPS:
-        raise SuiteError(
-            f"{where}: lr_find_steps = {steps} leaves the finder no steps to suggest from "
-            f"(it drops the first tenth and the last five); set it to {MIN_LR_FIND_STEPS} or more"
-        )
 
 
 def _check_price(where: str, s: dict) -> None:
@@ -239,15 +317,23 @@ def _check_price(where: str, s: dict) -> None:
             raise SuiteError(f"{where}: {e}") from e
 
 
-def validate(name: str, raw: dict) -> dict:
-    """Check every key, type and name; return the settings with defaults filled in."""
+def validate(name: str, raw: dict, options: dict[str, str] | None = None) -> dict:
+    """Check every key, type, range and name; return the settings with defaults filled in (and ``repeats`` as the
+    number every cell runs first, ``repeats_max`` the cap of automatic ones or None). ``options`` names the
+    command-line option each key came from, if any, so that a message names the option."""
+
+    def where(key: str, section: str = "") -> str:
+        if key in (options or {}):
+            return options[key]
+        return f"suite {name}" + (f" [workload.{section}]" if section else "")
+
     raw = dict(raw)
     overrides = raw.pop("workload", {})
     for key, value in raw.items():
         if key not in SETTINGS:
             raise SuiteError(f"suite {name}: unknown key {key!r}; valid: {', '.join(SETTINGS)}, [workload.<name>]")
-        _check(f"suite {name}", key, value)
-    s = {k: raw.get(k, default) for k, (_, default) in SETTINGS.items()}
+        _check(where(key), key, value)
+    s = {k: raw.get(k, default) for k, (_, default, _) in SETTINGS.items()}
     if not s["workloads"]:
         raise SuiteError(f"suite {name}: `workloads` is required; valid: {', '.join(workloads.WORKLOADS)}")
     for w in s["workloads"]:
@@ -257,29 +343,29 @@ def validate(name: str, raw: dict) -> dict:
     if s["backend"] != "auto":
         backends.get(s["backend"])
     if s["allocator"] not in allocator.ALLOCATORS:
-        raise SuiteError(f"suite {name}: allocator {s['allocator']!r}; valid: {', '.join(allocator.ALLOCATORS)}")
+        valid = ", ".join(allocator.ALLOCATORS)
+        raise SuiteError(f"{where('allocator')}: allocator {s['allocator']!r}; valid: {valid}")
     if s["order"] not in ORDERS:
-        raise SuiteError(f"suite {name}: order {s['order']!r}; valid: {', '.join(ORDERS)}")
+        raise SuiteError(f"{where('order')}: order {s['order']!r}; valid: {', '.join(ORDERS)}")
     _check_axes(f"suite {name}", s)
     for d in s["devices"]:
         if d != "all" and not (isinstance(d, int) and not isinstance(d, bool) and d >= 1):
-            raise SuiteError(f'suite {name}: devices entry {d!r} should be a positive integer or "all"')
+            raise SuiteError(f'{where("devices")}: devices entry {d!r} should be an integer >= 1 or "all"')
     for n in s["nodes"]:
         if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-            raise SuiteError(f"suite {name}: nodes entry {n!r} should be a positive integer")
-    if s["repeats"] < 1 or s["warmup_steps"] < 0 or s["profile_steps"] < 0:
-        raise SuiteError(f"suite {name}: repeats must be >= 1, warmup_steps and profile_steps >= 0")
-    _check_lr_find(f"suite {name}", s["lr_find_steps"])
+            raise SuiteError(f"{where('nodes')}: nodes entry {n!r} should be an integer >= 1")
+    s["repeats"], s["repeats_max"] = repeats_plan(s["repeats"])
     _check_price(f"suite {name}", s)
+    if not isinstance(overrides, dict):
+        raise SuiteError(f"suite {name}: workload = {overrides!r} should be tables: [workload.<name>]")
     for w, over in overrides.items():
         workloads.get(w)
+        if not isinstance(over, dict):
+            raise SuiteError(f"suite {name}: workload.{w} = {over!r} should be a table: [workload.{w}]")
         for key, value in over.items():
             if key not in PER_WORKLOAD:
                 raise SuiteError(f"suite {name}: [workload.{w}] key {key!r}; valid: {', '.join(PER_WORKLOAD)}")
-            _check(f"suite {name} [workload.{w}]", key, value)
-            if key in ("warmup_steps", "profile_steps") and value < 0:
-                raise SuiteError(f"suite {name}: [workload.{w}] {key} must be >= 0")
-        _check_lr_find(f"suite {name} [workload.{w}]", over.get("lr_find_steps"))
+            _check(where(key, w), key, value)
         _check_axes(f"suite {name} [workload.{w}]", over)
     s["workload"] = overrides
     return s
@@ -342,6 +428,19 @@ def expand(name: str, s: dict) -> list[Cell]:
                     )
                 )
     return cells
+
+
+def collapse(cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:
+    """The cells with one of each fingerprint (the first, in order), and the copies left out: a cell listed twice (a
+    precision or a workload given twice) is one measurement, never two repeats."""
+    seen: dict[str, Cell] = {}
+    copies = []
+    for cell in cells:
+        if cell.fingerprint in seen:
+            copies.append(cell)
+        else:
+            seen[cell.fingerprint] = cell
+    return list(seen.values()), copies
 
 
 def order(cells: list[Cell], s: dict) -> list[Cell]:

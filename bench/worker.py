@@ -21,6 +21,8 @@ from bench import adapters, backends, ddp, launch, trackers, workloads
 from bench.job import Job
 from bench.meter import Meter
 from bench.suite import Cell
+from bench.trackers import compile as compile_tracker
+from bench.trackers import contention
 
 
 @dataclass
@@ -57,7 +59,9 @@ def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
     for tracker in tracking:
         tracker.start()
     curve = cell_dir / "curve.csv" if rank == 0 else None  # one rank's file, as one rank's record
-    meter = Meter(backend, cell.warmup_steps, cell.tta_target, curve_path=curve, trackers=tracking)
+    compilations = compile_tracker.counter(cell, backend)
+    meter = Meter(backend, cell.warmup_steps, cell.tta_target, curve_path=curve, trackers=tracking,
+                  compilations=compilations)  # fmt: skip
     ctx = Context(cell, backend, meter, cell_dir, job.data_dir, world)
     try:
         result = workloads.get(cell.workload).run(ctx)
@@ -101,6 +105,9 @@ def run_rank(index: int, cell_file: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     cell_file = Path((argv or sys.argv[1:])[0])
+    # the root of the cell's process tree, for what measures the rest of the machine (bench.trackers.contention);
+    # the ranks that torchrun and torch_xla start below it inherit it
+    os.environ.setdefault(contention.ROOT_VAR, str(os.getpid()))
     job = Job.from_json(cell_file.read_text())
     cell = job.cell
     if cell.backend == "xla" and cell.world_size > 1:

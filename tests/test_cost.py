@@ -43,7 +43,7 @@ def test_price_settings_resolve_or_fail_naming_the_fix():
         settings(price=name, price_plan="reserved")
     with pytest.raises(SuiteError, match="not both"):
         settings(price=name, price_per_hour=2.0)
-    with pytest.raises(SuiteError, match="price_per_hour = -1 should be a positive number"):
+    with pytest.raises(SuiteError, match="price_per_hour = -1 should be a number > 0"):
         settings(price_per_hour=-1)
     with pytest.raises(SuiteError, match="price names backend 'gpu'; valid: cpu, cuda, xla"):
         settings(price={"gpu": name})
@@ -56,12 +56,12 @@ def test_price_settings_resolve_or_fail_naming_the_fix():
 
 def test_the_command_line_replaces_the_suites_price():
     args = ["run", "--suite", "smoke", "--workload", "torch-convnet"]
-    _, s, _ = cli.build_cells(cli.parser().parse_args(args))
+    _, s, _, _ = cli.build_cells(cli.parser().parse_args(args))
     assert isinstance(s["price"], dict) and s["price_per_hour"] is None  # the smoke suite names an entry per backend
-    _, s, _ = cli.build_cells(cli.parser().parse_args([*args, "--price-per-hour", "2.5"]))
+    _, s, _, _ = cli.build_cells(cli.parser().parse_args([*args, "--price-per-hour", "2.5"]))
     assert s["price"] is None and s["price_per_hour"] == 2.5
     entry = next(iter(cost.table()))
-    _, s, _ = cli.build_cells(cli.parser().parse_args([*args, "--price", entry, "--price-plan", "on-demand"]))
+    _, s, _, _ = cli.build_cells(cli.parser().parse_args([*args, "--price", entry, "--price-plan", "on-demand"]))
     assert s["price"] == entry
     assert cli.main([*args, "--price", "nowhere", "--dry-run"]) == 2
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from bench import backends, meter, trackers
@@ -252,3 +254,83 @@ def test_a_tracker_failing_to_start_its_window_runs_no_steps(clock):
     with m.window() as window:
         assert window.done  # the loop runs nothing
     assert broken.events[-1] == ("window_end", "OSError('no profiler here')")
+
+
+def steps(m: meter.Meter, clock: Clock, seconds: list[float], samples: int = 32) -> None:
+    for s in seconds:
+        clock.t += s
+        m.step_end(samples)
+
+
+def epoch(m: meter.Meter, clock: Clock, seconds: list[float], phase: str = "train", acc: float = 0.5) -> None:
+    m.epoch_start(phase)
+    steps(m, clock, seconds)
+    m.eval_start()
+    clock.t += 1.0
+    m.eval_end(acc)
+    m.epoch_end(len(m.curve), 0.1)
+
+
+def test_a_phase_change_warms_up_again_before_its_steady_segment(clock):
+    m = meter.Meter(FakeDevice(clock), warmup_steps=2, tta_target=1.0)
+    epoch(m, clock, [1.0, 1.0, 0.1, 0.1, 0.1, 0.1], "frozen")
+    # the unfrozen phase compiles anew (XLA, torch.compile) or settles: its first steps are slow
+    epoch(m, clock, [3.0, 2.0, 0.2, 0.2, 0.2, 0.2], "unfrozen")
+    s = summary(m)
+    assert s["phase_throughput"] == pytest.approx({"frozen": 320.0, "unfrozen": 160.0})  # warmup never inside
+    assert s["left_out"] == [
+        {"phase": "unfrozen", "reason": "warmup after the phase change to unfrozen", "steps": 2, "compilations": 0}
+    ]
+    assert s["left_out_steps"] == 2 and s["steady_segments"] == 2
+    assert s["warmup_seconds"] == pytest.approx(2.0) and s["compilations_after_warmup"] is None
+
+
+class Events(Hooks):
+    def steady_cancel(self) -> None:
+        self.events.append(("steady_cancel", self.clock.t))
+
+
+def test_a_segment_in_which_a_graph_compiles_is_left_out_and_warmed_up_after(clock):
+    graphs = [1]  # compiled during warmup: normal
+    events = Events(clock)
+    m = meter.Meter(FakeDevice(clock), warmup_steps=1, tta_target=1.0, trackers=[events],
+                    compilations=lambda: graphs[0])  # fmt: skip
+    m.epoch_start()
+    steps(m, clock, [5.0, 0.1, 0.1])  # warmup, then a steady segment of two steps
+    graphs[0] = 2  # a recompilation (a new shape, a guard that failed) in the next step
+    steps(m, clock, [4.0, 0.5, 0.1, 0.1])  # it, one step of warmup again, then a new segment
+    m.eval_start()
+    graphs[0] = 5  # evaluation compiles its own graphs: not the training steps'
+    m.eval_end(0.5)
+    m.epoch_end(0, 0.1)
+    epoch(m, clock, [0.1, 0.1])
+    s = summary(m)
+    assert s["left_out"] == [{"phase": "train", "reason": "compilation in a steady segment", "steps": 4,
+                              "compilations": 1}]  # fmt: skip
+    assert s["compilations_after_warmup"] == 1 and s["steady_segments"] == 2
+    assert s["throughput_samples_per_s"] == pytest.approx(32 / 0.1)  # neither the 4 s nor the rewarm
+    assert s["steady_steps"] == 4
+    assert [e for e, _ in events.events] == ["steady_start", "steady_cancel", "steady_start", "steady_end",
+                                             "steady_start", "steady_end"]  # fmt: skip
+
+
+def test_without_warmup_a_compilation_starts_the_next_segment_after_its_step(clock):
+    graphs = [0]
+    m = meter.Meter(FakeDevice(clock), warmup_steps=0, tta_target=1.0, compilations=lambda: graphs[0])
+    m.epoch_start()
+    steps(m, clock, [0.1, 0.1])
+    graphs[0] = 1
+    steps(m, clock, [3.0, 0.1, 0.1])
+    m.eval_start()
+    s = summary(m)
+    assert s["left_out_steps"] == 3 and s["throughput_samples_per_s"] == pytest.approx(320.0)
+
+
+def test_dispersion_of_steps_and_segments(clock):
+    m = meter.Meter(FakeDevice(clock), warmup_steps=0, tta_target=1.0)
+    epoch(m, clock, [0.1] * 10)
+    epoch(m, clock, [0.1] * 7 + [0.3] * 3)
+    s = summary(m)
+    assert s["step_time_p90_over_median"] == pytest.approx(3.0)  # p90 0.3 s over the median 0.1 s
+    rates = [320 / 1.0, 320 / 1.6]
+    assert s["segment_throughput_cv"] == pytest.approx(statistics.stdev(rates) / statistics.mean(rates))

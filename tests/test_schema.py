@@ -238,9 +238,15 @@ def test_the_report_survives_hostile_records_escapes_them_and_keeps_every_valid_
     objects = [r for r in mixed if isinstance(r, dict)]  # other lines are skipped on read, with a warning
 
     md = report.write(folder).read_text()
-    assert f"{len(usable)} records from" in md  # every record the schema accepts is in the report
-    left_out = md.split("## Records left out")[1].splitlines() if "## Records left out" in md else []
+    # every record the schema accepts is in the report, once per measurement: a run's cell and repeat
+    ups = [records.upgrade(r) for r in usable]
+    keys = [((u.get("env") or {}).get("host"), u["cell"].get("run_id"), u["cell"].get("fingerprint")) for u in ups]
+    measured = {k for k in keys if k[2]} | {i for i, k in enumerate(keys) if not k[2]}  # no fingerprint: each alone
+    assert f"{len(measured)} records from" in md
+    left_out = md.split("## Records left out")[1].split("## ")[0].splitlines() if "## Records left out" in md else []
     assert len([line for line in left_out if line.startswith("    ")]) == len(objects) - len(usable)
+    superseded = md.split("## Records superseded")[1].splitlines() if "## Records superseded" in md else []
+    assert len([line for line in superseded if line.startswith("    ")]) == len(usable) - len(measured)
 
     page = Markup()
     page.feed((folder / "report" / "report.html").read_text())

@@ -12,7 +12,7 @@ from bench.job import Job
 from bench.report import verdicts
 from bench.suite import expand, validate
 from bench.trackers import compile as compile_tracker
-from bench.trackers import profile
+from bench.trackers import contention, profile
 
 SEGMENTS = '''
 """Counts steady-state segments: a tracker written as a user would, in one file."""
@@ -161,17 +161,37 @@ def test_profile_report_columns_and_verdicts():
     assert verdicts.profile_bound(60.0, 5.0, device=False) == "host-bound (40% outside ATen ops)"
 
 
-def test_compilations_inside_steady_segments_are_counted(tmp_path):
-    count = iter([0, 0, 5, 5, 7, 9])
-    be = backend("xla", stats=lambda: {"compilations": next(count), "compile_seconds": 1.5})
-    t = tracker(compile_tracker, small_cell(), be, tmp_path)
-    t.steady_start()  # 0
-    t.steady_end(32)  # 0: none inside the first segment
-    t.steady_start()  # 5: compiled during evaluation, outside the segments
-    t.steady_end(32)  # 5
-    t.steady_start()  # 7
-    t.steady_end(32)  # 9: two inside the third
-    assert t.after_warmup == 2
-    section = {"compilations": 9, "compile_seconds": 1.5, "compilations_after_warmup": 2}
-    columns = compile_tracker.report([section])
+def test_the_compile_counter_reads_the_backend_and_older_records_still_warn(tmp_path):
+    be = backend("xla", stats=lambda: {"compilations": 9, "compile_seconds": 1.5})
+    assert compile_tracker.counter(small_cell(), be)() == 9  # what the meter reads after every step (bench.meter)
+    assert compile_tracker.counter(small_cell(), backend("cpu")) is None  # eager: nothing compiles
+    assert tracker(compile_tracker, small_cell(), be, tmp_path).section() == {"compilations": 9, "compile_seconds": 1.5}
+    # records made before the meter left such segments out counted their compilations here
+    columns = compile_tracker.report([{"compilations": 9, "compile_seconds": 1.5, "compilations_after_warmup": 2}])
     assert columns == {"compile s": "1.5", "compilations": "9; WARNING: 2 inside steady-state training"}
+
+
+def snapshot(busy, steal, total, procs):
+    """A contention.Snapshot: ``procs`` is {pid: (parent, own seconds, own + reaped children's seconds)}."""
+    return contention.Snapshot(
+        busy, steal, total, {p: v[0] for p, v in procs.items()}, {p: (f"p{p}", v[1], v[2]) for p, v in procs.items()}
+    )
+
+
+def test_the_host_is_what_the_cores_did_less_the_cells_process_tree():
+    # the cell: worker 10, its rank 11 and a DataLoader worker 12 that ends (reaped by 11) before the second look;
+    # 20 is another process, 1 is init
+    a = snapshot(100.0, 1.0, 400.0, {1: (0, 0, 0), 10: (1, 5, 5), 11: (10, 50, 50), 12: (11, 10, 10), 20: (1, 7, 7)})
+    b = snapshot(190.0, 3.0, 600.0, {1: (0, 0, 0), 10: (1, 6, 6), 11: (10, 100, 130), 20: (1, 27, 27)})
+    u = contention.usage(a, b, root=10)
+    assert u.total == 200.0 and u.steal == 2.0
+    assert u.cell == pytest.approx((6 + 130) - (5 + 50 + 10))  # the reaped worker's time is in its parent's
+    assert u.others == pytest.approx(90 - 71) and u.others_pct == pytest.approx(9.5)
+    assert u.top == {(20, "p20"): 20.0}
+    # counters that tick apart never make the cell busier than the cores were
+    tick = contention.usage(snapshot(0, 0, 2, {10: (1, 5, 5)}), snapshot(1, 0, 4, {10: (1, 8, 8)}), root=10)
+    assert tick.cell == 1 and tick.others == 0
+    assert contention.verdict(9.5, 0.5, 0, 2) is None
+    assert contention.verdict(48.0, 6.0, 1, 2) == (
+        "other processes used 48% of 2 cores; the hypervisor stole 6%; 1 other processes on the GPU"
+    )

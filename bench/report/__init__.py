@@ -45,6 +45,12 @@ LEFT_OUT_NOTE = (
 )
 
 
+SUPERSEDED_NOTE = (
+    "A run measures each cell and repeat once: of two records of one (a cell run again with bench run --retry, or "
+    "recorded twice), the newer stands and these older ones are left out of every table."
+)
+
+
 RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "scaling"}
 
 
@@ -59,17 +65,19 @@ def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
     return flat.join(pd.DataFrame(list(s["tracked"]), index=s.index))
 
 
-def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False) -> Path:
+def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, include_busy: bool = False) -> Path:
     """The report of every record under ``results_dir``; records that fail their schema (bench.schema) are left out
-    and listed, or, ``strict``, stop it."""
+    and listed, or, ``strict``, stop it; of two records of one measurement the newer stands (records.latest).
+    Repeats measured on a busy host are flagged and left out of comparisons unless ``include_busy``."""
     recs = records.read_all(results_dir)
     if not recs:
         raise ValueError(f"no records.jsonl under {results_dir}; run `bench run` first")
     recs, left_out = schema.usable(recs, strict)
     if not recs:
         raise ValueError(f"none of the records under {results_dir} can be used:\n" + "\n".join(left_out))
+    recs, superseded = records.latest(recs)
     df = aggregate.frame(recs)
-    s = aggregate.summarise(df, baseline)
+    s = aggregate.summarise(df, baseline, include_busy)
     out = Path(results_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     csv_frame(s).to_csv(out / "summary.csv", index=False)
@@ -184,6 +192,10 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False) -
         left_md, left_html = render.left_out(left_out, LEFT_OUT_NOTE)
         md += left_md
         body.append(left_html)
+    if superseded:
+        sup_md, sup_html = render.left_out(superseded, SUPERSEDED_NOTE, "Records superseded")
+        md += sup_md
+        body.append(sup_html)
     (out / "REPORT.md").write_text("\n".join(md))
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"

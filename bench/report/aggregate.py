@@ -13,6 +13,10 @@ from bench.precision import PRECISIONS
 from bench.report import stats
 from bench.suite import SEED_WAY
 
+# A row's repeats are unstable from these: the median repeat's p90 step ÷ median step, and the coefficient of
+# variation of its steady segments' samples/s (docs/methodology.md, Stable repeats).
+UNSTABLE_P90 = 1.5
+UNSTABLE_CV = 0.10
 ROW = ["workload", "host", "hardware", "backend", "nodes", "device_count", "precision", "mode", "input"]
 # must match for figures to compare
 CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
@@ -41,6 +45,9 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     df["input"] = df["input"].astype(object).fillna("loader")
     df["mode"] = df["mode"].astype(object).fillna("eager")  # and the seed's eager code
     df["nodes"] = df["nodes"].fillna(1).astype(int)  # and one node
+    # a repeat measured on a busy host (bench.trackers.contention); records from before the tracker: not known
+    df["busy"] = [bool((c or {}).get("busy")) for c in df["contention"]]
+    df["busy_why"] = [(c or {}).get("why") for c in df["contention"]]
     order = {p: i for i, p in enumerate(PRECISIONS)}
     df["_p"] = df["precision"].map(order)
     return df.sort_values(
@@ -138,22 +145,70 @@ def _tracker_columns(g: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """One row per workload × hardware × node and device count × precision, with medians and spreads over repeats."""
+def _busy_note(ok: pd.DataFrame, include_busy: bool) -> str:
+    """What the row says of its repeats measured on a busy host (bench.trackers.contention), or ""."""
+    busy = ok[ok["busy"]]
+    if not len(busy):
+        return ""
+    others = [(c or {}).get("other_cpu_pct") or 0 for c in busy["contention"]]
+    head = f"{len(busy)} of {len(ok)} repeats on a busy host ({busy['busy_why'].iloc[others.index(max(others))]})"
+    if include_busy:
+        return f"{head}: compared all the same (--include-busy)"
+    if len(busy) == len(ok):
+        return f"{head}: not compared (--include-busy compares it)"
+    return f"{head}: left out"
+
+
+def _unstable(ok: pd.DataFrame) -> str:
+    """The row's note when its repeats' steps or segments were unstable (thresholds: docs/methodology.md)."""
+    p90 = median(t.get("step_time_p90_over_median") for t in ok["timing"] if isinstance(t, dict))
+    cv = median(t.get("segment_throughput_cv") for t in ok["timing"] if isinstance(t, dict))
+    why = []
+    if p90 is not None and p90 >= UNSTABLE_P90:
+        why.append(f"step p90/median {p90:.2f}")
+    if cv is not None and cv >= UNSTABLE_CV:
+        why.append(f"segments' samples/s vary by {cv:.0%}")
+    return "unstable: " + ", ".join(why) if why else ""
+
+
+def _left_out(ok: pd.DataFrame) -> str:
+    """Steps a compilation took out of steady throughput (bench.meter), in the median repeat."""
+    steps = [
+        sum(e.get("steps") or 0 for e in (t.get("left_out") or []) if e.get("reason", "").startswith("compilation"))
+        for t in ok["timing"]
+        if isinstance(t, dict)
+    ]
+    steps = [n for n in steps if n]
+    return f"a graph compiled after warmup: {median(steps):.0f} steps left out of steady samples/s" if steps else ""
+
+
+def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd.DataFrame:
+    """One row per workload × hardware × node and device count × precision, with medians and spreads over repeats.
+    Repeats measured on a busy host are flagged; the row's figures come from its quiet repeats where it has some,
+    and its comparisons only from those (``include_busy``: from all)."""
     rows = []
     for key, g in df.groupby(ROW, sort=False, dropna=False):
-        ok = g[g["status"] == "ok"]
+        ok_all = g[g["status"] == "ok"]
+        quiet = ok_all[~ok_all["busy"]]
+        ok = ok_all if include_busy or not len(quiet) else quiet
+        compared = ok_all if include_busy else quiet
         others = g[g["status"] != "ok"]
         row = dict(zip(ROW, key))
         tput = pd.to_numeric(ok["throughput_samples_per_s"])
-        full = [v for v in (full_network_throughput(r) for _, r in ok.iterrows()) if v is not None and not pd.isna(v)]
-        # MLPerf counts a run that diverged as one that never reached the target; a crash is not such a run
-        tta = stats.tta(pd.to_numeric(g[g["status"].isin(["ok", "diverged"])]["tta_seconds"]).tolist())
+        full = [
+            v for v in (full_network_throughput(r) for _, r in compared.iterrows()) if v is not None and not pd.isna(v)
+        ]
+        # MLPerf counts a run that diverged as one that never reached the target; a crash is not such a run. The
+        # repeats on a busy host count where the row's figures come from them.
+        runs = g[g["status"].isin(["ok", "diverged"]) & ~g.index.isin(ok_all.index.difference(ok.index))]
+        tta = stats.tta(pd.to_numeric(runs["tta_seconds"]).tolist())
         row.update(
             status="ok" if len(ok) else others["status"].iloc[0],
-            repeats_ok=len(ok),
+            repeats_ok=len(ok_all),
             repeats=len(g),
-            throughputs=[float(x) for x in tput.dropna()],
+            repeats_busy=int(ok_all["busy"].sum()),
+            # what every comparison uses: the quiet repeats (all of them with include_busy)
+            throughputs=[float(x) for x in pd.to_numeric(compared["throughput_samples_per_s"]).dropna()],
             throughput_median=tput.median() if len(tput.dropna()) else None,
             throughput_min=tput.min(),
             throughput_max=tput.max(),
@@ -178,6 +233,9 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             allocator=",".join(sorted(set(g["allocator"].dropna()))),
             reason="; ".join(sorted({f"{s}: {r}" for s, r in zip(others["status"], others["reason"])})),
             emulated=_emulated(g),
+            busy=_busy_note(ok_all, include_busy),
+            unstable=_unstable(ok),
+            left_out=_left_out(ok),
             tracked=_tracker_columns(g),
             profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
             **{c: g[c].dropna().iloc[0] if g[c].notna().any() else None for c in CONFIG},
@@ -208,6 +266,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
             & seed_way(g)
             & (s.loc[g.index, "comparable"] == "yes")
             & g["throughput_median"].notna()
+            & g["throughputs"].map(bool)
         ]
         if len(base):
             ref = base.iloc[0]
@@ -228,7 +287,7 @@ def summarise(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
 def _against(s: pd.DataFrame, keys: list[str], is_reference: pd.Series) -> list[stats.Ratio | None]:
     """Each ok row's throughput against the reference row (``is_reference``) that shares its ``keys`` and its
     configuration: the precision speedup (against fp32 on the same hardware, mode and input)."""
-    usable = (s["status"] == "ok") & (s["comparable"] == "yes") & s["throughput_median"].notna()
+    usable = (s["status"] == "ok") & (s["comparable"] == "yes") & s["throughputs"].map(bool)
     refs = {tuple(r[keys]): r["throughputs"] for _, r in s[usable & is_reference].iterrows()}
     return [
         stats.ratio(r["throughputs"], refs[tuple(r[keys])])

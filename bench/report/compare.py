@@ -78,7 +78,7 @@ def _side(path: Path, filters: dict[str, str], name: str, strict: bool = False) 
     recs, left_out = schema.usable(recs, strict)
     if not recs:
         raise CompareError(f"{name}: none of the records under {path} can be used:\n" + "\n".join(left_out))
-    df = aggregate.frame(recs)
+    df = aggregate.frame(records.latest(recs)[0])  # a retried cell counts once, as its newer record
     df["commit"] = [((e or {}).get("git_commit") or "")[:12] or None for e in df["env"]]
     df["image"] = [(e or {}).get("container_image") for e in df["env"]]
     for key, value in filters.items():
@@ -100,9 +100,15 @@ def _verdict(r: stats.Ratio, threshold: float) -> tuple[str, bool]:
 
 
 def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | None = None, threshold: float = 0.1,
-            strict: bool = False) -> Result:  # fmt: skip
-    """B against A: the matched ok cells, each with B's throughput ÷ A's and its interval."""
+            strict: bool = False, include_busy: bool = False) -> Result:  # fmt: skip
+    """B against A: the matched ok cells, each with B's throughput ÷ A's and its interval. Repeats measured on a busy
+    host (bench.trackers.contention) are left out unless ``include_busy``."""
     (da, left_a), (db, left_b) = _side(a, a_filters or {}, "A", strict), _side(b, b_filters or {}, "B", strict)
+    busy = (
+        0
+        if include_busy
+        else int((da["busy"] & (da["status"] == "ok")).sum() + (db["busy"] & (db["status"] == "ok")).sum())
+    )
     varying = []
     for c in AXES:
         va, vb = set(map(aggregate.norm, da[c])), set(map(aggregate.norm, db[c]))
@@ -111,7 +117,7 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
     key = [c for c in ("workload", *AXES, *aggregate.CONFIG) if c not in {v[0] for v in varying}]
 
     def cells(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
-        ok = df[df["status"] == "ok"]
+        ok = df[(df["status"] == "ok") & (include_busy | ~df["busy"])]
         return {k: g for k, g in ok.groupby([ok[c].map(aggregate.norm) for c in key], sort=False)}
 
     ca, cb = cells(da), cells(db)
@@ -156,6 +162,8 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
         "(docs/methodology.md#comparisons-intervals-and-flags). A cell fails the comparison when it is significantly "
         f"slower by more than {threshold:.0%}.",
     ]
+    if busy:
+        header.append(f"{busy} repeats measured on a busy host are left out (--include-busy compares them).")
     left_out = list(dict.fromkeys([*left_a, *left_b]))  # A and B may be the same folder
     return Result(pd.DataFrame(rows), header, regressions, left_out)
 

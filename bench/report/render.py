@@ -23,7 +23,8 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "mode": s["mode"],
             "input": s["input"],
             "status": [
-                st if st != "ok" else f"ok {r}/{n}" for st, r, n in zip(s["status"], s["repeats_ok"], s["repeats"])
+                st if st != "ok" else f"ok {r}/{n}" + (f", {b} busy" if b else "")
+                for st, r, n, b in zip(s["status"], s["repeats_ok"], s["repeats"], s["repeats_busy"])
             ],
             "samples/s median (min–max)": [
                 f"{fmt(m)} ({fmt(lo)}–{fmt(hi)})" if m is not None and not pd.isna(m) else ""
@@ -49,7 +50,10 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             **costs(s),
             "allocator": s["allocator"],
             "comparable": s["comparable"],
-            "notes": ["; ".join(n for n in (e, r) if n) for e, r in zip(s["emulated"], s["reason"])],
+            "notes": [
+                "; ".join(n for n in notes if n)
+                for notes in zip(s["busy"], s["unstable"], s["left_out"], s["emulated"], s["reason"])
+            ],
         }
     )
     optional = ("vs fp32 [95% CI]", "scaling eff. [95% CI]")  # shown where some row has one
@@ -99,7 +103,7 @@ def artifacts(g: pd.DataFrame, out: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-OVERVIEW_TRACKED = ("compile s", "busy %", "host ms/step", "bound (profile)")
+OVERVIEW_TRACKED = ("host load", "compile s", "busy %", "host ms/step", "bound (profile)")
 
 
 def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
@@ -137,12 +141,12 @@ def html_table(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
     return safe.to_html(index=False, border=0, escape=False)
 
 
-def left_out(lines: list[str], note: str = "") -> tuple[list[str], str]:
-    """The records left out as failing their schema (bench.schema), under their own heading: markdown lines (an
-    indented block, which nothing in a line can end) and HTML (escaped, in a <pre>)."""
-    md = ["## Records left out", "", *([note, ""] if note else []), *(f"    {line}" for line in lines), ""]
+def left_out(lines: list[str], note: str = "", heading: str = "Records left out") -> tuple[list[str], str]:
+    """Records left out (failing their schema, bench.schema; or superseded), under their own heading: markdown
+    lines (an indented block, which nothing in a line can end) and HTML (escaped, in a <pre>)."""
+    md = [f"## {heading}", "", *([note, ""] if note else []), *(f"    {line}" for line in lines), ""]
     text = "\n".join(html.escape(line) for line in lines)
-    return md, f"<h2>Records left out</h2>{f'<p>{html.escape(note)}</p>' if note else ''}<pre>{text}</pre>"
+    return md, f"<h2>{heading}</h2>{f'<p>{html.escape(note)}</p>' if note else ''}<pre>{text}</pre>"
 
 
 def name(path: str) -> str:

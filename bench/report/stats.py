@@ -94,6 +94,19 @@ def ratio(new: Iterable, base: Iterable) -> Ratio:
     return Ratio(e[0], e[1], e[2], len(b), len(a), _flag(e[1], e[2], len(b), len(a)))
 
 
+def spread(values: Iterable) -> float | None:
+    """How far the 95% interval of the geometric mean of ``values`` (throughputs of repeats) reaches either side of
+    it, relative: exp(t × sd / √n) − 1 on log values, as ``ratio`` computes its intervals. None below two values."""
+    from scipy import stats
+
+    logs = [math.log(x) for x in _clean(values)]
+    if len(logs) < 2:
+        return None
+    mean = sum(logs) / len(logs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+    return math.exp(float(stats.t.ppf((1 + LEVEL) / 2, len(logs) - 1)) * sd / math.sqrt(len(logs))) - 1
+
+
 @dataclass(frozen=True)
 class TTA:
     """Time-to-accuracy over repeats: how many reached the target, and the summary of those that did."""

@@ -54,7 +54,8 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
         for _, r in s[(s["workload"] == workload) & (s["status"] == "ok")].iterrows():
             k = tuple(r[keys])
             t, loader = r["full_network_median"], r["loader_median"]
-            if k not in ref.index or pd.isna(t) or pd.isna(ref[k]):
+            # a side measured only on a busy host is not compared (aggregate.summarise)
+            if k not in ref.index or pd.isna(t) or pd.isna(ref[k]) or not r["full_network"] or not ref_repeats[k]:
                 continue
             ratio = t / ref[k]
             interval = stats.ratio(r["full_network"], ref_repeats[k])
@@ -170,7 +171,7 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
     The speedup has its 95% interval (bench.report.stats)."""
     if not len(s):
         return pd.DataFrame()
-    ok = s[(s["status"] == "ok") & (s["comparable"] == "yes") & s["throughput_median"].notna()]
+    ok = s[(s["status"] == "ok") & (s["comparable"] == "yes") & s["throughputs"].map(bool)]
     rows = []
     for _, g in ok.groupby(
         ["workload", "host", "hardware", "backend", "nodes", "device_count", "precision"], sort=False

@@ -36,6 +36,9 @@ class Tracker:
     def steady_end(self, samples: int) -> None:
         """The segment ends (evaluation starts) after ``samples`` samples (global), device synchronised."""
 
+    def steady_cancel(self) -> None:
+        """The segment is left out (a graph compiled in it, bench.meter): drop what was measured since its start."""
+
     def target_reached(self) -> None:
         """The evaluation that first reached the accuracy target has ended: time to accuracy stops here."""
 

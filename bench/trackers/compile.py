@@ -1,14 +1,15 @@
 """Graph compilations: torch.compile's in the compiled modes (dynamo's own counters and timers), XLA's otherwise.
 
-How many graphs, how long compiling took, graph breaks, recompilations with dynamo's reasons, and how many
-compilations fell inside steady-state training: after warmup a compilation is a cost inside the timed steps,
-flagged in the report. Compile seconds stay on the time-to-accuracy clock (a user waits for them); the report
-puts them beside it.
+How many graphs, how long compiling took, graph breaks and recompilations with dynamo's reasons. ``counter`` gives
+the meter the count it reads after every step past warmup, so that a segment in which a graph compiled is left out
+of steady throughput (``timing.left_out``, bench.meter). Compile seconds stay on the time-to-accuracy clock (a user
+waits for them); the report puts them beside it.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 from bench import adapters
 from bench.trackers import Tracker
@@ -35,28 +36,29 @@ def dynamo_stats() -> dict:
     }
 
 
+def counter(cell, backend) -> Callable[[], int] | None:
+    """This cell's compilation count so far, as a function the meter can call after every step (a counter read: no
+    device work); None where nothing compiles (eager on a CPU or GPU)."""
+    if cell.mode in adapters.COMPILED:
+        from torch._dynamo import utils
+
+        return lambda: utils.counters["stats"]["unique_graphs"]
+    if backend.compile_stats() is None:
+        return None
+    return lambda: backend.compile_stats()["compilations"]
+
+
 class Compile(Tracker):
     SECTION = "compile"
-
-    def start(self) -> None:
-        self.after_warmup = 0
-        self._at_segment_start: dict | None = None
 
     def stats(self) -> dict | None:
         return dynamo_stats() if self.cell.mode in adapters.COMPILED else self.backend.compile_stats()
 
-    def steady_start(self) -> None:
-        self._at_segment_start = self.stats()
-
-    def steady_end(self, samples: int) -> None:
-        if self._at_segment_start is not None:
-            self.after_warmup += self.stats()["compilations"] - self._at_segment_start["compilations"]
-
     def section(self) -> dict:
         stats = self.stats()
         if stats is None:  # nothing is compiled in eager mode
-            return {"compilations": None, "compile_seconds": None, "compilations_after_warmup": None}
-        return {**stats, "compilations_after_warmup": self.after_warmup}
+            return {"compilations": None, "compile_seconds": None}
+        return stats
 
 
 TRACKER = Compile
@@ -66,6 +68,7 @@ def report(sections: list[dict]) -> dict[str, str]:
     counts = [s for s in sections if s.get("compilations") is not None]
     if not counts:
         return {}
+    # records made before the meter left such segments out (timing.left_out) counted them here
     after = max(s.get("compilations_after_warmup") or 0 for s in counts)
     first = counts[0]
     text = str(first["compilations"])
