@@ -182,6 +182,7 @@ class Meter:
             t = now(self.backend)
             if self.warmup_end is None:
                 self.warmup_end = t
+                self._compiled = self._count()  # what the first warmup compiled is its own
             self._warming = None
             self._begin_segment()
 

@@ -291,11 +291,12 @@ class Events(Hooks):
 
 
 def test_a_segment_in_which_a_graph_compiles_is_left_out_and_warmed_up_after(clock):
-    graphs = [1]  # compiled during warmup: normal
+    graphs = [0]
     events = Events(clock)
     m = meter.Meter(FakeDevice(clock), warmup_steps=1, tta_target=1.0, trackers=[events],
                     compilations=lambda: graphs[0])  # fmt: skip
     m.epoch_start()
+    graphs[0] = 1  # the first step compiles: warmup, as it should
     steps(m, clock, [5.0, 0.1, 0.1])  # warmup, then a steady segment of two steps
     graphs[0] = 2  # a recompilation (a new shape, a guard that failed) in the next step
     steps(m, clock, [4.0, 0.5, 0.1, 0.1])  # it, one step of warmup again, then a new segment

@@ -77,3 +77,22 @@ def test_schema_2_reads_as_schema_3_and_flattens_back():
     assert flat["workload"] == "fastai-resnet18" and flat["outcome"]["full_network_phase"] == "unfrozen"
     with pytest.raises(ValueError, match="schema_version 99"):
         records.upgrade({"schema_version": 99})
+
+
+def test_one_record_per_measurement_the_newer_stands(tmp_path):
+    def made(status, started, host="a", run_id="r", fingerprint="f0", repeat=0) -> dict:
+        r = record(status, run_id=run_id, fingerprint=fingerprint, repeat=repeat)
+        return {**r, "run": {"started_at": started}, "env": {"host": host}}
+
+    path = tmp_path / "r" / "records.jsonl"
+    for r in (
+        made("timeout", "2026-12-01T10:00:00+00:00"),  # retried below: superseded
+        made("ok", "2026-12-01T10:05:00+00:00", fingerprint="f1", repeat=1),
+        made("ok", "2026-12-01T10:00:00+00:00", host="b"),  # the same cell on another host: its own measurement
+        made("ok", "2026-12-01T10:00:00+00:00", run_id="other"),  # and in another run
+        made("ok", "2026-12-01T11:00:00+00:00"),
+    ):
+        records.append(path, r)
+    kept, superseded = records.latest(records.located(path))
+    assert [(r["status"], r["_line"]) for r in kept] == [("ok", 2), ("ok", 3), ("ok", 4), ("ok", 5)]
+    assert superseded == [f"{path}:1: timeout (w/cpux1/fp32 repeat 0) superseded by {path}:5 (ok)"]

@@ -212,3 +212,30 @@ def test_the_committed_h100_reference_of_schema_2_still_renders(tmp_path):
     md = report.write(tmp_path / "h100", baseline="cuda/fp32").read_text()
     assert "| fastai-resnet18   | NVIDIA H100 80GB HBM3 @vm" in md and "## lightning-convnet" in md
     assert "unfrozen " in md  # schema 2 fastai phases, mapped onto schema 3
+
+
+def test_busy_repeats_are_flagged_and_left_out_of_comparisons_unless_asked():
+    def sectioned(busy: bool, **over) -> dict:
+        r = records.upgrade(rec(**over))
+        why = "other processes used 48% of 2 cores" if busy else None
+        r["contention"] = {"status": "ok", "busy": busy, "why": why, "other_cpu_pct": 48.0 if busy else 1.0}
+        return r
+
+    recs = [sectioned(False, tput=t, repeat=i) for i, t in enumerate([900.0, 1000.0, 1100.0])]
+    recs += [sectioned(True, tput=300.0, repeat=3)]  # slowed by a neighbour
+    recs += [sectioned(True, precision="bf16-mixed", tput=t, repeat=i) for i, t in enumerate([500.0, 600.0])]
+    recs += [sectioned(False, workload="lightning-convnet", tput=t, repeat=i) for i, t in enumerate([800.0, 900.0])]
+    s = aggregate.summarise(aggregate.frame(recs), "cpu/fp32").set_index(["workload", "precision"])
+    fp32, bf16 = s.loc[("torch-convnet", "fp32")], s.loc[("torch-convnet", "bf16-mixed")]
+    assert fp32["repeats_ok"] == 4 and fp32["repeats_busy"] == 1
+    assert fp32["throughput_median"] == 1000.0 and fp32["throughputs"] == [900.0, 1000.0, 1100.0]  # quiet ones
+    assert fp32["busy"] == "1 of 4 repeats on a busy host (other processes used 48% of 2 cores): left out"
+    assert bf16["throughput_median"] == 550.0 and bf16["throughputs"] == []  # shown, flagged, compared with nothing
+    assert bf16["busy"].endswith(": not compared (--include-busy compares it)")
+    assert bf16["speedup_stats"] is None or bf16["speedup_stats"].estimate is None
+    assert verdicts.overhead(s.reset_index()).empty is False  # the quiet rows still compare
+    every = aggregate.summarise(aggregate.frame(recs), "cpu/fp32", include_busy=True).set_index(
+        ["workload", "precision"]
+    )
+    assert every.loc[("torch-convnet", "bf16-mixed"), "speedup_stats"].estimate is not None
+    assert every.loc[("torch-convnet", "fp32"), "busy"].endswith("compared all the same (--include-busy)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bench import suite
@@ -191,3 +193,49 @@ def test_node_layouts_from_flags_and_schedulers():
             resolve(*args, env={})
     with pytest.raises(ClusterError, match="needs MASTER_ADDR"):
         resolve(env={"SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "0"})
+
+
+# Every numeric setting out of its range, as a suite file, a [workload.<name>] section or an option would give it.
+OUT_OF_RANGE = [
+    ("epochs", 0), ("epochs", -1), ("batch_size", 0), ("limit_train", 0), ("limit_train", -5), ("limit_train", 60_001),
+    ("limit_test", 0), ("limit_test", 10_001), ("num_workers", -1), ("lr", float("nan")), ("lr", float("inf")),
+    ("lr", 0), ("lr", -0.5), ("tta_target", 0), ("tta_target", 1.5), ("tta_target", float("nan")),
+    ("warmup_steps", -1), ("profile_steps", -1), ("timeout_s", 0), ("timeout_s", -3), ("repeats", 0),
+    ("repeats", "auto:0"), ("repeats", "often"), ("seed", -1), ("seed", 2**31), ("order_seed", -1),
+    ("lr_find_steps", 9), ("price_per_hour", 0), ("price_per_hour", float("inf")), ("target_ci", 0),
+    ("target_ci", 1.5),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "value"), OUT_OF_RANGE)
+def test_every_setting_out_of_its_range_is_refused_naming_it(key, value):
+    with pytest.raises(SuiteError, match=rf"^suite t: {key} = {re.escape(repr(value))} should be "):
+        settings(**{key: value})
+    if key in suite.PER_WORKLOAD:
+        over = {"workload": {"torch-convnet": {key: value}}}
+        with pytest.raises(SuiteError, match=rf"^suite t \[workload.torch-convnet\]: {key} = "):
+            settings(**over)
+
+
+def test_an_option_out_of_range_names_the_option():
+    from bench import cli
+
+    args = cli.parser().parse_args(["run", "--suite", "smoke", "--limit-train", "0"])
+    with pytest.raises(SuiteError, match=r"^--limit-train: limit_train = 0 should be an integer in \[1, 60,000\]"):
+        cli.build_cells(args)
+    with pytest.raises(SystemExit):  # argparse's own error: 10 could be 10% or 1000%
+        cli.parser().parse_args(["run", "--target-ci", "10"])
+
+
+def test_a_cell_listed_twice_is_one_cell():
+    s = settings(workloads=["torch-convnet", "torch-convnet"], precisions=["fp32", "fp32"], repeats=2)
+    cells, copies = suite.collapse(suite.expand("t", s))
+    assert [(c.workload, c.repeat) for c in cells] == [("torch-convnet", 0), ("torch-convnet", 1)]
+    assert len(copies) == 6 and {c.fingerprint for c in copies} == {c.fingerprint for c in cells}
+
+
+def test_auto_repeats_start_with_three_and_cap():
+    assert suite.repeats_plan("auto") == (3, 10) and suite.repeats_plan("auto:5") == (3, 5)
+    assert suite.repeats_plan("auto:2") == (2, 2) and suite.repeats_plan(4) == (4, None)
+    s = settings(repeats="auto:6")
+    assert (s["repeats"], s["repeats_max"]) == (3, 6) and len(suite.expand("t", s)) == 2 * 3
