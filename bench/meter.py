@@ -202,12 +202,16 @@ class Meter:
     def eval_start(self) -> None:
         t = now(self.backend)
         self._epoch["train_seconds"] = t - self._epoch["t0"]
+        if self._seg_t0 is not None and not self._seg_samples:  # a segment that began at the epoch's last step
+            for tracker in self.trackers:
+                tracker.steady_cancel()
+            self._seg_t0 = None
         if self._seg_t0 is not None:
             seconds = t - self._seg_t0
             by_phase = self._by_phase.setdefault(self._phase, [0.0, 0])
             by_phase[0] += seconds
             by_phase[1] += self._seg_samples
-            if seconds > 0 and self._seg_samples:
+            if seconds > 0:
                 self._segment_rates.append(self._seg_samples / seconds)
             for tracker in self.trackers:
                 tracker.steady_end(self._seg_samples)

@@ -96,6 +96,18 @@ def test_a_target_never_reached_has_no_energy_to_accuracy(tmp_path, powercap):
     assert energy.report([s])["J to target"] == "not reached"
 
 
+def test_a_segment_left_out_leaves_its_joules_out(tmp_path, powercap):
+    t = tracker(energy, small_cell(), backend(), tmp_path)
+    t.train_start(), t.steady_start()
+    set_uj(powercap, 51_000_000)  # 50 J in a segment in which a graph compiled (bench.meter)
+    t.steady_cancel()
+    t.steady_start()  # the next segment opens a window of its own
+    set_uj(powercap, 61_000_000)
+    t.steady_end(100)
+    s = t.section()
+    assert s["steady"]["joules"]["cpu"] == pytest.approx(10) and s["steady"]["samples"] == 100
+
+
 def test_tpus_have_no_counter_and_say_so(tmp_path, powercap):
     t = tracker(energy, dataclasses.replace(small_cell(), backend="xla"), backend("xla"), tmp_path)
     s = t.section()

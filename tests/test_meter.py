@@ -335,3 +335,12 @@ def test_dispersion_of_steps_and_segments(clock):
     assert s["step_time_p90_over_median"] == pytest.approx(3.0)  # p90 0.3 s over the median 0.1 s
     rates = [320 / 1.0, 320 / 1.6]
     assert s["segment_throughput_cv"] == pytest.approx(statistics.stdev(rates) / statistics.mean(rates))
+
+
+def test_a_segment_that_warmup_ends_at_the_epochs_last_step_is_no_segment(clock):
+    events = Events(clock)
+    m = meter.Meter(FakeDevice(clock), warmup_steps=2, tta_target=1.0, trackers=[events])
+    epoch(m, clock, [1.0, 1.0])
+    s = summary(m)
+    assert s["steady_segments"] == 0 and s["phase_throughput"] == {} and s["throughput_samples_per_s"] is None
+    assert [e for e, _ in events.events] == ["steady_start", "steady_cancel"]

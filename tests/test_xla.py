@@ -124,6 +124,61 @@ def test_fastai_on_xla_with_lr_find(tmp_path, env):
     assert r["status"] == "ok", r["reason"]
     assert r["precision_effective"] == "bf16-mixed" and r["lr_found"] > 0
     assert r["compilations"] > 0 and [c["phase"] for c in r["curve"]] == ["frozen", "unfrozen"]
+    # the unfreeze changes every parameter's requires_grad: the unfrozen phase warms up again, and any compilation
+    # after the first warmup falls in left-out steps, none in a steady segment (docs/methodology.md#phase-aware-warmup).
+    # From random initialisation lr_find already ran the unfrozen network (vision_learner freezes pretrained models
+    # only), so its graph is cached by then; test_xla_recompilations_after_warmup_are_left_out compiles anew.
+    (unfreeze,) = r["left_out"]
+    assert unfreeze["phase"] == "unfrozen" and unfreeze["reason"] == "warmup after the phase change to unfrozen"
+    assert unfreeze["steps"] == 3 and r["compilations_after_warmup"] == unfreeze["compilations"], r["left_out"]
+    assert set(r["phase_throughput"]) == {"frozen", "unfrozen"}  # each phase steady again
+
+
+def test_xla_recompilations_after_warmup_are_left_out():
+    """The meter with torch_xla's own compilation count on a real XLA device: unfreezing a frozen layer makes a new
+    step graph, compiled in the new phase's warmup; a new batch shape in a steady segment compiles inside it, and
+    that segment is left out."""
+    import torch
+    import torch_xla
+
+    from bench import backends
+    from bench.meter import Meter
+    from bench.suite import expand, validate
+    from bench.trackers import compile as compile_tracker
+
+    backend = backends.get("xla")
+    cell = expand("t", validate("t", {"backend": "xla", "workloads": ["torch-convnet"]}))[0]
+    meter = Meter(backend, 2, 1.0, compilations=compile_tracker.counter(cell, backend))
+    device = torch_xla.device()
+    torch.manual_seed(0)
+    body, head = torch.nn.Linear(8, 8).to(device), torch.nn.Linear(8, 2).to(device)
+    body.requires_grad_(False)  # frozen, as fastai's first epoch trains the head only
+    opt = torch.optim.SGD([*body.parameters(), *head.parameters()], lr=0.1)
+
+    def epoch(phase: str, batches: list[int]) -> None:
+        meter.epoch_start(phase)
+        for n in batches:
+            x, y = torch.randn(n, 8, device=device), torch.randint(0, 2, (n,), device=device)
+            torch.nn.functional.cross_entropy(head(body(x).relu()), y).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            backend.cut_graph()
+            meter.step_end(n)
+        meter.eval_start()
+        meter.eval_end(0.5)
+        meter.epoch_end(len(meter.curve), 0.1)
+
+    epoch("frozen", [16] * 6)
+    body.requires_grad_(True)  # the unfreeze
+    epoch("unfrozen", [16] * 6 + [12, 16, 16])  # a new batch shape after the phase's warmup
+    t = meter.timing()
+    phase_change, shape = t["left_out"]
+    assert phase_change["reason"] == "warmup after the phase change to unfrozen" and phase_change["steps"] == 2
+    assert phase_change["compilations"] >= 1, t["left_out"]  # the unfrozen graph, in its warmup
+    assert shape["reason"] == "compilation in a steady segment" and shape["compilations"] >= 1, t["left_out"]
+    assert shape["steps"] == 4 + 1 + 2  # the segment so far, the step that compiled, the warmup after it
+    assert t["compilations_after_warmup"] == phase_change["compilations"] + shape["compilations"]
+    assert t["steady_segments"] == 1 and t["phase_throughput"].keys() == {"frozen"}
 
 
 def test_several_devices_on_the_cpu_runtime_are_recorded_unsupported(tmp_path, env):

@@ -52,7 +52,8 @@ def take(on: list[int]) -> Snapshot:
 
     per_cpu = psutil.cpu_times(percpu=True)
     busy = steal = total = 0.0
-    for i in on:
+    # /proc/stat lists the online CPUs: with some offline its order is not the CPU numbers, so count them all
+    for i in on if max(on) < len(per_cpu) else range(len(per_cpu)):
         t = per_cpu[i]
         busy += t.user + t.nice + t.system + t.irq + t.softirq  # user includes guest time on Linux
         steal += t.steal

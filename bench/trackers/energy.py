@@ -114,6 +114,11 @@ class Energy(Tracker):
                     self.steady["joules"][k] = (self.steady["joules"][k] or 0.0) + v
         self.segments += 1
 
+    def steady_cancel(self) -> None:
+        if self.monitor is not None:  # the segment is left out (bench.meter): so are its joules
+            self.monitor.end_window(f"steady{self.segments}", sync_execution=False, cancel=True)
+        self.segments += 1
+
     def target_reached(self) -> None:
         self.tta = self._end("tta")
 
