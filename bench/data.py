@@ -6,6 +6,7 @@ holds them they are downloaded from the public mirrors into the first writable o
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import os
@@ -194,13 +195,22 @@ def tensors(split: str, data_dir: str | os.PathLike | None = None, limit: int | 
 
 def png_folders(data_dir: str | os.PathLike | None = None) -> Path:
     """The ``mnist_png`` layout fastai's ``URLs.MNIST`` has: ``{training,testing}/<digit>/<index>.png``."""
-    from PIL import Image
-
     root = _derived_dir() / "mnist_png"
     if (root / ".complete").is_file():
         return root
     folder = locate(data_dir)
     _derived_dir().mkdir(parents=True, exist_ok=True)
+    # one builder at a time (processes sharing a cache): the others wait, then find the tree complete
+    with open(_derived_dir() / ".mnist_png.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".complete").is_file():
+            _build_png(folder, root)
+    return root
+
+
+def _build_png(folder: Path, root: Path) -> None:
+    from PIL import Image
+
     tmp = Path(tempfile.mkdtemp(dir=_derived_dir(), prefix=".mnist_png."))
     try:
         for split, sub in (("train", "training"), ("test", "testing")):
@@ -217,4 +227,3 @@ def png_folders(data_dir: str | os.PathLike | None = None) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return root

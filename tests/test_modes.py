@@ -125,11 +125,11 @@ def test_lightning_and_the_plain_loop_train_the_same_losses(precision, mnist_dir
 def test_compile_records_compile_seconds_and_leaves_a_recompilation_out_of_steady_throughput(
     tmp_path, mnist_dir, cache
 ):
-    # 20 batches of 32 and a last one of 16: the first epoch's last step compiles a graph of its own after warmup
+    # 10 batches of 32 and a last one of 16: the first epoch's last step compiles a graph of its own after warmup
     suite = tmp_path / "modes.toml"
     suite.write_text(
         'backend = "cpu"\nworkloads = ["torch-convnet", "lightning-convnet"]\nmodes = ["compile", "graphs"]\n'
-        "epochs = 2\nlimit_train = 656\nlimit_test = 1000\nwarmup_steps = 5\nprofile_steps = 4\ntta_target = 0.5\n"
+        "epochs = 2\nlimit_train = 336\nlimit_test = 1000\nwarmup_steps = 3\nprofile_steps = 4\ntta_target = 0.5\n"
     )
     results = tmp_path / "results"
     # make test runs beside other tests: the host is busy, and the report compares its cells all the same
@@ -145,12 +145,12 @@ def test_compile_records_compile_seconds_and_leaves_a_recompilation_out_of_stead
         c, t = r["compile"], r["timing"]
         # forward and backward graphs (and the plain loop's optimizer step), compiled in warmup
         assert c["compilations"] >= 1 and c["compile_seconds"] > 0, c
-        # the partial batch's graph: its segment (the first epoch's 15 steady steps and it) is left out, and 5 steps
+        # the partial batch's graph: its segment (the first epoch's 7 steady steps and it) is left out, and 3 steps
         # of warmup follow in the second epoch, whose last step reuses that graph
         assert t["compilations_after_warmup"] >= 1, t
-        assert t["left_out"] == [{"phase": "train", "reason": "compilation in a steady segment", "steps": 16 + 5,
+        assert t["left_out"] == [{"phase": "train", "reason": "compilation in a steady segment", "steps": 8 + 3,
                                   "compilations": t["compilations_after_warmup"]}], t  # fmt: skip
-        assert t["steady_segments"] == 1 and t["steady_samples"] == 15 * 32 + 16, t
+        assert t["steady_segments"] == 1 and t["steady_samples"] == 7 * 32 + 16, t
         assert c["graph_breaks"] >= 0 and c["recompilations"] >= 1 and c["inductor_cache_misses"] >= 0, c
         assert any("grad_mode" in reason for reason in c["recompile_reasons"]), c  # evaluation: a new graph
         assert r["profile"]["status"] == "ok"  # the profile runs the compiled step

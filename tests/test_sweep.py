@@ -1,0 +1,115 @@
+"""A sweep's own rules, end to end: one writer per run folder, retries on purpose, cells once, automatic repeats."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench import report, runner
+from bench.suite import expand, validate
+from tests.conftest import bench_cli, bench_env
+from tests.test_runner import run_records, suite_file
+
+
+@pytest.fixture
+def env(mnist_dir, session_cache) -> dict[str, str]:
+    return bench_env(mnist_dir, session_cache)
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from bench import runlock
+with runlock.hold(Path(sys.argv[1]), "elsewhere"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_held_run_folder_refuses_a_second_run_and_the_lock_dies_with_its_holder(tmp_path, env):
+    results, run_dir = tmp_path / "results", tmp_path / "results" / "r"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], env=env, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    suite = suite_file(tmp_path, workloads=("torch-convnet",), precisions=("fp16-mixed",))  # unsupported: no worker
+    args = ["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r", "--no-report"]
+    out = bench_cli(args, env, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"run folder {run_dir} is in use by bench run pid {holder.pid} on elsewhere, started " in out.stderr
+    assert "--wait" in out.stderr and not (run_dir / "records.jsonl").exists()
+    waiting = subprocess.Popen([sys.executable, "-m", "bench", *args, "--wait"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines = []
+    while not lines or "waiting for" not in lines[-1]:
+        lines.append(waiting.stdout.readline())
+        assert lines[-1], "".join(lines)  # it ended without waiting
+    assert f"waiting for bench run pid {holder.pid} on elsewhere" in lines[-1]
+    time.sleep(1)
+    assert waiting.poll() is None and not (run_dir / "records.jsonl").exists()  # still waiting for the holder
+    holder.kill()  # SIGKILL: the kernel frees the lock with the process
+    holder.wait()
+    output, _ = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, output
+    assert [r["status"] for r in run_records(results)] == ["unsupported"]
+
+
+@pytest.mark.slow
+def test_retry_on_purpose_a_longer_timeout_retries_a_timeout_and_a_cell_runs_once(tmp_path, env):
+    results = tmp_path / "results"
+    suite = suite_file(
+        tmp_path, workloads=("torch-convnet",), precisions=("fp32", "fp16-mixed"), extra="timeout_s = 1\n"
+    )
+    args = ["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"]
+    first = bench_cli([*args, "--no-report"], env, timeout=300)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert [r["status"] for r in run_records(results)] == ["timeout", "unsupported"]
+    suite.write_text(suite.read_text().replace("timeout_s = 1", "timeout_s = 600"))
+    again = bench_cli([*args, "--retry", "unsupported", "--precision", "fp32,fp16-mixed,fp32", "--no-report"], env,
+                      timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 duplicate cells collapsed" in again.stdout
+    assert "running again (timed out under timeout_s = 1, now 600)" in again.stdout
+    recs = run_records(results)
+    assert [r["status"] for r in recs] == ["timeout", "unsupported", "ok", "unsupported"]  # both kept in the file
+    assert recs[2]["run"]["retry"] == "timed out under timeout_s = 1, now 600"
+    assert recs[3]["run"]["retry"] == "--retry unsupported"
+    md = report.write(results).read_text()
+    superseded = md.split("## Records superseded")[1]
+    assert superseded.count("superseded by") == 2 and "timeout (torch-convnet/cpux1/fp32 repeat 0)" in superseded
+    assert "| ok 1/1" in md  # one measurement: the newer record
+
+
+@pytest.mark.slow
+def test_auto_repeats_add_repeats_while_the_interval_is_wide_up_to_the_cap(tmp_path, env):
+    results = tmp_path / "results"
+    suite = suite_file(tmp_path, workloads=("torch-convnet",))
+    args = ["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r", "--no-report"]
+    args += ["--profile-steps", "0", "--limit-train", "320"]
+    out = bench_cli([*args, "--repeats", "auto:4", "--target-ci", "0.1%"], env, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    recs = run_records(results)
+    assert [r["repeat"] for r in recs] == [0, 1, 2, 3] and len({r["seed"] for r in recs}) == 4
+    assert [r["run"]["repeat_reason"].split(":")[0] for r in recs] == ["auto"] * 4
+    assert re.fullmatch(r"auto: ±[\d.]+% over 3 repeats, wider than ±0\.1%", recs[3]["run"]["repeat_reason"])
+
+
+def auto_records(rates: list, status: str = "ok") -> tuple[list, dict]:
+    cell = expand("t", validate("t", {"backend": "cpu", "workloads": ["torch-convnet"]}))[0]
+    cells = [cell.again(i) for i in range(len(rates))]
+    done = {c.fingerprint: {"status": status, "timing": {"throughput_samples_per_s": r}} for c, r in zip(cells, rates)}
+    return cells, done
+
+
+def test_auto_repeats_stop_at_the_interval_at_the_cap_and_at_a_failure():
+    auto = runner.Auto(cap=5, target=0.05)
+    cells, done = auto_records([100.0, 130.0, 80.0])
+    (more, why), *rest = auto.more(cells, done)
+    assert not rest and more.repeat == 3 and more.seed == 3 and more.configuration == cells[0].configuration
+    assert why.startswith("auto: ±") and why.endswith("over 3 repeats, wider than ±5.0%")
+    assert auto.more(*auto_records([100.0, 101.0, 100.5])) == []  # within ±5%
+    assert auto.more(*auto_records([100.0, 130.0, 80.0, 120.0, 90.0])) == []  # at the cap
+    assert auto.more(*auto_records([100.0, 130.0, 80.0], status="failed")) == []  # a failure is not noise
