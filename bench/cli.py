@@ -178,7 +178,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     price = cost.resolve(settings["price"], settings["price_plan"], settings["price_per_hour"], cells[0].backend)
     run_dir = Path(args.results_dir) / run_id
     lock = runlock.hold(run_dir, host, args.wait) if nodes.node_rank == 0 else contextlib.nullcontext()
-    with lock:  # one bench run per run folder, from its first look at the folder to its last record
+    with lock as waited:  # one bench run per run folder, from its first look at the folder to its last record
+        if waited:  # the host while the other run ran is not the host now
+            check = contention.HostCheck()
         check.finish()  # warns, naming the busiest other processes, when the host is busy
         status = runner.sweep(
             cells, Path(args.results_dir), run_id, data_dir, settings["order"], settings["order_seed"], nodes, price,

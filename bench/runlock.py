@@ -32,13 +32,14 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def hold(run_dir: Path, host: str, wait: bool = False) -> Iterator[None]:
-    """Hold the run folder's lock for the block. Held elsewhere: raise ``RunLocked`` at once, or, ``wait``, block
-    until the holder ends (Ctrl-C still stops the wait)."""
+def hold(run_dir: Path, host: str, wait: bool = False) -> Iterator[bool]:
+    """Hold the run folder's lock for the block, which gets whether it waited for it. Held elsewhere: raise
+    ``RunLocked`` at once, or, ``wait``, block until the holder ends (Ctrl-C still stops the wait)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)  # CLOEXEC: no cell inherits the lock
+    waited = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -51,9 +52,10 @@ def hold(run_dir: Path, host: str, wait: bool = False) -> Iterator[None]:
                 ) from None
             print(f"waiting for {holder} to release {run_dir} (--wait)", flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            waited = True
         started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"host": host, "pid": os.getpid(), "started_at": started}).encode(), 0)
-        yield
+        yield waited
     finally:
         os.close(fd)  # closing the only descriptor releases the lock

@@ -268,17 +268,11 @@ def _check(where: str, key: str, value: object) -> None:
     if key in LIMITS and value is not None:
         from bench.data import SPLITS  # the splits' sizes (numpy comes with it: only where a limit is set)
 
-        valid = Range(1, SPLITS[LIMITS[key]][2])
-        if value not in valid:
-            raise SuiteError(
-                f"{where}: {key} = {value!r} should be {valid.text('an integer')}: the {LIMITS[key]} split's images "
-                "to use (leave it unset for all of them)"
-            )
+        valid = Range(1, SPLITS[LIMITS[key]][2], why=f"the {LIMITS[key]} split's images to use (unset: all of them)")
     if valid is not None and isinstance(value, int | float) and value not in valid:
         kind = "an integer" if typ is int else "a number"
-        raise SuiteError(
-            f"{where}: {key} = {value!r} should be {valid.text(kind)}" + (f": {valid.why}" * bool(valid.why))
-        )
+        why = f": {valid.why}" if valid.why else ""
+        raise SuiteError(f"{where}: {key} = {value!r} should be {valid.text(kind)}{why}")
 
 
 def repeats_plan(value: int | str, where: str = "repeats") -> tuple[int, int | None]:

@@ -16,7 +16,7 @@ from bench.suite import SEED_WAY
 # A row's repeats are unstable from these: the median repeat's p90 step ÷ median step, and the coefficient of
 # variation of its steady segments' samples/s (docs/methodology.md, Stable repeats).
 UNSTABLE_P90 = 1.5
-UNSTABLE_CV = 0.10
+UNSTABLE_CV = 0.15
 ROW = ["workload", "host", "hardware", "backend", "nodes", "device_count", "precision", "mode", "input"]
 # must match for figures to compare
 CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]

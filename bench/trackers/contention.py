@@ -119,8 +119,9 @@ def usage(a: Snapshot, b: Snapshot, root: int) -> Usage:
 
 
 def top_text(top: dict[tuple[int, str], float], total: float) -> str:
-    busiest = sorted(top.items(), key=lambda kv: -kv[1])[:TOP]
-    return ", ".join(f"{name} (pid {pid}) {100 * s / total:.0f}%" for (pid, name), s in busiest if total)
+    """The busiest other processes, those that used at least 1% of the cores."""
+    busiest = [(key, 100 * s / total) for key, s in sorted(top.items(), key=lambda kv: -kv[1])[:TOP] if total]
+    return ", ".join(f"{name} (pid {pid}) {pct:.0f}%" for (pid, name), pct in busiest if pct >= 1)
 
 
 def verdict(others_pct: float, steal_pct: float, gpu_others: int, n_cores: int) -> str | None:
@@ -267,6 +268,9 @@ def report(sections: list[dict]) -> dict[str, str]:
     if not ok:
         return {}
     busy = [s for s in ok if s.get("busy")]
-    others = statistics.median(s["other_cpu_pct"] for s in ok)
-    text = f"{len(busy)} of {len(ok)} busy" if busy else "quiet"
-    return {"host load": f"{text} (others {others:.0f}%)"}
+    others = statistics.median(s["other_cpu_pct"] for s in busy or ok)
+    return {
+        "host load": f"{len(busy)} of {len(ok)} busy (others {others:.0f}%)"
+        if busy
+        else f"quiet (others {others:.0f}%)"
+    }
