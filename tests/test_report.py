@@ -239,3 +239,20 @@ def test_busy_repeats_are_flagged_and_left_out_of_comparisons_unless_asked():
     )
     assert every.loc[("torch-convnet", "bf16-mixed"), "speedup_stats"].estimate is not None
     assert every.loc[("torch-convnet", "fp32"), "busy"].endswith("compared all the same (--include-busy)")
+
+
+def test_unstable_steps_and_steps_a_compilation_took_out_are_noted():
+    def sectioned(p90: float, cv: float | None, left_out: list, repeat: int) -> dict:
+        r = records.upgrade(rec(repeat=repeat))
+        r["timing"].update(step_time_p90_over_median=p90, segment_throughput_cv=cv, left_out=left_out)
+        return r
+
+    compiled = [{"phase": "train", "reason": "compilation in a steady segment", "steps": 21, "compilations": 1}]
+    unfrozen = [{"phase": "unfrozen", "reason": "warmup after the phase change to unfrozen", "steps": 50}]
+    recs = [sectioned(2.0, 0.2, compiled, 0), sectioned(1.9, None, unfrozen, 1), sectioned(1.1, 0.01, [], 2)]
+    (row,) = aggregate.summarise(aggregate.frame(recs), "cpu/fp32").to_dict("records")
+    assert row["unstable"] == "unstable: step p90/median 1.90"  # the median repeat's; its segments' CV 10.5% is fine
+    assert row["left_out"] == "a graph compiled after warmup: 21 steps left out of steady samples/s"
+    quiet = [sectioned(1.1, 0.02, unfrozen, i) for i in range(3)]  # a phase's own warmup is no note
+    (row,) = aggregate.summarise(aggregate.frame(quiet), "cpu/fp32").to_dict("records")
+    assert row["unstable"] == "" and row["left_out"] == ""

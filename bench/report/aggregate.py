@@ -46,8 +46,9 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     df["mode"] = df["mode"].astype(object).fillna("eager")  # and the seed's eager code
     df["nodes"] = df["nodes"].fillna(1).astype(int)  # and one node
     # a repeat measured on a busy host (bench.trackers.contention); records from before the tracker: not known
-    df["busy"] = [bool((c or {}).get("busy")) for c in df["contention"]]
-    df["busy_why"] = [(c or {}).get("why") for c in df["contention"]]
+    contention = [c if isinstance(c, dict) else {} for c in df["contention"]]
+    df["busy"] = [bool(c.get("busy")) for c in contention]
+    df["busy_why"] = [c.get("why") for c in contention]
     order = {p: i for i, p in enumerate(PRECISIONS)}
     df["_p"] = df["precision"].map(order)
     return df.sort_values(
@@ -174,7 +175,7 @@ def _unstable(ok: pd.DataFrame) -> str:
 def _left_out(ok: pd.DataFrame) -> str:
     """Steps a compilation took out of steady throughput (bench.meter), in the median repeat."""
     steps = [
-        sum(e.get("steps") or 0 for e in (t.get("left_out") or []) if e.get("reason", "").startswith("compilation"))
+        sum(e.get("steps") or 0 for e in (t.get("left_out") or []) if (e.get("reason") or "").startswith("compilation"))
         for t in ok["timing"]
         if isinstance(t, dict)
     ]
