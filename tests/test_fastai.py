@@ -20,8 +20,8 @@ TINY = """
 backend = "cpu"
 workloads = {workloads}
 precisions = {precisions}
-limit_train = 640
-limit_test = 500
+limit_train = 320
+limit_test = 200
 warmup_steps = 5
 profile_steps = 4
 tta_target = 0.5
@@ -112,7 +112,7 @@ def test_tiny_real_run_every_precision_artifacts_and_report(tmp_path, env):
         assert r["status"] == "ok", r["reason"]
         assert r["precision_effective"] == p  # a real forward pass of the body's first conv ran in it
         assert r["weights"] == {"source": "random initialisation", "pretrained": False}
-        assert (r["train_samples"], r["test_samples"]) == (640, 500)
+        assert (r["train_samples"], r["test_samples"]) == (320, 200)
         assert [c["phase"] for c in r["curve"]] == ["frozen", "unfrozen"]
         assert r["phase_throughput"]["frozen"] > 0 and r["phase_throughput"]["unfrozen"] > 0
         assert {"setup", "loader", "lr_find", "frozen", "unfrozen", "eval", "artifacts"} <= set(r["phase_seconds"])
