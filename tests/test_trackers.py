@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -195,3 +198,23 @@ def test_the_host_is_what_the_cores_did_less_the_cells_process_tree():
     assert contention.verdict(48.0, 6.0, 1, 2) == (
         "other processes used 48% of 2 cores; the hypervisor stole 6%; 1 other processes on the GPU"
     )
+
+
+def busy_loop() -> int:
+    """A Python busy loop outside this process's tree (the shell that starts it exits at once), as another user's
+    would be; its pid."""
+    loop = f'"{sys.executable}" -c "while True: pass" >/dev/null 2>&1 & echo $!'
+    return int(subprocess.run(["sh", "-c", loop], capture_output=True, text=True, check=True).stdout)
+
+
+def test_bench_runs_look_at_the_host_warns_naming_the_busiest_others(capsys):
+    loops = [busy_loop() for _ in range(2)]
+    try:
+        why = contention.HostCheck().finish()
+    finally:
+        for pid in loops:
+            os.kill(pid, signal.SIGKILL)
+    out = capsys.readouterr().out
+    # two loops on these cores are busy whatever else runs beside this test
+    assert why.startswith("other processes used") and out.startswith(f"warning: this host is busy ({why} over ")
+    assert "(pid " in out and "the report flags such cells and leaves them out of speedups" in out
