@@ -104,11 +104,7 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
     """B against A: the matched ok cells, each with B's throughput ÷ A's and its interval. Repeats measured on a busy
     host (bench.trackers.contention) are left out unless ``include_busy``."""
     (da, left_a), (db, left_b) = _side(a, a_filters or {}, "A", strict), _side(b, b_filters or {}, "B", strict)
-    busy = (
-        0
-        if include_busy
-        else int((da["busy"] & (da["status"] == "ok")).sum() + (db["busy"] & (db["status"] == "ok")).sum())
-    )
+    busy = 0 if include_busy else sum(int((d["busy"] & (d["status"] == "ok")).sum()) for d in (da, db))
     varying = []
     for c in AXES:
         va, vb = set(map(aggregate.norm, da[c])), set(map(aggregate.norm, db[c]))
