@@ -34,26 +34,29 @@ with runlock.hold(Path(sys.argv[1]), "elsewhere"):
 def test_a_held_run_folder_refuses_a_second_run_and_the_lock_dies_with_its_holder(tmp_path, env):
     results, run_dir = tmp_path / "results", tmp_path / "results" / "r"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], env=env, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline() == "held\n"
-    suite = suite_file(tmp_path, workloads=("torch-convnet",), precisions=("fp16-mixed",))  # unsupported: no worker
-    args = ["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r", "--no-report"]
-    out = bench_cli(args, env, timeout=120)
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert f"run folder {run_dir} is in use by bench run pid {holder.pid} on elsewhere, started " in out.stderr
-    assert "--wait" in out.stderr and not (run_dir / "records.jsonl").exists()
-    waiting = subprocess.Popen([sys.executable, "-m", "bench", *args, "--wait"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    lines = []
-    while not lines or "waiting for" not in lines[-1]:
-        lines.append(waiting.stdout.readline())
-        assert lines[-1], "".join(lines)  # it ended without waiting
-    assert f"waiting for bench run pid {holder.pid} on elsewhere" in lines[-1]
-    time.sleep(1)
-    assert waiting.poll() is None and not (run_dir / "records.jsonl").exists()  # still waiting for the holder
-    holder.kill()  # SIGKILL: the kernel frees the lock with the process
-    holder.wait()
-    output, _ = waiting.communicate(timeout=120)
-    assert waiting.returncode == 0, output
+    try:
+        assert holder.stdout.readline() == "held\n"
+        suite = suite_file(tmp_path, workloads=("torch-convnet",), precisions=("fp16-mixed",))  # unsupported: no worker
+        args = ["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r", "--no-report"]
+        out = bench_cli(args, env, timeout=120)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert f"run folder {run_dir} is in use by bench run pid {holder.pid} on elsewhere, started " in out.stderr
+        assert "--wait" in out.stderr and not (run_dir / "records.jsonl").exists()
+        waiting = subprocess.Popen([sys.executable, "-m", "bench", *args, "--wait"], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        lines = []
+        while not lines or "waiting for" not in lines[-1]:
+            lines.append(waiting.stdout.readline())
+            assert lines[-1], "".join(lines)  # it ended without waiting
+        assert f"waiting for bench run pid {holder.pid} on elsewhere" in lines[-1]
+        time.sleep(1)
+        assert waiting.poll() is None and not (run_dir / "records.jsonl").exists()  # still waiting for the holder
+        holder.kill()  # SIGKILL: the kernel frees the lock with the process
+        holder.wait()
+        output, _ = waiting.communicate(timeout=120)
+        assert waiting.returncode == 0, output
+    finally:
+        holder.kill()  # a failing test leaves no holder behind
     assert [r["status"] for r in run_records(results)] == ["unsupported"]
 
 
