@@ -178,34 +178,37 @@ class Meter:
             self._warming["compilations"] += new
         self._warm_left = max(0, self._warm_left - 1)
         if self._warm_left == 0:
-            # Warmup (first steps, compilation, allocator growth) ends here, with an empty device queue.
-            t = now(self.backend)
-            if self.warmup_end is None:
-                self.warmup_end = t
-                self._compiled = self._count()  # what the first warmup compiled is its own
-            self._warming = None
-            self._begin_segment()
+            self._end_warmup()
 
-    def _cancel_segment(self, compilations: int) -> None:
-        """A graph compiled in this step of a steady segment: the segment so far, this step included, is left out
-        (the trackers drop it too), and training warms up again."""
+    def _end_warmup(self) -> None:
+        """Warmup (first steps, compilation, allocator growth) ends here, with an empty device queue."""
+        t = now(self.backend)
+        if self.warmup_end is None:
+            self.warmup_end = t
+            self._compiled = self._count()  # what the first warmup compiled is its own
+        self._warming = None
+        self._begin_segment()
+
+    def _drop_segment(self) -> None:
+        """The steady segment under way is left out; the trackers drop what they measured of it."""
         for tracker in self.trackers:
             tracker.steady_cancel()
         self._seg_t0 = None
+
+    def _cancel_segment(self, compilations: int) -> None:
+        """A graph compiled in this step of a steady segment: the segment so far, this step included, is left out,
+        and training warms up again."""
+        self._drop_segment()
         self._warm_again("compilation in a steady segment")
         self._warming.update(steps=len(self._marks), compilations=compilations)  # the segment's steps and this one
         if self._warm_left == 0:  # no warmup asked for: the next segment starts after this step
-            now(self.backend)
-            self._warming = None
-            self._begin_segment()
+            self._end_warmup()
 
     def eval_start(self) -> None:
         t = now(self.backend)
         self._epoch["train_seconds"] = t - self._epoch["t0"]
         if self._seg_t0 is not None and not self._seg_samples:  # a segment that began at the epoch's last step
-            for tracker in self.trackers:
-                tracker.steady_cancel()
-            self._seg_t0 = None
+            self._drop_segment()
         if self._seg_t0 is not None:
             seconds = t - self._seg_t0
             by_phase = self._by_phase.setdefault(self._phase, [0.0, 0])

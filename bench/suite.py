@@ -64,7 +64,7 @@ SETTINGS: dict[str, tuple[type | tuple, object, Range | None]] = {
     "inputs": (list, ["loader"], None),  # where batches come from: the seed's DataLoader, or data on the device
     "modes": (list, ["eager"], None),  # how the training step executes: eager (the seed), compile, graphs (adapters)
     # a number, or "auto" / "auto:MAX": AUTO_FIRST repeats, then more of the cells whose interval is wider than
-    # target_ci, up to MAX (default AUTO_MAX) (bench.runner.more_repeats)
+    # target_ci, up to MAX (default AUTO_MAX) (bench.runner.Auto)
     "repeats": ((int, str), 1, AT_LEAST_1),
     "target_ci": ((int, float), 0.05, Range(0, 1, open_low=True)),  # half-width of the 95% interval, relative
     "order": (str, "interleaved", None),  # the cells' order within each repeat: as listed, or shuffled (suite.order)
@@ -72,7 +72,7 @@ SETTINGS: dict[str, tuple[type | tuple, object, Range | None]] = {
     "seed": (int, 0, SEED),
     "epochs": (int, None, AT_LEAST_1),
     "batch_size": (int, None, AT_LEAST_1),
-    "limit_train": (int, None, None),  # 1 to the split's size (TRAIN_TEST); unset: the whole split
+    "limit_train": (int, None, None),  # 1 to the split's size (LIMITS); unset: the whole split
     "limit_test": (int, None, None),
     "num_workers": (int, None, AT_LEAST_0),
     "pin_memory": (bool, False, None),  # DataLoader settings users tune; persistent_workers acts with num_workers > 0

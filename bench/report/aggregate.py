@@ -201,7 +201,7 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
         ]
         # MLPerf counts a run that diverged as one that never reached the target; a crash is not such a run. The
         # repeats on a busy host count where the row's figures come from them.
-        runs = g[g["status"].isin(["ok", "diverged"]) & ~g.index.isin(ok_all.index.difference(ok.index))]
+        runs = g[g["status"].isin(["ok", "diverged"])].drop(ok_all.index.difference(ok.index))
         tta = stats.tta(pd.to_numeric(runs["tta_seconds"]).tolist())
         row.update(
             status="ok" if len(ok) else others["status"].iloc[0],

@@ -4,6 +4,7 @@ time-to-accuracy summarised as MLPerf Training counts it. Why these methods: doc
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -102,9 +103,8 @@ def spread(values: Iterable) -> float | None:
     logs = [math.log(x) for x in _clean(values)]
     if len(logs) < 2:
         return None
-    mean = sum(logs) / len(logs)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
-    return math.exp(float(stats.t.ppf((1 + LEVEL) / 2, len(logs) - 1)) * sd / math.sqrt(len(logs))) - 1
+    t = float(stats.t.ppf((1 + LEVEL) / 2, len(logs) - 1))
+    return math.exp(t * statistics.stdev(logs) / math.sqrt(len(logs))) - 1
 
 
 @dataclass(frozen=True)
