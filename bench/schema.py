@@ -212,6 +212,7 @@ class Contention(Section):
     cores: AtLeastOne | None = None
     other_cpu_pct: Percent | None = None
     other_cpu_pct_max: Percent | None = None
+    resolution_pct: Percent | None = None
     steal_pct: Percent | None = None
     cell_cpu_pct: Percent | None = None
     top_others: list[Other] | None = None

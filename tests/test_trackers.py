@@ -177,7 +177,7 @@ def test_the_compile_counter_reads_the_backend_and_older_records_still_warn(tmp_
 def snapshot(busy, steal, total, procs):
     """A contention.Snapshot: ``procs`` is {pid: (parent, own seconds, own + reaped children's seconds)}."""
     return contention.Snapshot(
-        busy, steal, total, {p: v[0] for p, v in procs.items()}, {p: (f"p{p}", v[1], v[2]) for p, v in procs.items()}
+        busy, steal, total, 2, {p: v[0] for p, v in procs.items()}, {p: (f"p{p}", v[1], v[2]) for p, v in procs.items()}
     )
 
 
@@ -195,6 +195,11 @@ def test_the_host_is_what_the_cores_did_less_the_cells_process_tree():
     tick = contention.usage(snapshot(0, 0, 2, {10: (1, 5, 5)}), snapshot(1, 0, 4, {10: (1, 8, 8)}), root=10)
     assert tick.cell == 1 and tick.others == 0
     assert contention.verdict(9.5, 0.5, 0, 2) is None
+    # over a span of a few ticks one tick is a large share: a share within the counters' resolution is not busy
+    short = contention.usage(snapshot(0, 0, 0, {10: (1, 0, 0)}), snapshot(0.08, 0, 0.09, {10: (1, 0.07, 0.07)}), 10)
+    assert short.others_pct == pytest.approx(100 / 9) and short.resolution_pct == pytest.approx(300 / 9)
+    assert contention.verdict(short.others_pct, 0, 0, 2, short.resolution_pct) is None
+    assert contention.verdict(48.0, 0, 0, 2, 5.0).startswith("other processes used 48%")
     assert contention.verdict(48.0, 6.0, 1, 2) == (
         "other processes used 48% of 2 cores; the hypervisor stole 6%; 1 other processes on the GPU"
     )

@@ -26,6 +26,9 @@ OTHERS_BUSY_PCT = 10.0  # other processes' CPU share of the cell's cores from wh
 STEAL_BUSY_PCT = 5.0  # the hypervisor's share likewise (a VM's neighbours)
 TOP = 3  # the busiest other processes named
 CHECK_S = 2.0  # how long bench run looks at the host before its first cell
+# The kernel charges CPU time in whole ticks of the timer (10 ms at the usual 100 Hz): over a short segment one tick
+# more or less on a core or a process is a large share, so a share counts as busy only beyond that resolution.
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 # NVML's reasons for held-down clocks that are not the GPU's own choice at idle or a user's clock setting
 THROTTLE = {0x4: "power cap", 0x8: "hardware slowdown", 0x20: "software thermal", 0x40: "hardware thermal",
             0x80: "power brake"}  # fmt: skip
@@ -43,6 +46,7 @@ class Snapshot:
     busy: float
     steal: float
     total: float
+    counters: int  # the cores whose ticks are summed
     parents: dict[int, int]  # pid: parent pid
     cpu: dict[int, tuple[str, float, float]]  # pid: (name, own seconds, own + reaped children's seconds)
 
@@ -66,7 +70,7 @@ def take(on: list[int]) -> Snapshot:
         parents[p.pid] = p.info["ppid"]
         own = times.user + times.system
         cpu[p.pid] = (p.info["name"] or "?", own, own + times.children_user + times.children_system)
-    return Snapshot(busy, steal, total, parents, cpu)
+    return Snapshot(busy, steal, total, len(on) if max(on) < len(per_cpu) else len(per_cpu), parents, cpu)
 
 
 def tree(snapshot: Snapshot, root: int) -> set[int]:
@@ -92,6 +96,7 @@ class Usage:
     steal: float
     cell: float
     top: dict[tuple[int, str], float]  # (pid, name): core-seconds of the busiest other processes
+    resolution: float  # core-seconds the counts can be off by: a tick per core and per process of the cell's tree
 
     @property
     def others_pct(self) -> float:
@@ -100,6 +105,10 @@ class Usage:
     @property
     def steal_pct(self) -> float:
         return 100 * self.steal / self.total if self.total else 0.0
+
+    @property
+    def resolution_pct(self) -> float:
+        return 100 * self.resolution / self.total if self.total else 100.0
 
 
 def usage(a: Snapshot, b: Snapshot, root: int) -> Usage:
@@ -115,7 +124,8 @@ def usage(a: Snapshot, b: Snapshot, root: int) -> Usage:
                 top[(pid, name)] = used
     # the two counters tick apart (10 ms jiffies): the cell's share never exceeds what the cores did
     cell = min(max(cell, 0.0), busy)
-    return Usage(b.total - a.total, busy - cell, b.steal - a.steal, cell, top)
+    resolution = (b.counters + len(ours_a | ours_b)) * TICK_S
+    return Usage(b.total - a.total, busy - cell, b.steal - a.steal, cell, top, resolution)
 
 
 def top_text(top: dict[tuple[int, str], float], total: float) -> str:
@@ -124,12 +134,15 @@ def top_text(top: dict[tuple[int, str], float], total: float) -> str:
     return ", ".join(f"{name} (pid {pid}) {pct:.0f}%" for (pid, name), pct in busiest if pct >= 1)
 
 
-def verdict(others_pct: float, steal_pct: float, gpu_others: int, n_cores: int) -> str | None:
-    """Why the host was busy, or None when it was quiet."""
+def verdict(
+    others_pct: float, steal_pct: float, gpu_others: int, n_cores: int, resolution_pct: float = 0.0
+) -> str | None:
+    """Why the host was busy, or None when it was quiet (or the span too short to tell: a share within
+    ``resolution_pct`` of the threshold is not counted)."""
     why = []
-    if others_pct >= OTHERS_BUSY_PCT:
+    if others_pct - resolution_pct >= OTHERS_BUSY_PCT:
         why.append(f"other processes used {others_pct:.0f}% of {n_cores} cores")
-    if steal_pct >= STEAL_BUSY_PCT:
+    if steal_pct - resolution_pct >= STEAL_BUSY_PCT:
         why.append(f"the hypervisor stole {steal_pct:.0f}%")
     if gpu_others:
         why.append(f"{gpu_others} other processes on the GPU")
@@ -148,7 +161,7 @@ class HostCheck:
         """Warn when the host is busy, naming the busiest other processes; return the warning (None: quiet)."""
         time.sleep(max(0.0, CHECK_S - (time.monotonic() - self.t0)))
         u = usage(self.first, take(self.cores), os.getpid())
-        why = verdict(u.others_pct, u.steal_pct, 0, len(self.cores))
+        why = verdict(u.others_pct, u.steal_pct, 0, len(self.cores), u.resolution_pct)
         if why:
             busiest = top_text(u.top, u.total)
             print(
@@ -168,7 +181,7 @@ class Contention(Tracker):
         self.cores = cores()
         self.root = int(os.environ.get(ROOT_VAR) or os.getpid())
         self.at_start: Snapshot | None = None
-        self.total = self.others = self.steal = self.cell_cpu = 0.0
+        self.total = self.others = self.steal = self.cell_cpu = self.resolution = 0.0
         self.per_segment: list[float] = []
         self.top: dict[tuple[int, str], float] = {}
         self.load = 0.0
@@ -190,6 +203,7 @@ class Contention(Tracker):
         self.others += u.others
         self.steal += u.steal
         self.cell_cpu += u.cell
+        self.resolution += u.resolution
         self.per_segment.append(u.others_pct)
         for key, seconds in u.top.items():
             self.top[key] = self.top.get(key, 0.0) + seconds
@@ -200,15 +214,20 @@ class Contention(Tracker):
     def section(self) -> dict:
         if not self.per_segment:
             return {"status": "not measured", "reason": "no steady segment to measure", "busy": None}
+        if not self.total:
+            return {"status": "not measured", "reason": "the steady segments were shorter than a CPU clock tick",
+                    "busy": None}  # fmt: skip
         others, steal = 100 * self.others / self.total, 100 * self.steal / self.total
         gpu = self.gpu.section() if self.gpu is not None else None
-        why = verdict(others, steal, (gpu or {}).get("other_processes") or 0, len(self.cores))
+        resolution = min(100.0, 100 * self.resolution / self.total)
+        why = verdict(others, steal, (gpu or {}).get("other_processes") or 0, len(self.cores), resolution)
         return {
             "status": "ok",
             "cores": len(self.cores),
             "segments": len(self.per_segment),
             "other_cpu_pct": others,
             "other_cpu_pct_max": max(self.per_segment),
+            "resolution_pct": resolution,
             "steal_pct": steal,
             "cell_cpu_pct": 100 * self.cell_cpu / self.total,
             "load_avg_max": self.load,
