@@ -18,17 +18,17 @@ import functools
 import types
 from collections.abc import Callable
 
-import torch
-
+# torch is imported where a cell is set up, not here: the runner asks ``unsupported`` before any cell runs.
 COMPILED = ("compile", "graphs")
 INDUCTOR_MODE = {"compile": "default", "graphs": "reduce-overhead"}
 
 
-def unsupported(cell, module) -> str | None:
-    """Why the cell's mode or input cannot run honestly with its workload, backend and precision, or None."""
+def unsupported(cell, spec) -> str | None:
+    """Why the cell's mode or input cannot run honestly with its workload (``spec``, bench.spec.workloads), backend
+    and precision, or None."""
     if cell.input == "device":
-        if getattr(module, "DEVICE_INPUT", None):
-            return f"input = device: {module.DEVICE_INPUT}"
+        if spec.device_input:
+            return f"input = device: {spec.device_input}"
         if cell.backend == "xla":
             return "input = device is not built for XLA: gathering batches would join every step's graph"
     if cell.mode == "graphs":
@@ -65,6 +65,7 @@ def optimizer_step(opt, cell) -> Callable[[], None]:
     keeps it eager: the GradScaler decides on the host whether each step runs at all."""
     if cell.mode not in COMPILED or cell.precision == "fp16-mixed":
         return opt.step
+    import torch
 
     @torch.compile(mode=INDUCTOR_MODE[cell.mode], dynamic=False)
     def step() -> None:
@@ -78,9 +79,9 @@ def lightning_trainer_args(cell, backend) -> dict:
     from bench.precision import LIGHTNING
 
     if backend.name == "xla":
-        from bench.workloads import lightning_xla
+        from bench.backends import xla_lightning
 
-        return lightning_xla.trainer_args(cell.precision, cell.devices)
+        return xla_lightning.trainer_args(cell.precision, cell.devices)
     return {"accelerator": backend.lightning_accelerator, "precision": LIGHTNING[cell.precision]}
 
 
@@ -101,7 +102,7 @@ def fastai_learner(learn, cell, backend) -> None:
         # residual block by block (58 recompilations in one cell). Its forward is given as user code to compile
         # whole; fastai's batches are TensorBase subclasses, whose __torch_function__ dynamo cannot trace, so they
         # become plain tensors first, outside compiled code.
-        learn.model.register_forward_pre_hook(_plain_tensors)
+        learn.model.register_forward_pre_hook(_plain_tensors())
         learn.model.forward = types.MethodType(_sequential_forward, learn.model)
         compile_model(learn.model, cell)
 
@@ -112,6 +113,11 @@ def _sequential_forward(self, x):
     return x
 
 
-@torch.compiler.disable
-def _plain_tensors(module, args: tuple) -> tuple:
-    return tuple(a.as_subclass(torch.Tensor) if isinstance(a, torch.Tensor) else a for a in args)
+def _plain_tensors() -> Callable:
+    import torch
+
+    @torch.compiler.disable
+    def hook(module, args: tuple) -> tuple:
+        return tuple(a.as_subclass(torch.Tensor) if isinstance(a, torch.Tensor) else a for a in args)
+
+    return hook

@@ -9,47 +9,17 @@ import sys
 from pathlib import Path
 
 from bench import precision
-from bench.precision import UnknownName
+from bench.spec import settings as spec_settings
+from bench.spec.settings import PER_WORKLOAD, SETTINGS
 
 DEFAULT_RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR", "results"))
-
-
-def _csv(value: str) -> list[str]:
-    return [v for v in value.split(",") if v]
-
-
-def _lr(value: str) -> float | str:
-    return value if value == "find" else float(value)
-
-
-def _ints(value: str) -> list[int]:
-    return [int(v) for v in _csv(value)]
-
-
-def _devices(value: str) -> list:
-    return [v if v == "all" else int(v) for v in _csv(value)]
-
-
-def _repeats(value: str) -> int | str:
-    """``3``, ``auto`` or ``auto:MAX`` (bench.suite checks the range)."""
-    return value if value.startswith("auto") else int(value)
-
-
-def _fraction(value: str) -> float:
-    """``3%`` or ``0.03`` → 0.03; a bare number of 1 or more would be ambiguous (1%? 100%?), so it is refused."""
-    if value.endswith("%"):
-        return float(value[:-1]) / 100
-    number = float(value)
-    if number >= 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: write a percentage ({value}%) or a fraction below 1")
-    return number
 
 
 RETRYABLE = ("failed", "timeout", "diverged", "unsupported")
 
 
 def _statuses(value: str) -> tuple[str, ...]:
-    statuses = tuple(_csv(value))
+    statuses = tuple(spec_settings.csv(value))
     bad = [s for s in statuses if s not in RETRYABLE]
     if bad or not statuses:
         raise argparse.ArgumentTypeError(f"{value!r}: comma-separated statuses among {', '.join(RETRYABLE)}")
@@ -77,33 +47,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-# The settings bench run's options override: (setting, option, the parsed option's attribute).
-OVERRIDES = (
-    ("workloads", "--workload", "workload"),
-    ("precisions", "--precision", "precision"),
-    ("backend", "--device", "device"),
-    ("devices", "--devices", "devices"),
-    ("nodes", "--nodes", "nodes"),
-    ("epochs", "--epochs", "epochs"),
-    ("repeats", "--repeats", "repeats"),
-    ("target_ci", "--target-ci", "target_ci"),
-    ("limit_train", "--limit-train", "limit_train"),
-    ("num_workers", "--num-workers", "num_workers"),
-    ("lr", "--lr", "lr"),
-    ("pretrained", "--no-pretrained", "no_pretrained"),
-    ("allocator", "--allocator", "allocator"),
-    ("profile_steps", "--profile-steps", "profile_steps"),
-    ("inputs", "--input", "input"),
-    ("modes", "--mode", "mode"),
-    ("allow_emulated", "--allow-emulated", "allow_emulated"),
-    ("order", "--order", "order"),
-    ("order_seed", "--order-seed", "order_seed"),
-    ("price", "--price", "price"),
-    ("price_plan", "--price-plan", "price_plan"),
-    ("price_per_hour", "--price-per-hour", "price_per_hour"),
-)
-# flags whose absence means "the suite's value", not false
-FLAGS = {"pretrained": lambda on: False if on else None, "allow_emulated": lambda on: on or None}
+# The settings bench run's options override: (setting, option, the parsed option's attribute), from the table.
+OVERRIDES = tuple((key, s.flag, key) for key, s in SETTINGS.items() if s.flag)
 
 
 def build_cells(args: argparse.Namespace):
@@ -119,11 +64,10 @@ def build_cells(args: argparse.Namespace):
     options = {}
     for key, option, attr in OVERRIDES:
         value = getattr(args, attr)
-        value = FLAGS[key](value) if key in FLAGS else value
         if value is not None:
             raw[key] = value
             options[key] = option
-            if key in suite.PER_WORKLOAD:  # the command line wins over per-workload overrides too
+            if key in PER_WORKLOAD:  # the command line wins over per-workload overrides too
                 for over in raw.get("workload", {}).values():
                     over.pop(key, None)
     settings = suite.validate(name, raw, options)
@@ -228,7 +172,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_compare_micro(args: argparse.Namespace) -> int:
     from bench.report import compare
 
-    result = compare.compare_micro(Path(args.storage), args.runs, _csv(args.baseline or ""), args.fail_slower)
+    result = compare.compare_micro(
+        Path(args.storage), args.runs, spec_settings.csv(args.baseline or ""), args.fail_slower
+    )
     if result is None:
         print(f"no earlier runs under {args.storage}: the newest {args.runs} are the baseline of the next comparison")
         return 0
@@ -273,7 +219,8 @@ def cmd_k8s(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from bench import backends, cost, suite, workloads
+    from bench import backends, cost, suite
+    from bench.spec import workloads
 
     print("suites:     " + ", ".join(suite.suite_names()) + " (or auto, or a path to a .toml file)")
     print("workloads:  " + ", ".join(workloads.WORKLOADS))
@@ -311,51 +258,16 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a suite: one subprocess per cell, records appended, resumable")
     r.add_argument("--suite", default="auto", help="packaged suite name, a .toml path, or auto (default)")
-    r.add_argument("--workload", type=_csv, help="comma-separated workloads (overrides the suite)")
-    r.add_argument("--precision", type=_csv, help="comma-separated precisions")
-    r.add_argument("--device", help="backend: cpu, cuda, xla (default: the suite's, auto-detected)")
-    r.add_argument(
-        "--devices", type=_devices, help="comma-separated device counts per node (processes on a CPU), or all"
-    )
-    r.add_argument("--nodes", type=_ints, help="comma-separated node counts of the cells (default 1; see --nnodes)")
+    for key, setting in SETTINGS.items():  # the settings' own options (bench.spec.settings)
+        if setting.flag and setting.parse is None:  # a switch: absent means "the suite's value", not false
+            r.add_argument(setting.flag, dest=key, action="store_const", const=setting.switch, help=setting.help)
+        elif setting.flag:
+            r.add_argument(setting.flag, dest=key, type=setting.parse, help=setting.help)
     r.add_argument(
         "--nnodes", type=int, help="the nodes this run spans: `bench run` on each (default: SLURM's, Kubeflow's or 1)"
     )
     r.add_argument("--node-rank", type=int, help="this node's rank, 0 to nnodes-1 (node 0 writes the records)")
     r.add_argument("--rdzv-endpoint", help="HOST:PORT on node 0 where the nodes meet (that port and the next one)")
-    r.add_argument("--epochs", type=int)
-    r.add_argument(
-        "--repeats",
-        type=_repeats,
-        help="repeats of every cell, or auto[:MAX]: 3, then more where the 95%% interval is wider than --target-ci, "
-        "up to MAX (default 10)",
-    )
-    r.add_argument(
-        "--target-ci", type=_fraction, help="--repeats auto: the interval's half-width to reach (default 5%%)"
-    )
-    r.add_argument(
-        "--order",
-        help="cells within each repeat: interleaved (as the suite lists them, default) or random (shuffled, seeded)",
-    )
-    r.add_argument("--order-seed", type=int, help="the seed of --order random (default 0: the same order every run)")
-    r.add_argument("--limit-train", type=int, help="train on the first N training images")
-    r.add_argument("--num-workers", type=int, help="DataLoader worker processes")
-    r.add_argument("--lr", type=_lr, help='learning rate, or "find" (the workload\'s learning-rate finder picks it)')
-    r.add_argument(
-        "--no-pretrained", action="store_true", help="train from random initialisation (no pretrained weights)"
-    )
-    r.add_argument("--allocator", help="auto, tcmalloc, jemalloc, glibc-tuned, glibc")
-    r.add_argument("--input", type=_csv, help="comma-separated inputs: loader (the seed's DataLoader), device")
-    r.add_argument("--mode", type=_csv, help="comma-separated execution modes: eager (the seed), compile, graphs")
-    r.add_argument(
-        "--allow-emulated",
-        action="store_true",
-        help="run precisions this CPU only emulates (bf16 without bf16 kernels: slow), labelled emulated",
-    )
-    r.add_argument("--profile-steps", type=int, help="steps profiled after training (default 30; 0: no profile)")
-    r.add_argument("--price", help="bill each node-hour at this entry of the price table (bench list: prices)")
-    r.add_argument("--price-plan", help="the entry's on-demand (default) or spot list price")
-    r.add_argument("--price-per-hour", type=float, help="bill each node-hour at this many US dollars instead")
     r.add_argument("--data-dir", default=os.environ.get("BENCH_DATA_DIR"))
     r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     r.add_argument("--run-id", help="folder under the results dir (default: <suite>-<host>; same id resumes)")
@@ -449,14 +361,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.data import DataError
-    from bench.report.compare import CompareError
-    from bench.suite import SuiteError
-    from bench.weights import WeightsError
-
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UnknownName, SuiteError, DataError, WeightsError, CompareError, ValueError) as e:
+    except ValueError as e:  # bad input of every kind (bench.errors): one line that names the fix
         print(f"bench: error: {e}", file=sys.stderr)
         return 2

@@ -40,7 +40,7 @@ MEAN, STD = 0.1302, 0.3069
 DOWNLOAD_TIMEOUT_S = 60
 
 
-class DataError(RuntimeError):
+class DataError(ValueError):
     """Missing, corrupt or undownloadable MNIST; the message names the file and the fix."""
 
 

@@ -10,53 +10,22 @@ test set; the correct counts are summed over the world, so the accuracy is over 
 from __future__ import annotations
 
 import datetime
-import os
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-COLLECTIVE = {"cpu": "gloo", "cuda": "nccl", "xla": "xla"}  # the collective backend of each device backend
+from bench.spec import backends
+from bench.spec.launcher import ONE, World, world  # noqa: F401 (a rank's place, for the code that trains)
+
 TIMEOUT = datetime.timedelta(minutes=10)  # a rank whose peer vanished fails in minutes, not the default 30
 
 
-@dataclass(frozen=True)
-class World:
-    rank: int = 0
-    local_rank: int = 0
-    size: int = 1
-    local_size: int = 1
-    nodes: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        return self.size > 1
-
-
-ONE = World()  # a single process
-
-
-def world() -> World:
-    """This process's place in the world: torchrun's environment, or a world of one."""
-    if "TORCHELASTIC_RUN_ID" not in os.environ:  # not started by torchrun (a single-process cell, or XLA's spawn)
-        return ONE
-    env = os.environ
-    return World(
-        rank=int(env["RANK"]),
-        local_rank=int(env["LOCAL_RANK"]),
-        size=int(env["WORLD_SIZE"]),
-        local_size=int(env["LOCAL_WORLD_SIZE"]),
-        nodes=int(env["GROUP_WORLD_SIZE"]),
-    )
-
-
-def init(backend_name: str, w: World) -> None:
-    """Join the process group (idempotent; Lightning joins it itself in ``fit``). A CUDA rank first takes its own
-    GPU, so that everything it allocates, the data included, lands there."""
-    if backend_name == "cuda":
-        torch.cuda.set_device(w.local_rank)
+def init(backend, w: World) -> None:
+    """Join the process group (idempotent; Lightning joins it itself in ``fit``). A rank first takes its own device
+    (a CUDA rank its GPU), so that everything it allocates, the data included, lands there."""
+    backend.take_device(w.local_rank)
     if w.distributed and not dist.is_initialized():
-        dist.init_process_group(COLLECTIVE[backend_name], timeout=TIMEOUT)
+        dist.init_process_group(backends.get(backend.name).collective, timeout=TIMEOUT)
 
 
 def sum_(t: torch.Tensor, w: World) -> torch.Tensor:

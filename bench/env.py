@@ -10,8 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from bench import allocator
-from bench.backends.cpu import cpu_model
-from bench.isa import cpu_isa
+from bench.isa import cpu_isa, cpu_model
 
 PACKAGES = ("torch", "torchvision", "pytorch-lightning", "fastai", "torch-xla", "numpy", "pandas", "tensorboard")
 
@@ -77,7 +76,7 @@ def collect(backend, allocator_name: str | None = None) -> dict:
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": cpu_model(),
-        "cpu_isa": cpu_isa(),  # what explains a CPU's reduced-precision results (bench.backends.cpu.ISA_FLAGS)
+        "cpu_isa": cpu_isa(),  # what explains a CPU's reduced-precision results (bench.isa.ISA_FLAGS)
         "python": platform.python_version(),
         "packages": (versions := _versions()),
         "lock_differences": lock_differences(versions),

@@ -14,8 +14,10 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from bench import data, records, schema, workloads
-from bench.suite import Cell
+from bench import records, schema
+from bench.spec import workloads
+from bench.spec.cell import Cell
+from bench.spec.settings import SPLIT_SIZES
 
 # Where an estimate came from, best first.
 RECORD, REPEAT, WORKLOAD = "record", "repeat", "workload"
@@ -23,11 +25,11 @@ RECORD, REPEAT, WORKLOAD = "record", "repeat", "workload"
 
 def epochs(cell: Cell) -> int:
     """The epochs the cell trains in all: fastai's fine_tune adds its frozen epochs to the cell's unfrozen ones."""
-    return cell.epochs + getattr(workloads.get(cell.workload), "FREEZE_EPOCHS", 0)
+    return cell.epochs + workloads.get(cell.workload).freeze_epochs
 
 
 def _work(cell: Cell) -> int:
-    return epochs(cell) * (cell.limit_train or data.SPLITS["train"][2])
+    return epochs(cell) * (cell.limit_train or SPLIT_SIZES["train"])
 
 
 def history(results_dir: Path, host: str) -> dict[str, list[float]]:

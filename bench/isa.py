@@ -1,7 +1,21 @@
-"""The CPU's instruction-set extensions that explain its reduced-precision results (no torch import: the report
-reads them from records)."""
+"""The CPU: its model name, and the instruction-set extensions that explain its reduced-precision results (no torch
+import: records and the report read them)."""
 
 from __future__ import annotations
+
+import platform
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
 
 # The instruction-set extensions that decide how a CPU runs reduced precision: native bf16 needs AVX512-BF16 or AMX
 # (x86-64) or the BF16 extension (Arm, "bf16"); fp16 likewise AVX512-FP16/AMX-FP16 (x86-64), or "asimdhp" (Arm).

@@ -20,20 +20,12 @@ import socket
 import sys
 from pathlib import Path
 
+from bench.spec import backends
+
 MONITOR_S = "0.5"  # how often torchrun looks at its ranks: a failed rank ends the cell within this
 # What torchrun (or a scheduler's runtime that starts `bench run` with torchrun) puts in a process's environment
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
                  "ROLE_NAME", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # fmt: skip
-
-
-def needed(cell) -> bool:
-    """Whether the cell runs under torchrun (XLA's several devices are torch_xla's own spawn, bench.backends.xla)."""
-    return cell.backend != "xla" and cell.world_size > 1
-
-
-def inside() -> bool:
-    """Whether this process is a rank that torchrun started."""
-    return "TORCHELASTIC_RUN_ID" in os.environ
 
 
 def worker_env(env: dict[str, str]) -> dict[str, str]:
@@ -63,7 +55,7 @@ def run(job, cell_file: Path) -> int:
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    if job.cell.backend == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+    if backends.get(job.cell.backend).shares_cores and "OMP_NUM_THREADS" not in os.environ:
         # torchrun would give each rank 1 thread; the CPU's cores shared out is what a user would set
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         os.environ["OMP_NUM_THREADS"] = str(max(1, cores // job.cell.devices))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bench.errors import UnknownName
+
 PRECISIONS = ("fp32", "tf32", "fp16-mixed", "bf16-mixed", "bf16-true")
 
 # What Lightning's Trainer is given for each name. tf32 is fp32 with TF32 math switched on by the backend.
@@ -47,10 +49,6 @@ def true_dtype(name: str):
     import torch
 
     return getattr(torch, TRUE_DTYPE[name]) if name in TRUE_DTYPE else None
-
-
-class UnknownName(ValueError):
-    """An unknown workload, precision, backend or suite name; the message lists the valid ones."""
 
 
 def check(name: str) -> str:

@@ -22,11 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-from bench import adapters, allocator, backends, env, estimate, launch, records, workloads
+from bench import adapters, allocator, backends, env, estimate, launch, records
 from bench.cluster import ONE_NODE, Cluster, Sync
-from bench.job import Job
 from bench.progress import Progress
-from bench.suite import Cell
+from bench.spec import workloads
+from bench.spec.cell import Cell
+from bench.spec.job import Job
+from bench.spec.launcher import IN_PROCESS, XLA_SPAWN, launcher
 from bench.trackers import contention
 
 KILL_GRACE_S = 10
@@ -66,7 +68,7 @@ def cell_section(cell: Cell, run_id: str) -> dict:
         "run_id": run_id,
         "cell_id": cell.cell_id,
         "fingerprint": cell.fingerprint,
-        "framework": workloads.get(cell.workload).FRAMEWORK,
+        "framework": workloads.get(cell.workload).framework,
         **{k: v for k, v in dataclasses.asdict(cell).items() if k != "devices"},
         "device_count": cell.devices,
     }
@@ -174,30 +176,18 @@ def _number(text: str) -> float | int | str | None:
 
 def unsupported_reason(cell: Cell, cluster: Cluster = ONE_NODE) -> str | None:
     """Why this cell cannot run honestly here, or None. Decided before any process starts."""
-    module = workloads.get(cell.workload)
-    if cell.world_size > 1 and module.SINGLE_DEVICE:
-        return f"{cell.workload} runs on one device only: {module.SINGLE_DEVICE}"
-    if cell.backend == "xla" and cell.world_size > 1 and not getattr(module, "XLA_DATA_PARALLEL", False):
+    spec, how = workloads.get(cell.workload), launcher(cell)
+    if how != IN_PROCESS and spec.single_device:
+        return f"{cell.workload} runs on one device only: {spec.single_device}"
+    if how == XLA_SPAWN and not spec.xla_data_parallel:
         return f"{cell.workload} runs data-parallel under torchrun (cpu, cuda); on XLA it runs on one device"
     backend = backends.get(cell.backend)
     return (
         cluster.unsupported(cell)
-        or adapters.unsupported(cell, module)
+        or adapters.unsupported(cell, spec)
         or backend.unsupported(cell.precision, cell.devices, cell.allow_emulated)
-        or _pod_slice(cell, cluster)
+        or backend.hosts_reason(cell.nodes, cluster.nnodes)
     )
-
-
-def _pod_slice(cell: Cell, cluster: Cluster) -> str | None:
-    """Why an XLA cell cannot run on this run's hosts: PJRT joins the chips of every host of a TPU pod slice into
-    one runtime, so a cell spans all of them or none; PJRT's CPU runtime has no world of several hosts."""
-    if cell.backend != "xla":
-        return None
-    if cluster.nnodes > 1 and cell.nodes != cluster.nnodes:
-        return f"on a TPU pod slice of {cluster.nnodes} hosts every cell spans them all (nodes = {cluster.nnodes})"
-    if cell.nodes > 1 and backends.get("xla").device_type() == "CPU":
-        return "several hosts need a TPU pod slice: PJRT's CPU runtime has no multi-host world"
-    return None
 
 
 def _interrupt(signum, frame) -> None:

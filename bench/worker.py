@@ -1,4 +1,4 @@
-"""One cell in its own process: ``python -m bench.worker <cell-dir>/cell.json`` (a bench.job.Job).
+"""One cell in its own process: ``python -m bench.worker <cell-dir>/cell.json`` (a bench.spec.job.Job).
 
 Assembles the cell's record once: the workload's own fields (``outcome``), the meter's timing and accuracy,
 and a section from every tracker (bench.trackers); writes it as ``result.json`` into the cell's folder (the meter
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import adapters, backends, ddp, launch, trackers, workloads
-from bench.job import Job
 from bench.meter import Meter
-from bench.suite import Cell
+from bench.spec.cell import Cell
+from bench.spec.job import Job
+from bench.spec.launcher import TORCHRUN, XLA_SPAWN, inside_torchrun, launcher
 from bench.trackers import compile as compile_tracker
 from bench.trackers import contention
 
@@ -49,8 +50,8 @@ def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
 
     cell = job.cell
     world = ddp.world()
-    ddp.init(cell.backend, world)  # before anything touches the device: a CUDA rank takes its own GPU first
     backend = backends.get(cell.backend)
+    ddp.init(backend, world)  # before anything touches the device: a CUDA rank takes its own GPU first
     backend.apply_precision(cell.precision)
     random.seed(cell.seed)
     np.random.seed(cell.seed)
@@ -64,7 +65,7 @@ def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
                   compilations=compilations)  # fmt: skip
     ctx = Context(cell, backend, meter, cell_dir, job.data_dir, world)
     try:
-        result = workloads.get(cell.workload).run(ctx)
+        result = workloads.load(cell.workload).run(ctx)
     except Exception as e:
         traceback.print_exc()
         result = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
@@ -90,7 +91,7 @@ def run_rank(index: int, cell_file: Path) -> None:
     torchrun starts (bench.launch) have theirs in RANK. A torchrun rank that failed exits 1, so that torchrun
     names it and stops the others."""
     world = ddp.world()
-    if launch.inside():
+    if inside_torchrun():
         launch.die_with_agent()
     rank = index or world.rank
     job = Job.from_json(cell_file.read_text())
@@ -98,7 +99,7 @@ def run_rank(index: int, cell_file: Path) -> None:
     cell_dir.mkdir(parents=True, exist_ok=True)
     result = run_cell(job, cell_dir, rank)
     _write_json(cell_dir / "result.json", result)
-    if launch.inside() and result["status"] == "failed":
+    if inside_torchrun() and result["status"] == "failed":
         print(f"rank {rank}: {result['reason']}", file=sys.stderr, flush=True)
         sys.exit(1)
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault(contention.ROOT_VAR, str(os.getpid()))
     job = Job.from_json(cell_file.read_text())
     cell = job.cell
-    if cell.backend == "xla" and cell.world_size > 1:
+    if launcher(cell) == XLA_SPAWN:
         # torch_xla trains data-parallel with one process per device, started before the runtime is touched; on a
         # TPU pod slice every host does so, and PJRT joins them into one world whose ordinal 0 writes the result.
         backends.get("xla").spawn(run_rank, (cell_file,))
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(job: Job, cell_file: Path) -> int:
-    if launch.needed(job.cell) and not launch.inside():
+    if launcher(job.cell) == TORCHRUN and not inside_torchrun():
         return launch.run(job, cell_file)  # torchrun starts this module again, once per rank
     run_rank(0, cell_file)
     return 0

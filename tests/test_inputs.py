@@ -7,7 +7,7 @@ import torch
 
 from bench import runner, worker
 from bench.inputs import DeviceBatches
-from bench.job import Job
+from bench.spec.job import Job
 from bench.suite import SuiteError, expand, validate
 
 

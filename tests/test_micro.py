@@ -15,6 +15,7 @@ import torch
 
 from bench import backends, env, micro, suite, workloads
 from bench.precision import PRECISIONS, Probe
+from bench.spec import workloads as spec_workloads
 from tests.conftest import ROOT
 
 BACKEND = backends.detect()
@@ -43,7 +44,7 @@ def _steps(workload: str, precision: str, data_dir: str):
     cell, backend = _cell(workload, precision)
     backend.apply_precision(precision)
     torch.manual_seed(cell.seed)
-    return cell, backend, workloads.get(workload).steps(cell, backend, data_dir)
+    return cell, backend, workloads.load(workload).steps(cell, backend, data_dir)
 
 
 def _info(benchmark, kind: str, cell, backend, samples: int, **extra) -> None:
@@ -52,7 +53,7 @@ def _info(benchmark, kind: str, cell, backend, samples: int, **extra) -> None:
     benchmark.extra_info.update(
         kind=kind,
         workload=cell.workload,
-        framework=workloads.get(cell.workload).FRAMEWORK,
+        framework=spec_workloads.get(cell.workload).framework,
         backend=cell.backend,
         device_name=backend.device_name(),
         device_count=1,
@@ -106,14 +107,14 @@ def _loop(benchmark, kind: str, workload: str, precision: str, data_dir: str, pe
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("workload", list(workloads.WORKLOADS))
+@pytest.mark.parametrize("workload", list(spec_workloads.WORKLOADS))
 def test_train_step(benchmark, workload, precision, data_dir):
     """Forward, loss, backward and optimizer step on a fixed batch, inside the workload's own training loop."""
     _loop(benchmark, "train", workload, precision, data_dir)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("workload", list(workloads.WORKLOADS))
+@pytest.mark.parametrize("workload", list(spec_workloads.WORKLOADS))
 def test_train_pipelined(benchmark, workload, precision, data_dir):
     """``micro.PIPELINED`` training steps between two synchronisations: the host queues steps while the device runs
     earlier ones, so on an accelerator this is above the synchronised step's rate (on a CPU, the same)."""
@@ -125,13 +126,13 @@ def test_train_pipelined(benchmark, workload, precision, data_dir):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("workload", list(workloads.WORKLOADS))
+@pytest.mark.parametrize("workload", list(spec_workloads.WORKLOADS))
 def test_eval_step(benchmark, workload, precision, data_dir):
     """A forward-only step on a fixed batch, inside the workload's own evaluation loop."""
     _loop(benchmark, "eval", workload, precision, data_dir)
 
 
-@pytest.mark.parametrize("workload", list(workloads.WORKLOADS))
+@pytest.mark.parametrize("workload", list(spec_workloads.WORKLOADS))
 def test_loader(benchmark, workload, data_dir):
     """The next batch of the workload's real training DataLoader, moved to the device: the input pipeline alone."""
     cell, backend, steps = _steps(workload, "fp32", data_dir)

@@ -20,6 +20,7 @@ import pytest
 from bench import backends, cli, estimate, records, runner, suite
 from bench.meter import Meter
 from bench.progress import Progress, epoch_text
+from bench.spec.cell import Cell
 from bench.suite import SuiteError
 
 ESCAPES = re.compile(r"[\r\x1b]")
@@ -46,7 +47,7 @@ def test_random_order_is_seeded_within_each_repeat_and_keeps_fingerprints():
         settings(order_seed=True)
 
 
-def _record(path: Path, cell: suite.Cell, seconds: float, host: str = "here", status: str = "ok") -> None:
+def _record(path: Path, cell: Cell, seconds: float, host: str = "here", status: str = "ok") -> None:
     run = {"started_at": "2026-01-01T00:00:00+00:00", "process_seconds": seconds}
     sections = {name: {} for name in records.sections()}  # an ok record has every section
     sections.update(cell=runner.cell_section(cell, "r"), run=run, env={"host": host})

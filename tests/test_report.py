@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from bench import micro, records, report
-from bench.report import aggregate, verdicts
+from bench import records, report
+from bench.report import aggregate, benchmarks, verdicts
 from tests.conftest import ROOT
 
 
@@ -187,7 +187,7 @@ def test_decomposition_from_micro_benchmarks(tmp_path):
         ("train", "torch-convnet", "fp32", 0.010, 32, 1e9, "gpubox", "NVIDIA H100 80GB HBM3", "cuda"),
     ])  # fmt: skip
     s = aggregate.summarise(aggregate.frame(records.read_all(tmp_path)), "cpu/fp32")
-    d = verdicts.decomposition(s, micro.read(tmp_path)).set_index(["workload", "hardware", "precision"])
+    d = verdicts.decomposition(s, benchmarks.read(tmp_path)).set_index(["workload", "hardware", "precision"])
     fp32 = d.loc[("lightning-convnet", "Test CPU @box", "fp32")]
     assert fp32["compute-only samples/s"] == "1,000" and fp32["end-to-end ÷ compute"] == "0.80"
     assert fp32["bound"] == "compute-bound" and fp32["step ÷ plain PyTorch step"] == "0.90"

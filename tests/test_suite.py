@@ -7,7 +7,8 @@ import re
 import pytest
 
 from bench import suite
-from bench.precision import UnknownName
+from bench.errors import UnknownName
+from bench.spec.cell import Cell
 from bench.suite import SuiteError
 
 
@@ -65,7 +66,7 @@ def test_lr_find_steps_apply_to_the_finder_and_fastais_default_keeps_the_fingerp
     default = {c.workload: c for c in suite.expand("t", settings(**raw))}
     assert default["fastai-resnet18"].lr_find_steps == 100 and default["torch-convnet"].lr_find_steps is None
     # a cell as written before the setting existed: fastai's default is the same measurement
-    old = suite.Cell(**{k: v for k, v in vars(default["fastai-resnet18"]).items() if k != "lr_find_steps"})
+    old = Cell(**{k: v for k, v in vars(default["fastai-resnet18"]).items() if k != "lr_find_steps"})
     assert old.lr_find_steps is None and old.fingerprint == default["fastai-resnet18"].fingerprint
     short = {c.workload: c for c in suite.expand("t", settings(**raw, lr_find_steps=20))}
     assert short["fastai-resnet18"].lr_find_steps == 20 and short["torch-convnet"].lr_find_steps is None
@@ -149,7 +150,7 @@ def test_suite_files_by_path(tmp_path):
 
 def test_cell_round_trips_through_json():
     (cell,) = suite.expand("t", settings(workloads=["torch-convnet"]))
-    assert suite.Cell.from_json(cell.to_json()) == cell
+    assert Cell.from_json(cell.to_json()) == cell
 
 
 def test_what_cannot_run_on_several_devices_or_nodes_says_why():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -11,8 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from bench import records, report, runner, trackers, worker
-from bench.job import Job
-from bench.report import verdicts
+from bench.spec.job import Job
 from bench.suite import expand, validate
 from bench.trackers import compile as compile_tracker
 from bench.trackers import contention, profile
@@ -139,7 +139,7 @@ def tracker(module, cell, be, tmp_path):
 
 def test_the_profile_says_why_it_did_not_run(tmp_path):
     off = tracker(profile, small_cell(profile_steps=0), backend(), tmp_path)
-    xla = tracker(profile, small_cell(), backend("xla"), tmp_path)
+    xla = tracker(profile, dataclasses.replace(small_cell(), backend="xla"), backend("xla"), tmp_path)
     assert off.window_steps() == xla.window_steps() == 0
     assert off.section()["status"] == "off" and "XPlane" in xla.section()["reason"]
     assert profile.report([xla.section()]) == {"profile": f"unsupported: {xla.section()['reason']}"}
@@ -159,9 +159,9 @@ def test_profile_report_columns_and_verdicts():
     cols = profile.report([{**ok, "device_busy_pct": b} for b in (10.0, 12.0, 90.0)])
     assert cols == {"busy %": "12% CUDA", "host ms/step": "3.80", "loader %": "20%",
                     "bound (profile)": "host-bound (88% device idle)"}  # fmt: skip
-    assert verdicts.profile_bound(85.0, 5.0, device=True) == "compute-bound"
-    assert verdicts.profile_bound(85.0, 60.0, device=False) == "input-bound (loader 60%)"
-    assert verdicts.profile_bound(60.0, 5.0, device=False) == "host-bound (40% outside ATen ops)"
+    assert profile.profile_bound(85.0, 5.0, device=True) == "compute-bound"
+    assert profile.profile_bound(85.0, 60.0, device=False) == "input-bound (loader 60%)"
+    assert profile.profile_bound(60.0, 5.0, device=False) == "host-bound (40% outside ATen ops)"
 
 
 def test_the_compile_counter_reads_the_backend_and_older_records_still_warn(tmp_path):

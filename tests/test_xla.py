@@ -226,12 +226,12 @@ def test_several_devices_start_one_process_per_device(tmp_path, env):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert sorted(p.read_text() for p in tmp_path.glob("rank*")) == ["0 2", "1 2"]
-    from bench.workloads import lightning_xla
+    from bench.backends import xla_lightning
 
-    args = lightning_xla.trainer_args("fp32", 2)
+    args = xla_lightning.trainer_args("fp32", 2)
     args["strategy"]._configure_launcher()
     assert args["strategy"].launcher is None  # the ranks are already running: Lightning must not fork its own
-    assert lightning_xla.trainer_args("fp32", 1)["strategy"] == "auto"
+    assert xla_lightning.trainer_args("fp32", 1)["strategy"] == "auto"
 
 
 def test_devices_between_one_and_all_are_recorded_unsupported(tmp_path, env):
@@ -256,8 +256,8 @@ def test_a_several_device_record_is_written_once_by_rank_0_with_the_global_batch
     PJRT's CPU runtime cannot run two ranks' collectives (above), so here each rank trains on the one real device
     while Lightning's cluster environment reports two: the harness's rank processes with Lightning's own XLA
     strategy, teardown included, whose collectives then span one device."""
-    from bench.job import Job
-    from bench.suite import Cell
+    from bench.spec.cell import Cell
+    from bench.spec.job import Job
 
     cell = Cell(
         workload="lightning-convnet",

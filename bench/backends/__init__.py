@@ -1,4 +1,6 @@
-"""Backends: device discovery, clock synchronisation, peak memory and precision support, one file each."""
+"""Backends: device discovery, clock synchronisation, peak memory and precision support, one file each. Their static
+facts (launcher, collective, what the profiler and NVML see) are in bench.spec.backends, read without importing
+them."""
 
 from __future__ import annotations
 
@@ -6,9 +8,10 @@ import importlib
 import time
 from typing import Protocol
 
-from bench.precision import UnknownName
+from bench.errors import UnknownName
+from bench.spec import backends
 
-BACKENDS = {"cpu": "bench.backends.cpu", "cuda": "bench.backends.cuda", "xla": "bench.backends.xla"}
+BACKENDS = {name: spec.module for name, spec in backends.BACKENDS.items()}
 
 
 class Backend(Protocol):
@@ -26,16 +29,23 @@ class Backend(Protocol):
     def mark(self): ...
     def seconds_between(self, a, b) -> float: ...
     def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None: ...
+    def hosts_reason(self, nodes: int, nnodes: int) -> str | None: ...
+    def take_device(self, local_rank: int) -> None: ...
     def apply_precision(self, precision: str) -> None: ...
     def reset_peak_memory(self) -> None: ...
     def peak_memory_bytes(self) -> int | None: ...
     def env(self) -> dict: ...
 
 
-def get(name: str) -> Backend:
+def check(name: str) -> str:
+    """``name`` if it names a backend (without importing it)."""
     if name not in BACKENDS:
         raise UnknownName(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
-    return importlib.import_module(BACKENDS[name]).BACKEND
+    return name
+
+
+def get(name: str) -> Backend:
+    return importlib.import_module(BACKENDS[check(name)]).BACKEND
 
 
 def detect() -> str:

@@ -4,22 +4,12 @@ processes (gloo between them, bench.launch), sharing the cores out."""
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import time
 
 import torch
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from bench.isa import cpu_model
 
 
 def bf16_kernels() -> bool:
@@ -81,6 +71,12 @@ class CPU:
                 "runs it anyway, labelled emulated"
             )
         return None
+
+    def take_device(self, local_rank: int) -> None:
+        pass  # the host: nothing to take
+
+    def hosts_reason(self, nodes: int, nnodes: int) -> str | None:
+        return None  # torchrun joins any nodes (bench.launch)
 
     def apply_precision(self, precision: str) -> None:
         # oneDNN can run fp32 matmuls in reduced precision when asked; fp32 here means full fp32.

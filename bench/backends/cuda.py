@@ -68,6 +68,12 @@ class CUDA:
             return "this GPU has no bf16 support"
         return None
 
+    def take_device(self, local_rank: int) -> None:
+        torch.cuda.set_device(local_rank)
+
+    def hosts_reason(self, nodes: int, nnodes: int) -> str | None:
+        return None  # torchrun joins any nodes (bench.launch)
+
     def apply_precision(self, precision: str) -> None:
         # PyTorch leaves cuDNN's TF32 on by default: fp32 must switch it off to be fp32. The older switches, not
         # torch 2.9's per-backend fp32_precision: once that is set to tf32, torch.get_float32_matmul_precision()

@@ -34,7 +34,7 @@ def _runtime_started() -> bool:
 
 class XLA:
     name = "xla"
-    lightning_accelerator = None  # "tpu", or a PJRT accelerator on the CPU runtime: workloads/lightning_xla.py
+    lightning_accelerator = None  # "tpu", or a PJRT accelerator on the CPU runtime: backends/xla_lightning.py
     peak_memory_kind = "device"
 
     def available(self) -> bool:
@@ -130,6 +130,19 @@ class XLA:
         if precision == "fp16-mixed":
             return "no fp16 autocast on XLA: TPUs compute in bf16 (use bf16-mixed), and Lightning's XLA has no 16-mixed"
         return None
+
+    def hosts_reason(self, nodes: int, nnodes: int) -> str | None:
+        """Why a cell of ``nodes`` cannot run on this run's ``nnodes`` hosts: PJRT joins the chips of every host of
+        a TPU pod slice into one runtime, so a cell spans all of them or none; PJRT's CPU runtime has no world of
+        several hosts."""
+        if nnodes > 1 and nodes != nnodes:
+            return f"on a TPU pod slice of {nnodes} hosts every cell spans them all (nodes = {nnodes})"
+        if nodes > 1 and self.device_type() == "CPU":
+            return "several hosts need a TPU pod slice: PJRT's CPU runtime has no multi-host world"
+        return None
+
+    def take_device(self, local_rank: int) -> None:
+        pass  # torch_xla gives each spawned process its device
 
     def apply_precision(self, precision: str) -> None:
         # TPUs run fp32 matmuls as bf16 passes by default; fp32 here means full fp32, as TF32 is off on CUDA.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import micro, records, schema
-from bench.report import aggregate, plots, render, verdicts
+from bench.report import aggregate, benchmarks, plots, render, verdicts
 
 PROFILE_NOTE = (
     "busy % = the share of a profiled window of the cell's own training loop (after training, torch.profiler) in "
@@ -159,7 +159,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
             "",
         ]
         body += ["<h2>Framework overhead against the plain-PyTorch loop</h2>", ov.to_html(index=False, border=0)]
-    dec = verdicts.decomposition(s, micro.read(results_dir))
+    dec = verdicts.decomposition(s, benchmarks.read(results_dir))
     if len(dec):
         md += [
             "## Where the time goes: step micro-benchmarks",

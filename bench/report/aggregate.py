@@ -11,7 +11,7 @@ import pandas as pd
 from bench import cost, isa, records, trackers
 from bench.precision import PRECISIONS
 from bench.report import stats
-from bench.suite import SEED_WAY
+from bench.spec.cell import RECIPE
 
 # A row's repeats are unstable from these: the median repeat's p90 step ÷ median step, and the coefficient of
 # variation of its steady segments' samples/s (docs/methodology.md, Stable repeats).
@@ -56,9 +56,9 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def seed_way(s: pd.DataFrame) -> pd.Series:
+def as_recipe(s: pd.DataFrame) -> pd.Series:
     """The rows that ran the seed's way: eager code fed by its DataLoader (the baseline of every comparison)."""
-    return (s["mode"] == SEED_WAY["mode"]) & (s["input"] == SEED_WAY["input"])
+    return (s["mode"] == RECIPE["mode"]) & (s["input"] == RECIPE["input"])
 
 
 def norm(value: object) -> str:
@@ -264,7 +264,7 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
             & (g["precision"] == b_precision)
             & (g["device_count"] == 1)
             & (g["nodes"] == 1)
-            & seed_way(g)
+            & as_recipe(g)
             & (s.loc[g.index, "comparable"] == "yes")
             & g["throughput_median"].notna()
             & g["throughputs"].map(bool)

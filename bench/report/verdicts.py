@@ -1,19 +1,19 @@
 """Verdicts: what bounds each configuration, from the profile (bench.trackers.profile), from the framework against its
-plain-PyTorch reference, and from the step micro-benchmarks (bench.micro). Thresholds are in docs/methodology.md."""
+plain-PyTorch reference, and from the step micro-benchmarks (bench.report.benchmarks). Thresholds are in
+docs/methodology.md."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from bench import micro
 from bench.precision import PRECISIONS
 from bench.report import aggregate, stats
-from bench.workloads import REFERENCE
+from bench.report.benchmarks import PEAK_TFLOPS
+from bench.spec import workloads
+from bench.trackers.profile import INPUT_BOUND
 
 WITHIN = 0.85  # a framework within 15% of its plain-PyTorch reference counts as close to it
-INPUT_BOUND = 0.5  # loader share at which the input pipeline, not the model, sets the pace
 BOUND = 0.8  # end-to-end below this share of the compute-only step: the input pipeline or the framework sets the pace
-BUSY = 80.0  # device busy % (profile) from which the device, not the host, sets the pace
 
 
 def fmt(x: float | None, spec: str = ",.0f") -> str:
@@ -27,18 +27,6 @@ def tta_text(r: pd.Series) -> str:
     return stats.TTA(None if pd.isna(r["tta_s"]) else r["tta_s"], r["tta_reached"], r["tta_runs"], "").text()
 
 
-def profile_bound(busy_pct: float, loader_pct: float, device: bool) -> str:
-    """The profile's verdict: input-bound when the DataLoader takes at least half of the window; else compute-bound
-    when the device (on a CPU: ATen ops) is busy for ``BUSY`` % of it or more; else host-bound, the time going to
-    Python, the framework and kernel launches between the device's work."""
-    if loader_pct >= 100 * INPUT_BOUND:
-        return f"input-bound (loader {loader_pct:.0f}%)"
-    if busy_pct >= BUSY:
-        return "compute-bound" if device else "compute-bound (in ATen ops)"
-    idle = "device idle" if device else "outside ATen ops"
-    return f"host-bound ({100 - busy_pct:.0f}% {idle})"
-
-
 def overhead(s: pd.DataFrame) -> pd.DataFrame:
     """Each framework workload against its plain-PyTorch reference on the same hardware, devices and precision.
 
@@ -48,7 +36,7 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
     """
     keys = ["host", "hardware", "backend", "nodes", "device_count", "precision", "mode", "input"]
     rows = []
-    for workload, reference in REFERENCE.items():
+    for workload, reference in workloads.REFERENCE.items():
         refs = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)
         ref, ref_repeats = refs["full_network_median"], refs["full_network"]
         for _, r in s[(s["workload"] == workload) & (s["status"] == "ok")].iterrows():
@@ -111,7 +99,9 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
 
     # the micro-benchmarks feed fixed batches: they explain the seed's DataLoader-fed cells
     ok = (
-        s[(s["status"] == "ok") & (s["device_count"] == 1) & (s["nodes"] == 1) & aggregate.seed_way(s)] if len(s) else s
+        s[(s["status"] == "ok") & (s["device_count"] == 1) & (s["nodes"] == 1) & aggregate.as_recipe(s)]
+        if len(s)
+        else s
     )
     e2e = {tuple(r[k] for k in ("host", "hardware", "backend", "workload", "precision")): r for _, r in ok.iterrows()}
     order = {p: i for i, p in enumerate(PRECISIONS)}
@@ -124,10 +114,10 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
         record = e2e.get((*where, workload, prec))
         end = record["full_network_median"] if record is not None else None
         end = None if end is None or pd.isna(end) else float(end)
-        plain = rate("train", where, REFERENCE[workload], prec) if workload in REFERENCE else None
+        plain = rate("train", where, workloads.REFERENCE[workload], prec) if workload in workloads.REFERENCE else None
         flops = step.get("flops_per_step")
         tflops = flops / step["median_s"] / 1e12 if flops else None
-        peak = micro.PEAK_TFLOPS.get(where[1], {}).get(prec)
+        peak = PEAK_TFLOPS.get(where[1], {}).get(prec)
         rows.append(
             {
                 "workload": workload,
@@ -140,7 +130,7 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
                 "forward-only samples/s": fmt(rate("eval", where, workload, prec)),
                 "loader-only samples/s": fmt(loader),
                 "end-to-end ÷ compute": fmt(end / compute, ".2f") if end else "",
-                "bound": _bound(end, compute, loader, workload in REFERENCE),
+                "bound": _bound(end, compute, loader, workload in workloads.REFERENCE),
                 "step ÷ plain PyTorch step": fmt(compute / plain, ".2f") if plain else "",
                 "GFLOP/step": fmt(flops / 1e9 if flops else None, ",.2f"),
                 "TFLOP/s": fmt(tflops, ".3f"),
@@ -176,7 +166,7 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
     for _, g in ok.groupby(
         ["workload", "host", "hardware", "backend", "nodes", "device_count", "precision"], sort=False
     ):
-        seeds = g[aggregate.seed_way(g)]
+        seeds = g[aggregate.as_recipe(g)]
         if len(g) == len(seeds):
             continue  # nothing but the seed's way ran
         best = g.loc[g["throughput_median"].astype(float).idxmax()]

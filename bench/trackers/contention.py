@@ -19,6 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from bench.spec import backends
 from bench.trackers import Tracker
 
 ORDER = 12
@@ -185,7 +186,7 @@ class Contention(Tracker):
         self.per_segment: list[float] = []
         self.top: dict[tuple[int, str], float] = {}
         self.load = 0.0
-        self.gpu = _Gpu(self.cell.devices) if self.cell.backend == "cuda" else None
+        self.gpu = _Gpu(self.cell.devices) if backends.get(self.cell.backend).gpu else None
 
     def steady_start(self) -> None:
         self.at_start = take(self.cores)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from bench import ddp, launch
+from bench.spec import backends
+from bench.spec.launcher import TORCHRUN, XLA_SPAWN, launcher, world
 from bench.trackers import Tracker
 
 ORDER = 80
@@ -18,26 +19,27 @@ class Distributed(Tracker):
     SECTION = "distributed"
 
     def section(self) -> dict:
-        if launch.inside():
-            w = ddp.world()
+        how, collective = launcher(self.cell), backends.get(self.cell.backend).collective
+        if how == TORCHRUN:
+            w = world()
             return {
-                "launcher": "torchrun",
+                "launcher": how,
                 "world_size": w.size,
                 "nodes": w.nodes,
                 "processes_per_node": w.local_size,
-                "collective": ddp.COLLECTIVE[self.cell.backend],
+                "collective": collective,
                 "rendezvous": self.job.rendezvous or "standalone",
                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             }
-        if self.cell.backend == "xla" and self.cell.devices > 1:
+        if how == XLA_SPAWN:
             import torch_xla.runtime as xr
 
             return {
-                "launcher": "xla-spawn",
+                "launcher": how,
                 "world_size": xr.world_size(),
                 "nodes": xr.process_count() // max(xr.local_process_count(), 1),
                 "processes_per_node": xr.local_process_count(),
-                "collective": ddp.COLLECTIVE["xla"],
+                "collective": collective,
             }
         return {"launcher": None, "world_size": 1, "nodes": 1, "processes_per_node": 1, "collective": None}
 

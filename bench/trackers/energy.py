@@ -14,13 +14,13 @@ import logging
 import os
 import statistics
 
-from bench import ddp
+from bench.spec import backends
+from bench.spec.launcher import world
 from bench.trackers import Tracker
 
 ORDER = 15
 COMPONENTS = ("gpu", "cpu", "dram")
 # What TPUs offer: no public per-chip energy counter (libtpu's metrics have none; Cloud Monitoring has no power).
-TPU = "TPU chips expose no public energy counter"
 
 
 def _rapl_reason() -> str | None:
@@ -42,10 +42,8 @@ def _rapl_reason() -> str | None:
 
 
 def _gpu_reason(backend: str) -> str | None:
-    if backend == "xla":
-        return TPU
-    if backend != "cuda":
-        return "no GPU in this cell"
+    if why := backends.get(backend).energy:
+        return why
     from zeus.device import gpu as zeus_gpu
 
     try:
@@ -66,7 +64,7 @@ class Energy(Tracker):
         self.segments = 0
         self.not_measured: dict[str, str] = {}
         logging.getLogger("zeus").setLevel(logging.WARNING)  # zeus logs every window at INFO
-        if ddp.world().rank != 0:  # global rank 0 measures its node for the cell; its section is the record's
+        if world().rank != 0:  # global rank 0 measures its node for the cell; its section is the record's
             return
         if self.cell.nodes > 1:
             self.not_measured["other nodes"] = "node 0's devices only"

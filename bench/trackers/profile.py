@@ -18,6 +18,7 @@ import socket
 import statistics
 from pathlib import Path
 
+from bench.spec import backends
 from bench.trackers import Tracker
 
 ORDER = 30
@@ -25,6 +26,8 @@ WARMUP = 3  # profiled steps discarded first: the profiler's own start-up stays 
 LOADER = "enumerate(DataLoader)#"  # torch's DataLoader iterator wraps each __next__ in this annotation
 DEVICE = ("kernel", "gpu_memcpy", "gpu_memset")  # trace categories of work on a CUDA device
 TOP = 10
+INPUT_BOUND = 0.5  # loader share at which the input pipeline, not the model, sets the pace
+BUSY = 80.0  # device busy % (profile) from which the device, not the host, sets the pace
 
 
 class Profile(Tracker):
@@ -32,16 +35,13 @@ class Profile(Tracker):
 
     def start(self) -> None:
         self.steps, self.n = self.cell.profile_steps, 0
+        self.device = backends.get(self.cell.backend).device_trace  # the device's kernels are in the trace
         self.result: dict | None = None
         self.prof = None
         if self.steps == 0:
             self.result = {"status": "off", "reason": "profile_steps = 0 in the suite"}
-        elif self.backend.name == "xla":
-            self.result = {
-                "status": "unsupported",
-                "reason": "torch_xla's profiler writes XPlane protobufs for TensorBoard; the harness reads no device "
-                "time from them yet, and torch.profiler sees only the host tracing lazy tensors",
-            }
+        elif why := backends.get(self.cell.backend).profiler:
+            self.result = {"status": "unsupported", "reason": why}
 
     def window_steps(self) -> int:
         return 0 if self.result else WARMUP + self.steps
@@ -50,7 +50,7 @@ class Profile(Tracker):
         import torch.profiler as tp
 
         activities = [tp.ProfilerActivity.CPU]
-        if self.backend.name == "cuda":
+        if self.device:
             activities.append(tp.ProfilerActivity.CUDA)
         self.activities = [a.name for a in activities]
         schedule = tp.schedule(wait=0, warmup=WARMUP, active=self.steps, repeat=1)
@@ -78,7 +78,7 @@ class Profile(Tracker):
         folder.mkdir(exist_ok=True)
         path = folder / f"{socket.gethostname()}.{self.cell_dir.name}.pt.trace.json.gz"
         prof.export_chrome_trace(str(path))
-        device = self.backend.name == "cuda"
+        device = self.device
         measured = analyse(read_trace(path)["traceEvents"], device)
         if not measured:
             return
@@ -180,10 +180,20 @@ def top(averages, key: str, steps: int) -> list[dict]:
     ]
 
 
+def profile_bound(busy_pct: float, loader_pct: float, device: bool) -> str:
+    """The profile's verdict: input-bound when the DataLoader takes at least half of the window; else compute-bound
+    when the device (on a CPU: ATen ops) is busy for ``BUSY`` % of it or more; else host-bound, the time going to
+    Python, the framework and kernel launches between the device's work."""
+    if loader_pct >= 100 * INPUT_BOUND:
+        return f"input-bound (loader {loader_pct:.0f}%)"
+    if busy_pct >= BUSY:
+        return "compute-bound" if device else "compute-bound (in ATen ops)"
+    idle = "device idle" if device else "outside ATen ops"
+    return f"host-bound ({100 - busy_pct:.0f}% {idle})"
+
+
 def report(sections: list[dict]) -> dict[str, str]:
     """busy %, host ms per step and the DataLoader's share (medians over repeats), and the verdict they give."""
-    from bench.report.verdicts import profile_bound
-
     ok = [s for s in sections if s and s.get("status") == "ok"]
     if not ok:
         first = next((s for s in sections if s), None)

@@ -11,7 +11,6 @@ import contextlib
 import math
 from pathlib import Path
 
-import fastai
 import matplotlib
 
 matplotlib.use("Agg")  # plots go to files
@@ -39,18 +38,9 @@ from fastai.vision.all import (
 
 from bench import adapters, data, inputs, micro, precision, weights
 from bench.precision import Probe
+from bench.spec import workloads
 
-NAME = "fastai-resnet18"
-FRAMEWORK = f"fastai {fastai.__version__}"
-# epochs: fine_tune's unfrozen epochs (after FREEZE_EPOCHS frozen ones); batch 64 is fastai's default
-DEFAULTS = {"epochs": 2, "batch_size": 64, "num_workers": 0, "lr": 0.0209, "pretrained": True, "lr_find_steps": 100}
-FREEZE_EPOCHS = 1
-LR_FINDER = True  # lr = "find" fits with lr_find's suggestion
-# fastai's distrib_ctx needs Hugging Face accelerate and hard-codes CUDA and NCCL (fastai/distributed.py): no gloo on
-# a CPU to test it with here, and accelerate is not in the lock.
-SINGLE_DEVICE = "fastai's distrib_ctx needs Hugging Face accelerate and CUDA/NCCL (fastai/distributed.py)"
-# why input = "device" cannot run (None where it can)
-DEVICE_INPUT = "fastai's recipe decodes PNG files through its own DataLoaders; there is no device-resident form of it"
+SPEC = workloads.get("fastai-resnet18")  # its defaults and what it can run (lr = "find" fits with lr_find's suggestion)
 ARTIFACTS = ("show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png")
 
 
@@ -201,7 +191,7 @@ def run(ctx) -> dict:
     # fastai's own TensorBoard logging; trace_model and log_preds would add model runs inside the epochs
     tensorboard = TensorBoardCallback(ctx.cell_dir / "tensorboard", trace_model=False, log_preds=False)
     learn.add_cbs([timing, tensorboard])
-    learn.fine_tune(cell.epochs, base_lr=lr, freeze_epochs=FREEZE_EPOCHS)
+    learn.fine_tune(cell.epochs, base_lr=lr, freeze_epochs=SPEC.freeze_epochs)
     learn.remove_cbs([timing, tensorboard])
     if not timing.diverged:  # nothing worth plotting, and NaN losses would break the plots
         with meter.phase("artifacts"):

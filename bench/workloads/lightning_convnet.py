@@ -15,12 +15,6 @@ from bench import adapters, ddp, micro, weights
 from bench.precision import Probe
 from bench.workloads import convnet
 
-NAME = "lightning-convnet"
-FRAMEWORK = f"pytorch-lightning {pl.__version__}"
-DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0, "lr": 0.5}
-SINGLE_DEVICE = None  # Lightning's DDP over the world torchrun starts
-XLA_DATA_PARALLEL = True  # and Lightning's XLA strategy over the XLA devices
-
 
 class LitConvNet(pl.LightningModule):
     def __init__(self, lr: float) -> None:

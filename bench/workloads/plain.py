@@ -93,7 +93,7 @@ class Step:
         if self.dtype:
             self.model = self.model.to(self.dtype)
         if world.distributed:
-            ids = [device.index] if device.type == "cuda" else None
+            ids = None if device.index is None else [device.index]  # a GPU rank's own device; none on a CPU
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         adapters.compile_model(self.model, cell)
         self.opt = make_optimizer(self.model.parameters())

@@ -5,15 +5,8 @@ It exists so every report can show what Lightning adds on top of the same comput
 
 from __future__ import annotations
 
-import torch
-
 from bench import micro
 from bench.workloads import convnet, plain
-
-NAME = "torch-convnet"
-FRAMEWORK = f"torch {torch.__version__}"
-DEFAULTS = {"epochs": 10, "batch_size": 32, "num_workers": 0, "lr": 0.5}
-SINGLE_DEVICE = None  # DistributedDataParallel over the world torchrun starts (bench.ddp)
 
 
 def run(ctx) -> dict:

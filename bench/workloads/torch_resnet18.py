@@ -16,12 +16,6 @@ from bench import data, ddp, inputs, micro
 from bench.inputs import DeviceBatches
 from bench.workloads import plain
 
-NAME = "torch-resnet18"
-FRAMEWORK = f"torch {torch.__version__}"
-# 1 + 2 epochs, batch 64: the fastai recipe's epochs and fastai's default batch size; Adam's usual lr.
-DEFAULTS = {"epochs": 3, "batch_size": 64, "num_workers": 0, "lr": 1e-3}
-SINGLE_DEVICE = None  # DistributedDataParallel over the world torchrun starts (bench.ddp)
-
 EVAL_BATCH_SIZE = 1000
 
 

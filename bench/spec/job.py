@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from bench.suite import Cell
+from bench.spec.cell import Cell
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""Each backend's static facts, read without importing it (its implementation, bench.backends.<name>, imports torch
+or torch_xla): how several of its devices start, the collective between them, what torch.profiler and NVML can
+see of it. Code outside bench/backends and bench/adapters asks these, never a backend's name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.errors import UnknownName
+
+TORCHRUN, XLA_SPAWN = "torchrun", "xla-spawn"
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    module: str  # its implementation (a bench.backends.Backend as BACKEND)
+    collective: str  # the process group's backend between its ranks
+    spawn: str  # what starts one process per device: torchrun, or torch_xla's own spawn (bench.spec.launcher)
+    gpu: bool = False  # an NVIDIA GPU: NVML sees it (energy, other processes on it, clocks)
+    device_trace: bool = False  # torch.profiler records its kernels (ProfilerActivity.CUDA)
+    profiler: str | None = None  # why torch.profiler cannot measure its steps; None: it can
+    energy: str | None = None  # why its devices' energy is not measured; None: NVML (zeus)
+    shares_cores: bool = False  # its devices are the host's cores: torchrun's ranks share them out (bench.launch)
+
+
+BACKENDS = {
+    spec.name: spec
+    for spec in (
+        BackendSpec("cpu", "bench.backends.cpu", "gloo", TORCHRUN, energy="no GPU in this cell", shares_cores=True),
+        BackendSpec("cuda", "bench.backends.cuda", "nccl", TORCHRUN, gpu=True, device_trace=True),
+        BackendSpec(
+            "xla",
+            "bench.backends.xla",
+            "xla",
+            XLA_SPAWN,
+            profiler="torch_xla's profiler writes XPlane protobufs for TensorBoard; the harness reads no device time "
+            "from them yet, and torch.profiler sees only the host tracing lazy tensors",
+            energy="TPU chips expose no public energy counter",
+        ),
+    )
+}
+
+
+def get(name: str) -> BackendSpec:
+    if name not in BACKENDS:
+        raise UnknownName(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    return BACKENDS[name]

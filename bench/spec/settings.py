@@ -1,0 +1,166 @@
+"""Every setting a suite may hold, declared once: its type, default, range, scope and command-line option.
+
+Suite validation (bench.suite), ``bench run``'s options and their error messages (bench.cli) derive from
+``SETTINGS``; a new setting is one entry here plus its use (a ``Cell`` field when it changes what a cell measures,
+bench.spec.cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Range(NamedTuple):
+    """``low <= value <= high`` (``open_low``: ``low < value``; ``high`` None: unbounded), and finite; ``why`` the
+    bound is where it is, when that is not plain."""
+
+    low: float
+    high: float | None = None
+    open_low: bool = False
+    why: str = ""
+
+    def __contains__(self, value: object) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.open_low else value >= self.low
+        return above and (self.high is None or value <= self.high)
+
+    def text(self, kind: str = "a number") -> str:
+        """``an integer >= 1``, ``a number in (0, 1]``: what a value of ``kind`` in this range is."""
+
+        def num(x: float) -> str:
+            return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+        if self.high is None:
+            return f"{kind} {'>' if self.open_low else '>='} {num(self.low)}"
+        return f"{kind} in {'(' if self.open_low else '['}{num(self.low)}, {num(self.high)}]"
+
+
+# ---- How bench run's options are read (a range is checked with the suite's, so that messages are alike) ----------
+def csv(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+def ints(value: str) -> list[int]:
+    return [int(v) for v in csv(value)]
+
+
+def devices(value: str) -> list:
+    return [v if v == "all" else int(v) for v in csv(value)]
+
+
+def lr(value: str) -> float | str:
+    return value if value == "find" else float(value)
+
+
+def repeats(value: str) -> int | str:
+    """``3``, ``auto`` or ``auto:MAX``."""
+    return value if value.startswith("auto") else int(value)
+
+
+def fraction(value: str) -> float:
+    """``3%`` or ``0.03`` → 0.03; a bare number of 1 or more would be ambiguous (1%? 100%?), so it is refused."""
+    if value.endswith("%"):
+        return float(value[:-1]) / 100
+    number = float(value)
+    if number >= 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: write a percentage ({value}%) or a fraction below 1")
+    return number
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: type | tuple[type, ...]
+    default: object = None  # None: the workload's default (bench.spec.workloads) or unset
+    range: Range | None = None  # for a number: checked for suite files and options alike before any cell runs
+    per_workload: bool = False  # may also be set under [workload.<name>]
+    flag: str | None = None  # bench run's option that overrides it
+    parse: Callable[[str], object] | None = None  # how the option's text is read; None: a switch (store_true)
+    switch: object = None  # a switch's value when given (its absence means "the suite's value")
+    help: str | None = None
+
+
+AT_LEAST_0, AT_LEAST_1 = Range(0), Range(1)
+SEED = Range(0, 2**31 - 1, why="numpy's seeds stop at 2**32 - 1, and a cell's seed is the suite's plus its repeat")
+LR_FIND = Range(10, why="the finder suggests from the steps between its first tenth and its last five")
+# The splits' sizes bound the limits: more than a split holds would train on less than the record says.
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+LIMITS = {"limit_train": "train", "limit_test": "test"}
+AUTO_FIRST, AUTO_MAX = 3, 10  # repeats = "auto": interleaved repeats before the interval decides, and the cap
+INPUTS = ("loader", "device")  # where batches come from: the seed's DataLoader, or data on the device (bench.inputs)
+ORDERS = ("interleaved", "random")
+MODES = ("eager", "compile", "graphs")  # how the training step executes (bench.adapters)
+
+S = Setting
+SETTINGS: dict[str, Setting] = {
+    "description": S(str, ""),
+    "backend": S(str, "auto", flag="--device", parse=str, help="backend: cpu, cuda, xla (default: the suite's, "
+                 "auto-detected)"),
+    "workloads": S(list, flag="--workload", parse=csv, help="comma-separated workloads (overrides the suite)"),
+    "precisions": S(list, ["fp32"], flag="--precision", parse=csv, help="comma-separated precisions"),
+    "devices": S(list, [1], flag="--devices", parse=devices,
+                 help="comma-separated device counts per node (processes on a CPU), or all"),
+    # nodes a cell spans: more than 1 needs `bench run` on each node (bench.cluster)
+    "nodes": S(list, [1], flag="--nodes", parse=ints,
+               help="comma-separated node counts of the cells (default 1; see --nnodes)"),
+    "inputs": S(list, ["loader"], per_workload=True, flag="--input", parse=csv,
+                help="comma-separated inputs: loader (the seed's DataLoader), device"),
+    "modes": S(list, ["eager"], per_workload=True, flag="--mode", parse=csv,
+               help="comma-separated execution modes: eager (the seed), compile, graphs"),
+    # a number, or "auto" / "auto:MAX": AUTO_FIRST repeats, then more of the cells whose interval is wider than
+    # target_ci, up to MAX (default AUTO_MAX) (bench.runner.Auto)
+    "repeats": S((int, str), 1, AT_LEAST_1, flag="--repeats", parse=repeats,
+                 help="repeats of every cell, or auto[:MAX]: 3, then more where the 95%% interval is wider than "
+                 "--target-ci, up to MAX (default 10)"),
+    "target_ci": S((int, float), 0.05, Range(0, 1, open_low=True), flag="--target-ci", parse=fraction,
+                   help="--repeats auto: the interval's half-width to reach (default 5%%)"),
+    "order": S(str, "interleaved", flag="--order", parse=str,
+               help="cells within each repeat: interleaved (as the suite lists them, default) or random (shuffled, "
+               "seeded)"),
+    "order_seed": S(int, 0, SEED, flag="--order-seed", parse=int,
+                    help="the seed of --order random (default 0: the same order every run)"),
+    "seed": S(int, 0, SEED),
+    "epochs": S(int, None, AT_LEAST_1, per_workload=True, flag="--epochs", parse=int),
+    "batch_size": S(int, None, AT_LEAST_1, per_workload=True),
+    # 1 to the split's size (LIMITS); unset: the whole split
+    "limit_train": S(int, None, per_workload=True, flag="--limit-train", parse=int,
+                     help="train on the first N training images"),
+    "limit_test": S(int, None, per_workload=True),
+    "num_workers": S(int, None, AT_LEAST_0, per_workload=True, flag="--num-workers", parse=int,
+                     help="DataLoader worker processes"),
+    # DataLoader settings users tune; persistent_workers acts with num_workers > 0
+    "pin_memory": S(bool, False, per_workload=True),
+    "persistent_workers": S(bool, True, per_workload=True),
+    # a number, or "find": the workload's finder picks it
+    "lr": S((int, float, str), None, Range(0, open_low=True), per_workload=True, flag="--lr", parse=lr,
+            help='learning rate, or "find" (the workload\'s learning-rate finder picks it)'),
+    # workloads that fine-tune pretrained weights; false trains from random init
+    "pretrained": S(bool, None, per_workload=True, flag="--no-pretrained", switch=False,
+                    help="train from random initialisation (no pretrained weights)"),
+    # steps of the workload's learning-rate finder (fastai's lr_find num_it)
+    "lr_find_steps": S(int, None, LR_FIND, per_workload=True),
+    "tta_target": S((int, float), 0.99, Range(0, 1, open_low=True), per_workload=True),
+    "stop_at_target": S(bool, False, per_workload=True),
+    "warmup_steps": S(int, 50, AT_LEAST_0, per_workload=True),
+    "profile_steps": S(int, 30, AT_LEAST_0, per_workload=True, flag="--profile-steps", parse=int,
+                       help="steps profiled after training (default 30; 0: no profile)"),  # bench.trackers.profile
+    "timeout_s": S(int, 3600, AT_LEAST_1, per_workload=True),
+    "allocator": S(str, "auto", flag="--allocator", parse=str, help="auto, tcmalloc, jemalloc, glibc-tuned, glibc"),
+    # run precisions the CPU only emulates (bf16 without oneDNN kernels: 6-35x slower than fp32), labelled emulated
+    "allow_emulated": S(bool, False, flag="--allow-emulated", switch=True,
+                        help="run precisions this CPU only emulates (bf16 without bf16 kernels: slow), labelled "
+                        "emulated"),
+    # what a node-hour costs, for the report's $ columns (bench.cost): an entry of bench/prices.toml, or one per
+    # backend ({cpu = "...", cuda = "..."}), at its on-demand or spot list price; or a price of your own
+    "price": S((str, dict), flag="--price", parse=str,
+               help="bill each node-hour at this entry of the price table (bench list: prices)"),
+    "price_plan": S(str, "on-demand", flag="--price-plan", parse=str,
+                    help="the entry's on-demand (default) or spot list price"),
+    "price_per_hour": S((int, float), None, Range(0, open_low=True), flag="--price-per-hour", parse=float,
+                        help="bill each node-hour at this many US dollars instead"),
+}  # fmt: skip
+PER_WORKLOAD = tuple(key for key, s in SETTINGS.items() if s.per_workload)
