@@ -39,7 +39,7 @@ def history(results_dir: Path, host: str) -> dict[str, list[float]]:
         return out
     usable, _ = schema.split(records.read_all(Path(results_dir)))  # a record that fails its schema gives no estimate
     for r in usable:
-        r = records.upgrade(r)
+        r = schema.upgrade(r)
         seconds = (r.get("run") or {}).get("process_seconds")
         if r.get("status") == "ok" and (r.get("env") or {}).get("host") == host and seconds:
             out[(r.get("cell") or {}).get("fingerprint")].append(float(seconds))

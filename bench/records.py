@@ -11,94 +11,48 @@ import os
 import sys
 from pathlib import Path
 
-SCHEMA_VERSION = 3  # 3: typed sections, one per tracker; 2: flat fields (still read, see upgrade)
-READABLE = (2, 3)
-STATUSES = ("ok", "unsupported", "failed", "timeout", "diverged")
-FAILED = ("failed", "timeout", "diverged")
-TOP = ("schema_version", "status", "reason")
-RUNNER_SECTIONS = ("cell", "run")  # what only the runner knows: the configuration, the process and its end
-WORKER_SECTIONS = ("outcome",)  # the workload's own fields: what its run used and saw; then the trackers' sections
-# Sections whose fields are unique across the record: ``flat`` lifts them to the top for tables and tests.
-FLAT_SECTIONS = ("cell", "run", "outcome", "timing", "accuracy", "memory", "compile")
-
-
-def sections() -> tuple[str, ...]:
-    """Every section a schema-3 record has, in order; the trackers' come from the files in bench/trackers."""
-    from bench import trackers
-
-    return (*RUNNER_SECTIONS, *WORKER_SECTIONS, *trackers.sections())
+from bench import schema
 
 
 def new(status: str, reason: str | None = None, **filled: dict | None) -> dict:
     """A record with every section; those not given are null (a cell that never ran fills only some)."""
-    unknown = set(filled) - set(sections())
+    unknown = set(filled) - set(schema.sections())
     if unknown:
-        raise ValueError(f"unknown record sections {sorted(unknown)}; known: {', '.join(sections())}")
-    return {"schema_version": SCHEMA_VERSION, "status": status, "reason": reason,
-            **{name: filled.get(name) for name in sections()}}  # fmt: skip
+        raise ValueError(f"unknown record sections {sorted(unknown)}; known: {', '.join(schema.sections())}")
+    return {"schema_version": schema.SCHEMA_VERSION, "status": status, "reason": reason,
+            **{name: filled.get(name) for name in schema.sections()}}  # fmt: skip
 
 
 def check(record: dict) -> None:
-    """Refuse a record that lacks a section or has one nobody declared: never a silent drop or a stray key."""
-    expected = (*TOP, *sections())
+    """Refuse a record that lacks a section, has one nobody declared or fails its schema: never a silent drop, a
+    stray key or a value no reader would take (the runner turns such a record into a failed one first:
+    ``schema.admit``)."""
+    expected = (*schema.TOP, *schema.sections())
     missing = [k for k in expected if k not in record]
     unknown = [k for k in record if k not in expected]
     if missing or unknown:
         raise ValueError(f"record lacks sections {missing} / has unknown ones {unknown}; expected {expected}")
-    if record["status"] not in STATUSES:
-        raise ValueError(f"record status {record['status']!r}; valid: {', '.join(STATUSES)}")
+    if record["status"] not in schema.STATUSES:
+        raise ValueError(f"record status {record['status']!r}; valid: {', '.join(schema.STATUSES)}")
     if record["status"] == "ok":
-        empty = [k for k in sections() if not isinstance(record[k], dict)]
+        empty = [k for k in schema.sections() if not isinstance(record[k], dict)]
         if empty:
             raise ValueError(f"an ok record needs every section; {empty} are empty")
-    for k in sections():
+    for k in schema.sections():
         if record[k] is not None and not isinstance(record[k], dict):
             raise ValueError(f"record section {k!r} is a {type(record[k]).__name__}, not an object")
-
-
-# Schema 2 (flat) fields and the schema-3 section each belongs to; anything else went to the top level.
-_V2 = {
-    "cell": ("run_id", "cell_id", "fingerprint", "workload", "framework", "backend", "device_count", "precision",
-             "repeat", "seed", "batch_size", "lr", "num_workers", "pretrained", "epochs", "limit_train",
-             "limit_test", "tta_target", "stop_at_target"),
-    "run": ("started_at", "process_seconds"),
-    "outcome": ("precision_effective", "precision_evidence", "lr_found", "lr_used", "weights",
-                 "global_batch_size", "train_samples", "test_samples", "artifacts"),
-    "timing": ("throughput_samples_per_s", "phase_throughput", "loader_samples_per_s", "step_time_ms_median",
-               "step_time_ms_p90", "steady_steps", "warmup_steps", "setup_seconds", "warmup_seconds",
-               "train_seconds", "eval_seconds", "total_seconds", "phase_seconds"),
-    "accuracy": ("final_accuracy", "tta_seconds", "epochs_run", "curve"),
-    "memory": ("peak_memory_bytes", "peak_memory_kind"),
-    "compile": ("compilations", "compile_seconds", "compilations_after_warmup"),
-}  # fmt: skip
-
-
-def upgrade(record: dict) -> dict:
-    """A record of any readable schema as schema 3 (in memory; files are never rewritten)."""
-    version = record.get("schema_version")
-    if version == SCHEMA_VERSION or isinstance(record.get("cell"), dict):  # sectioned already
-        return record
-    if version not in READABLE and version != 1:  # 1 had a subset of 2's flat fields
-        raise ValueError(f"schema_version {version!r}; this version reads {', '.join(map(str, READABLE))}")
-    out = {"schema_version": version, "status": record.get("status"), "reason": record.get("reason")}
-    for section, fields in _V2.items():
-        out[section] = {f: record.get(f) for f in fields}
-    if "unfrozen" in (record.get("phase_throughput") or {}):  # how schema 2's report told fastai's phases apart
-        out["outcome"]["full_network_phase"] = "unfrozen"
-    out["env"] = {**(record.get("env") or {}), "device_name": record.get("device_name")}
-    for name in sections():
-        out.setdefault(name, None)  # sections schema 2 did not have (profile) stay empty
-    return out
+    if found := schema.problems(record):
+        raise ValueError(f"the record fails its schema: {'; '.join(found)}")
 
 
 def flat(record: dict) -> dict:
-    """One dict of the record's fields for tables: the top level, the fields of ``FLAT_SECTIONS``, and every
+    """One dict of the record's fields for tables: the top level, the fields of ``schema.FLAT_SECTIONS``, and every
     section under its own name as well."""
-    out = {k: record.get(k) for k in TOP}
-    for name in FLAT_SECTIONS:
+    out = {k: record.get(k) for k in schema.TOP}
+    for name in schema.FLAT_SECTIONS:
         for k, v in (record.get(name) or {}).items():
             out.setdefault(k, v)
-    for name in sections():
+    for name in schema.sections():
         out[name] = record.get(name)
     return out
 
@@ -170,7 +124,7 @@ def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:
     repeat) is measured once. Where a run holds two records of one (a retry, ``bench run --retry``, or a
     duplicate), the newer is kept (its ``run.started_at``, then its place in the list) and the other listed as
     ``file:line: status (cell repeat) superseded by file:line (status)``. ``recs`` are readable (bench.schema)."""
-    ups = [upgrade(r) for r in recs]
+    ups = [schema.upgrade(r) for r in recs]
     keys = [
         ((u.get("env") or {}).get("host"), (u.get("cell") or {}).get("run_id"), fp)
         if (fp := (u.get("cell") or {}).get("fingerprint"))

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import adapters, allocator, backends, env, estimate, launch, records
+from bench import adapters, allocator, backends, env, estimate, launch, records, schema
 from bench.cluster import ONE_NODE, Cluster, Sync
 from bench.progress import Progress
 from bench.spec import workloads
@@ -231,7 +231,7 @@ class Auto:
     def more(self, cells: list[Cell], done: dict[str, dict]) -> list[tuple[Cell, str]]:
         """The next round: (the next repeat, why it runs) of each configuration of ``cells`` that needs one. A
         configuration with a repeat that is not ok is left as it is: a failure is not noise."""
-        from bench.report import stats
+        from bench import stats
 
         groups: dict[str, list[Cell]] = {}
         for cell in cells:
@@ -281,7 +281,7 @@ def plan(
     path = Path(results_dir) / run_id / "records.jsonl"
     recorded = {}
     for r in records.read(path) if path.exists() else []:
-        r = records.upgrade(r)  # a run started by an older version resumes too
+        r = schema.upgrade(r)  # a run started by an older version resumes too
         recorded[(r["cell"] or {}).get("fingerprint")] = r  # the newest record of a cell is the one that stands
     cell_of = {c.fingerprint: c for c in cells}
     retried = {fp: why for fp, r in recorded.items() if fp in cell_of and (why := retry.why(r, cell_of[fp]))}
@@ -363,6 +363,7 @@ def sweep(
                 # where the cell ran in the sweep, why, and at what price (its fingerprint ignores them)
                 retried = {"retry": p.retried[cell.fingerprint]} if cell.fingerprint in p.retried else {}
                 record["run"].update(placed, position=i, price=price, repeat_reason=why, **retried)
+                record = schema.admit(record)  # a section no reader would take fails the cell, naming it
                 records.append(path, record)
                 done[cell.fingerprint] = record  # a cell listed twice runs once
                 statuses.append(record["status"])
@@ -382,7 +383,7 @@ def sweep(
         progress.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    bad = sum(s in records.FAILED for s in statuses)
+    bad = sum(s in schema.FAILED for s in statuses)
     print(
         f"{len(statuses)} cells: {statuses.count('ok')} ok, {statuses.count('unsupported')} unsupported, "
         f"{bad} failed/timeout/diverged. Records: {path}"
@@ -429,7 +430,7 @@ def _follow(cells: list[Cell], node_dir: Path, run_id: str, data_dir: str | None
                 sync.report(cell.fingerprint, record["status"], record["reason"])
             except RuntimeError as e:
                 raise ClusterError(f"node 0's store is gone ({e}): node 0 stopped, so this node stops too") from e
-            bad += record["status"] in records.FAILED
+            bad += record["status"] in schema.FAILED
             print(f"{label}: {record['status']}" + (f": {record['reason']}" if record["reason"] else ""), flush=True)
     except KeyboardInterrupt:
         print(f"\ninterrupted: node {cluster.node_rank} stops; node 0 holds the records", flush=True)

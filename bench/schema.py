@@ -1,22 +1,30 @@
-"""What a record may hold, checked as it is read: records come from other machines, older and newer versions of the
-harness, and hand edits, so ``bench report`` and ``bench compare`` check each one before they use it.
+"""A record's shape, stated once: its sections, in order, and one strict pydantic model per section. The runner
+checks every record against it before it appends one (bench.runner), and everything that reads records checks each
+one before it uses it: records come from other machines, older and newer versions of the harness, and hand edits.
 
-One strict pydantic model per section, with every field the report reads: its type and its range (no NaN or
-infinity where a measurement is meant, accuracies in [0, 1], shares in [0, 100], counts of at least 0 or 1, paths
-inside the run's folder). A field the model does not name is let through (a newer tracker's), as is a section that
-no model names; a missing section is empty, as in the records of versions before it existed. Schema 2 (flat)
-records are checked after ``records.upgrade`` lifts them into sections.
+Each model holds every field the report reads: its type and its range (no NaN or infinity where a measurement is
+meant, accuracies in [0, 1], shares in [0, 100], counts of at least 0 or 1, paths inside the run's folder). A field
+the model does not name is let through (a newer tracker's), as is a section that no model names; a missing section
+is empty, as in the records of versions before it existed. Schema 2 (flat) records are checked after ``upgrade``
+lifts them into sections.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bench import records
+SCHEMA_VERSION = 3  # 3: typed sections, one per tracker; 2: flat fields (still read, see upgrade)
+READABLE = (1, 2, 3)  # 1 had a subset of 2's flat fields
+STATUSES = ("ok", "unsupported", "failed", "timeout", "diverged")
+FAILED = ("failed", "timeout", "diverged")
+TOP = ("schema_version", "status", "reason")
+# Sections whose fields are unique across the record: ``flat`` lifts them to the top for tables and tests.
+FLAT_SECTIONS = ("cell", "run", "outcome", "timing", "accuracy", "memory", "compile")
 
 NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -247,6 +255,10 @@ class Env(Section):
     lock_differences: dict[str, str | None] | None = None
 
 
+# The record's sections, in order, each with its model: what the runner knows (cell, run), the workload's own fields
+# (outcome), the meter's (timing, accuracy), then one per tracker (bench/trackers; a tracker without a model here
+# fails tests/test_trackers.py). The worker's sections are checked as the runner writes the record, and every
+# record as anything reads it.
 SECTIONS: dict[str, type[Section]] = {
     "cell": Cell,
     "run": Run,
@@ -254,14 +266,61 @@ SECTIONS: dict[str, type[Section]] = {
     "timing": Timing,
     "accuracy": Accuracy,
     "memory": Memory,
+    "contention": Contention,
+    "energy": Energy,
     "compile": Compile,
     "profile": Profile,
-    "energy": Energy,
-    "contention": Contention,
     "distributed": Distributed,
     "env": Env,
 }
-READABLE = (1, *records.READABLE)  # schema 1 had a subset of schema 2's flat fields
+
+
+def flat_fields() -> tuple[str, ...]:
+    """The top level's fields and those of ``FLAT_SECTIONS`` as their models name them: the columns of a table of
+    records (bench.records.flat)."""
+    return tuple(dict.fromkeys([*TOP, *(f for name in FLAT_SECTIONS for f in SECTIONS[name].model_fields)]))
+
+
+def sections() -> tuple[str, ...]:
+    """Every section of a record, in order: the runner's, the workload's, the meter's, then one per tracker."""
+    return tuple(SECTIONS)
+
+
+# Schema 2 (flat) fields and the schema-3 section each belongs to; anything else went to the top level.
+_V2 = {
+    "cell": ("run_id", "cell_id", "fingerprint", "workload", "framework", "backend", "device_count", "precision",
+             "repeat", "seed", "batch_size", "lr", "num_workers", "pretrained", "epochs", "limit_train",
+             "limit_test", "tta_target", "stop_at_target"),
+    "run": ("started_at", "process_seconds"),
+    "outcome": ("precision_effective", "precision_evidence", "lr_found", "lr_used", "weights",
+                 "global_batch_size", "train_samples", "test_samples", "artifacts"),
+    "timing": ("throughput_samples_per_s", "phase_throughput", "loader_samples_per_s", "step_time_ms_median",
+               "step_time_ms_p90", "steady_steps", "warmup_steps", "setup_seconds", "warmup_seconds",
+               "train_seconds", "eval_seconds", "total_seconds", "phase_seconds"),
+    "accuracy": ("final_accuracy", "tta_seconds", "epochs_run", "curve"),
+    "memory": ("peak_memory_bytes", "peak_memory_kind"),
+    "compile": ("compilations", "compile_seconds", "compilations_after_warmup"),
+}  # fmt: skip
+
+
+def upgrade(record: dict) -> dict:
+    """A record of any readable schema as schema 3 (in memory; files are never rewritten)."""
+    version = record.get("schema_version")
+    if version == SCHEMA_VERSION or isinstance(record.get("cell"), dict):  # sectioned already
+        return record
+    if version not in READABLE:
+        raise ValueError(f"schema_version {version!r}; this version reads {', '.join(map(str, READABLE))}")
+    out = {"schema_version": version, "status": record.get("status"), "reason": record.get("reason")}
+    for section, fields in _V2.items():
+        out[section] = {f: record.get(f) for f in fields}
+    if "unfrozen" in (record.get("phase_throughput") or {}):  # how schema 2's report told fastai's phases apart
+        out["outcome"]["full_network_phase"] = "unfrozen"
+    out["env"] = {**(record.get("env") or {}), "device_name": record.get("device_name")}
+    for name in sections():
+        out.setdefault(name, None)  # sections schema 2 did not have (profile) stay empty
+    return out
+
+
 TOP_LEVEL_DICTS_V2 = ("env", "phase_throughput")  # the flat fields records.upgrade reads as objects
 
 
@@ -275,15 +334,15 @@ def problems(record: object) -> list[str]:
             f"schema_version: {_show(version)}; this version of bench reads {', '.join(map(str, READABLE))} "
             "(a newer bench wrote it? update bench to read it)"
         ]
-    if record.get("status") not in records.STATUSES:
-        return [f"status: {_show(record.get('status'))}; valid: {', '.join(records.STATUSES)}"]
+    if record.get("status") not in STATUSES:
+        return [f"status: {_show(record.get('status'))}; valid: {', '.join(STATUSES)}"]
     if not isinstance(record.get("reason"), str | None):
         return [f"reason: {_show(record.get('reason'))} should be text or null"]
-    if version != records.SCHEMA_VERSION and not isinstance(record.get("cell"), dict):
+    if version != SCHEMA_VERSION and not isinstance(record.get("cell"), dict):
         bad = [k for k in TOP_LEVEL_DICTS_V2 if not isinstance(record.get(k), dict | None)]
         if bad:
             return [f"{k}: {_show(record[k])} should be an object" for k in bad]
-    upgraded = records.upgrade(record)
+    upgraded = upgrade(record)
     out = []
     for name, model in SECTIONS.items():
         value = upgraded.get(name)
@@ -293,10 +352,19 @@ def problems(record: object) -> list[str]:
             model.model_validate(value)
         except ValidationError as e:
             out += _messages(name, e)
-    for name in set(records.sections()) - set(SECTIONS):  # a tracker's section no model names: an object or null
-        if not isinstance(upgraded.get(name), dict | None):
-            out.append(f"{name}: {_show(upgraded[name])} should be an object")
     return out
+
+
+def admit(record: dict) -> dict:
+    """The record as the runner appends it: itself when it passes, else the same record ``failed``, its reason naming
+    what failed, and the sections that failed emptied (the cell's folder keeps what the worker wrote)."""
+    found = problems(record)
+    if not found:
+        return record
+    bad = {f.split(":", 1)[0].split(".", 1)[0] for f in found} & set(SECTIONS) - {"cell"}
+    was = f"{record.get('status')}" + (f": {record['reason']}" if record.get("reason") else "")
+    return {**record, **dict.fromkeys(bad), "status": "failed",
+            "reason": f"the record failed its schema ({'; '.join(found)}); it was {was}"}  # fmt: skip
 
 
 def _messages(section: str, error: ValidationError) -> list[str]:
@@ -352,5 +420,5 @@ def usable(recs: list[dict], strict: bool = False) -> tuple[list[dict], list[str
             + "\n".join(bad)
         )
     for line in bad:
-        records.warn(f"left out: {line}")
+        print(f"warning: left out: {line}", file=sys.stderr)
     return good, bad

@@ -8,7 +8,7 @@ import datetime
 import pandas as pd
 import pytest
 
-from bench import cli, cost, records, report, suite
+from bench import cli, cost, records, report, schema, suite
 from bench.suite import SuiteError
 
 
@@ -67,7 +67,7 @@ def test_the_command_line_replaces_the_suites_price():
 
 
 def record(repeat: int, tta: float | None, tput: float, price: dict | None, nodes: int = 2, host: str = "box"):
-    r = records.new("ok", None, **{name: {} for name in records.sections()})
+    r = records.new("ok", None, **{name: {} for name in schema.sections()})
     r["cell"] = {
         "run_id": "r", "cell_id": f"torch-convnet/{nodes}xcpux1/fp32", "workload": "torch-convnet",
         "backend": "cpu", "device_count": 1, "nodes": nodes, "precision": "fp32", "repeat": repeat,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import runner, worker
+from bench import runner, schema, worker
 from bench.inputs import DeviceBatches
 from bench.spec.job import Job
 from bench.suite import SuiteError, expand, validate
@@ -68,14 +68,13 @@ def test_device_input_trains_the_same_losses_as_the_loader(workload, tmp_path, m
 
 
 def test_the_report_keeps_inputs_apart_and_measures_speedups_from_the_loader(tmp_path):
-    from bench import records
     from bench.report import aggregate
 
     def rec(placement: str, tput: float) -> dict:
         flat = {"schema_version": 2, "status": "ok", "workload": "torch-convnet", "backend": "cpu", "device_count": 1,
                 "precision": "fp32", "repeat": 0, "batch_size": 32, "throughput_samples_per_s": tput,
                 "env": {"host": "box"}, "device_name": "CPU"}  # fmt: skip
-        r = records.upgrade(flat)
+        r = schema.upgrade(flat)
         r["cell"]["input"] = placement
         return r
 

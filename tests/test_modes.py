@@ -7,7 +7,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from bench import adapters, backends, runner
+from bench import adapters, backends, runner, schema
 from bench.suite import SuiteError, expand, validate
 from bench.trackers import compile as compile_tracker
 from bench.workloads import convnet, lightning_convnet, plain
@@ -167,7 +167,6 @@ def test_the_compile_report_flags_compilations_inside_steady_state():
 
 
 def test_the_report_sets_the_fastest_way_beside_the_seeds():
-    from bench import records
     from bench.report import aggregate, verdicts
 
     def rec(mode: str, placement: str, tput: float, repeat: int) -> dict:
@@ -175,7 +174,7 @@ def test_the_report_sets_the_fastest_way_beside_the_seeds():
                 "device_count": 1, "precision": "fp32", "repeat": repeat, "batch_size": 32,
                 "throughput_samples_per_s": tput, "tta_seconds": 50.0 / tput * 1000, "env": {"host": "box"},
                 "device_name": "GPU"}  # fmt: skip
-        r = records.upgrade(flat)
+        r = schema.upgrade(flat)
         r["cell"].update(mode=mode, input=placement)
         if mode != "eager":
             r["compile"] = {"compilations": 3, "compile_seconds": 9.0, "compilations_after_warmup": 0}

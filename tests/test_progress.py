@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import backends, cli, estimate, records, runner, suite
+from bench import backends, cli, estimate, records, runner, schema, suite
 from bench.meter import Meter
 from bench.progress import Progress, epoch_text
 from bench.spec.cell import Cell
@@ -49,7 +49,7 @@ def test_random_order_is_seeded_within_each_repeat_and_keeps_fingerprints():
 
 def _record(path: Path, cell: Cell, seconds: float, host: str = "here", status: str = "ok") -> None:
     run = {"started_at": "2026-01-01T00:00:00+00:00", "process_seconds": seconds}
-    sections = {name: {} for name in records.sections()}  # an ok record has every section
+    sections = {name: {} for name in schema.sections()}  # an ok record has every section
     sections.update(cell=runner.cell_section(cell, "r"), run=run, env={"host": host})
     record = records.new(status, None, **sections)
     records.append(path, record)

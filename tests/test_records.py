@@ -6,13 +6,14 @@ import json
 
 import pytest
 
-from bench import records
+from bench import records, schema
 
 
 def record(status="ok", **over) -> dict:
-    filled = {name: {} for name in records.sections()} if status == "ok" else {}
+    filled = {name: {} for name in schema.sections()} if status == "ok" else {}
     r = records.new(status, None, **filled)
-    r["cell"] = {"cell_id": "w/cpux1/fp32", **over}
+    r["cell"] = {"cell_id": "w/cpux1/fp32", "workload": "w", "backend": "cpu", "precision": "fp32", "device_count": 1,
+                 "tta_target": 0.9, **over}  # fmt: skip
     return r
 
 
@@ -67,8 +68,8 @@ def test_schema_2_reads_as_schema_3_and_flattens_back():
           "device_name": "NVIDIA H100 80GB HBM3", "throughput_samples_per_s": 2085.0, "final_accuracy": 0.96,
           "phase_throughput": {"frozen": 2500.0, "unfrozen": 2000.0}, "peak_memory_bytes": 2**30,
           "env": {"host": "vm"}}  # fmt: skip
-    r = records.upgrade(v2)
-    assert set(r) == {*records.TOP, *records.sections()} and r["profile"] is None
+    r = schema.upgrade(v2)
+    assert set(r) == {*schema.TOP, *schema.sections()} and r["profile"] is None
     assert r["cell"]["workload"] == "fastai-resnet18" and r["timing"]["throughput_samples_per_s"] == 2085.0
     assert r["env"] == {"host": "vm", "device_name": "NVIDIA H100 80GB HBM3"}
     assert r["outcome"]["full_network_phase"] == "unfrozen"
@@ -76,7 +77,7 @@ def test_schema_2_reads_as_schema_3_and_flattens_back():
     assert flat["final_accuracy"] == 0.96 and flat["peak_memory_bytes"] == 2**30
     assert flat["workload"] == "fastai-resnet18" and flat["outcome"]["full_network_phase"] == "unfrozen"
     with pytest.raises(ValueError, match="schema_version 99"):
-        records.upgrade({"schema_version": 99})
+        schema.upgrade({"schema_version": 99})
 
 
 def test_one_record_per_measurement_the_newer_stands(tmp_path):
@@ -96,3 +97,17 @@ def test_one_record_per_measurement_the_newer_stands(tmp_path):
     kept, superseded = records.latest(records.located(path))
     assert [(r["status"], r["_line"]) for r in kept] == [("ok", 2), ("ok", 3), ("ok", 4), ("ok", 5)]
     assert superseded == [f"{path}:1: timeout (w/cpux1/fp32 repeat 0) superseded by {path}:5 (ok)"]
+
+
+def test_a_record_that_fails_its_schema_is_written_failed_naming_why(tmp_path):
+    """One schema on write and read: the runner never appends what no reader would take."""
+    path = tmp_path / "r.jsonl"
+    bad = record(repeat=0)
+    bad["timing"] = {"throughput_samples_per_s": float("nan")}
+    with pytest.raises(ValueError, match=r"fails its schema: timing\.throughput_samples_per_s"):
+        records.append(path, bad)
+    admitted = schema.admit(bad)
+    assert admitted["status"] == "failed" and admitted["timing"] is None and admitted["cell"] == bad["cell"]
+    assert admitted["reason"].startswith("the record failed its schema (timing.throughput_samples_per_s: ")
+    records.append(path, admitted)
+    assert schema.admit(admitted) is admitted and records.read(path)[0]["status"] == "failed"

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from bench import records, report
+from bench import records, report, schema
 from bench.report import aggregate, benchmarks, verdicts
 from tests.conftest import ROOT
 
@@ -216,7 +216,7 @@ def test_the_committed_h100_reference_of_schema_2_still_renders(tmp_path):
 
 def test_busy_repeats_are_flagged_and_left_out_of_comparisons_unless_asked():
     def sectioned(busy: bool, **over) -> dict:
-        r = records.upgrade(rec(**over))
+        r = schema.upgrade(rec(**over))
         why = "other processes used 48% of 2 cores" if busy else None
         r["contention"] = {"status": "ok", "busy": busy, "why": why, "other_cpu_pct": 48.0 if busy else 1.0}
         return r
@@ -243,7 +243,7 @@ def test_busy_repeats_are_flagged_and_left_out_of_comparisons_unless_asked():
 
 def test_unstable_steps_and_steps_a_compilation_took_out_are_noted():
     def sectioned(p90: float, cv: float | None, left_out: list, repeat: int) -> dict:
-        r = records.upgrade(rec(repeat=repeat))
+        r = schema.upgrade(rec(repeat=repeat))
         r["timing"].update(step_time_p90_over_median=p90, segment_throughput_cv=cv, left_out=left_out)
         return r
 

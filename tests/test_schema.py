@@ -29,7 +29,7 @@ HOSTILE_TEXT = [
 
 def valid(**over) -> dict:
     """A schema-3 record as the harness writes it, with every section the report reads."""
-    r = records.new("ok", None, **{name: {} for name in records.sections()})
+    r = records.new("ok", None, **{name: {} for name in schema.sections()})
     r["cell"] = {
         "run_id": "r", "cell_id": "torch-convnet/cpux1/fp32", "fingerprint": "0123456789abcdef",
         "workload": "torch-convnet", "framework": "torch", "backend": "cpu", "device_count": 1, "nodes": 1,
@@ -159,7 +159,7 @@ def valid_records(draw) -> dict:
             "profile.status": draw(st.sampled_from(["ok", "unsupported"])),
         }
     )
-    r["status"] = draw(st.sampled_from(records.STATUSES))
+    r["status"] = draw(st.sampled_from(schema.STATUSES))
     r["reason"] = None if r["status"] == "ok" else draw(text)
     r["accuracy"]["curve"][0]["train_loss"] = draw(st.floats(allow_nan=True))  # NaN: a diverged run's loss
     if draw(st.booleans()):  # a section a tracker added later, missing from an older record
@@ -170,7 +170,7 @@ def valid_records(draw) -> dict:
 def flat(r: dict) -> dict:
     """The record as schema 2 wrote it (flat fields), which the report still reads (records.upgrade)."""
     out = {"schema_version": 2, "status": r["status"], "reason": r["reason"]}
-    for section, fields in records._V2.items():
+    for section, fields in schema._V2.items():
         out.update({f: r[section][f] for f in fields if isinstance(r.get(section), dict) and f in r[section]})
     return {**out, "env": r["env"], "device_name": r["env"].get("device_name")}
 
@@ -239,7 +239,7 @@ def test_the_report_survives_hostile_records_escapes_them_and_keeps_every_valid_
 
     md = report.write(folder).read_text()
     # every record the schema accepts is in the report, once per measurement: a run's cell and repeat
-    ups = [records.upgrade(r) for r in usable]
+    ups = [schema.upgrade(r) for r in usable]
     keys = [((u.get("env") or {}).get("host"), u["cell"].get("run_id"), u["cell"].get("fingerprint")) for u in ups]
     measured = {k for k in keys if k[2]} | {i for i, k in enumerate(keys) if not k[2]}  # no fingerprint: each alone
     assert f"{len(measured)} records from" in md

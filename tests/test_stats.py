@@ -1,4 +1,4 @@
-"""The statistics of every comparison (bench.report.stats) on values with known answers, and the report's use of
+"""The statistics of every comparison (bench.stats) on values with known answers, and the report's use of
 them on fixture records."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from bench import cli, records, report
-from bench.report import aggregate, stats
+from bench import cli, records, report, stats
+from bench.report import aggregate
 from tests.test_report import rec, write
 
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import records, report, runner, trackers, worker
+from bench import records, report, runner, schema, trackers, worker
 from bench.spec.job import Job
 from bench.suite import expand, validate
 from bench.trackers import compile as compile_tracker
@@ -20,8 +20,6 @@ from bench.trackers import contention, profile
 SEGMENTS = '''
 """Counts steady-state segments: a tracker written as a user would, in one file."""
 from bench.trackers import Tracker
-
-ORDER = 50
 
 
 class Segments(Tracker):
@@ -52,13 +50,23 @@ def small_cell(**over):
 
 
 @pytest.mark.slow
-def test_a_new_tracker_is_one_file_and_adds_its_section_and_report_columns(tmp_path, monkeypatch, mnist_dir, cache):
+def test_a_new_tracker_is_one_file_and_its_model_and_adds_its_section_and_report_columns(
+    tmp_path, monkeypatch, mnist_dir, cache
+):
     folder = tmp_path / "more"
     folder.mkdir()
     (folder / "segments.py").write_text(SEGMENTS)
     monkeypatch.setattr(trackers, "__path__", [*trackers.__path__, str(folder)])
     monkeypatch.delitem(sys.modules, "bench.trackers.segments", raising=False)
-    assert "segments" in records.sections()
+    with pytest.raises(AssertionError, match="segments"):  # without its model, the tracker is refused
+        test_every_tracker_has_its_sections_model()
+
+    class Segments(schema.Section):
+        steady_segments: schema.Count
+
+    monkeypatch.setitem(schema.SECTIONS, "segments", Segments)
+    test_every_tracker_has_its_sections_model()
+    assert "segments" in schema.sections()
 
     cell = small_cell()
     run_dir = tmp_path / "results" / "r"
@@ -75,6 +83,15 @@ def test_a_new_tracker_is_one_file_and_adds_its_section_and_report_columns(tmp_p
     columns = dict(zip((c.strip() for c in header.split("|")), (c.strip() for c in row.split("|"))))
     assert columns["segments"] == "2" and columns["bound (profile)"]
     monkeypatch.delitem(sys.modules, "bench.trackers.segments", raising=False)
+
+
+def test_every_tracker_has_its_sections_model():
+    """The record's shape is stated once (bench.schema.SECTIONS): every tracker's section has its model there, and
+    the worker's sections are the meter's and the trackers', in the schema's order."""
+    missing = [m.__name__ for m in trackers.modules() if m.TRACKER.SECTION not in schema.SECTIONS]
+    assert not missing, f"trackers without a model in bench.schema.SECTIONS: {missing}"
+    written = ["cell", "run", "outcome", "timing", "accuracy", *(m.TRACKER.SECTION for m in trackers.modules())]
+    assert written == list(schema.sections()), "a section no one writes, or out of the schema's order"
 
 
 def span(name, ts, dur, cat="cpu_op", **kw):

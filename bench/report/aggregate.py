@@ -8,9 +8,8 @@ from collections import Counter
 
 import pandas as pd
 
-from bench import cost, isa, records, trackers
+from bench import cost, isa, records, schema, stats, trackers
 from bench.precision import PRECISIONS
-from bench.report import stats
 from bench.spec.cell import RECIPE
 
 # A row's repeats are unstable from these: the median repeat's p90 step ÷ median step, and the coefficient of
@@ -20,22 +19,17 @@ UNSTABLE_CV = 0.15
 ROW = ["workload", "host", "hardware", "backend", "nodes", "device_count", "precision", "mode", "input"]
 # must match for figures to compare
 CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
-COLUMNS = (*records.TOP, "run_id", "cell_id", "workload", "backend", "nodes", "device_count", "precision", "repeat",
-           "curve", "throughput_samples_per_s", "phase_throughput", "loader_samples_per_s", "step_time_ms_median",
-           "step_time_ms_p90", "final_accuracy", "tta_target", "tta_seconds", "warmup_seconds", "setup_seconds",
-           "phase_seconds", "lr_found", "weights", "artifacts", "full_network_phase", "peak_memory_bytes",
-           "peak_memory_kind", "precision_effective", "price", *CONFIG)  # fmt: skip
 
 
 def frame(recs: list[dict]) -> pd.DataFrame:
     """Records of any readable schema as one flat row each (bench.records.flat), sorted for the tables."""
     rows = []
     for r in recs:
-        row = records.flat(records.upgrade(r))
+        row = records.flat(schema.upgrade(r))
         row["_run_dir"] = r.get("_run_dir")
         rows.append(row)
     df = pd.DataFrame(rows)
-    for col in (*COLUMNS, *records.sections(), "mode", "input", "_run_dir"):
+    for col in (*schema.flat_fields(), *schema.sections(), "_run_dir"):  # every field a model names, filled or not
         if col not in df:
             df[col] = None
     df["host"] = [(e or {}).get("host") for e in df["env"]]

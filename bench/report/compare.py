@@ -1,5 +1,5 @@
 """``bench compare A B``: two sets of records (result folders, runs, machines, images, commits) as one table of
-matched cells, B against A, each with its speedup, 95% interval and flag (bench.report.stats); and ``bench
+matched cells, B against A, each with its speedup, 95% interval and flag (bench.stats); and ``bench
 compare-micro``: the same over saved step micro-benchmark runs. Both exit 1 when a cell is significantly slower by
 more than a threshold, so that they can gate CI."""
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import records, schema
-from bench.report import aggregate, render, stats
+from bench import records, schema, stats
+from bench.report import aggregate, render
 from bench.report.verdicts import fmt
 
 # What may differ between the two sides and still match: when each side has one value and they differ (two hosts,

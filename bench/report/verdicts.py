@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench import stats
 from bench.precision import PRECISIONS
-from bench.report import aggregate, stats
+from bench.report import aggregate
 from bench.report.benchmarks import PEAK_TFLOPS
 from bench.spec import workloads
 from bench.trackers.profile import INPUT_BOUND
@@ -21,7 +22,7 @@ def fmt(x: float | None, spec: str = ",.0f") -> str:
 
 
 def tta_text(r: pd.Series) -> str:
-    """``12.3 (4 of 5 reached)``: the MLPerf summary of the repeats that reached the target (bench.report.stats)."""
+    """``12.3 (4 of 5 reached)``: the MLPerf summary of the repeats that reached the target (bench.stats)."""
     if r["status"] != "ok" or not r["tta_runs"]:
         return ""
     return stats.TTA(None if pd.isna(r["tta_s"]) else r["tta_s"], r["tta_reached"], r["tta_runs"], "").text()
@@ -158,7 +159,7 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
     """What the hardware does with each workload's recipe: the seed's way (eager code, its DataLoader) against the
     fastest mode and input that ran the same configuration on the same hardware and precision, with the compile
     seconds it costs and the device's busy share before and after.
-    The speedup has its 95% interval (bench.report.stats)."""
+    The speedup has its 95% interval (bench.stats)."""
     if not len(s):
         return pd.DataFrame()
     ok = s[(s["status"] == "ok") & (s["comparable"] == "yes") & s["throughputs"].map(bool)]

@@ -1,9 +1,11 @@
 """Trackers: each fills one section of a record by hooking the meter's lifecycle (bench.meter).
 
-A tracker is one file here defining ``TRACKER`` (a ``Tracker`` subclass whose ``SECTION`` names its record section),
-``ORDER`` (its place in the record) and, optionally, ``report(sections) -> dict[str, str]``: the columns it adds to
-a row of the report, from that row's sections over repeats. Adding a file adds the section to every record and the
-columns to the report; nothing else needs to change. The meter itself fills ``timing`` and ``accuracy``.
+A tracker is one file here defining ``TRACKER`` (a ``Tracker`` subclass whose ``SECTION`` names its record section)
+and, optionally, ``report(sections) -> dict[str, str]``: the columns it adds to a row of the report, from that row's
+sections over repeats; and its section's model in bench/schema.py (``SECTIONS``, which also gives the section's
+place in the record). Adding both adds the section to every record, checked on write and read, and the columns to
+the report; a tracker without a model fails tests/test_trackers.py. The meter itself fills ``timing`` and
+``accuracy``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pkgutil
 from pathlib import Path
 from types import ModuleType
 
-METER_SECTIONS = ("timing", "accuracy")
+from bench import schema
 
 
 class Tracker:
@@ -60,13 +62,10 @@ class Tracker:
 
 
 def modules() -> list[ModuleType]:
-    """The tracker modules in this package, in record order."""
+    """The tracker modules in this package, in the order of their sections in the record (bench.schema)."""
     found = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
-    return sorted(found, key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
-
-
-def sections() -> tuple[str, ...]:
-    return (*METER_SECTIONS, *(m.TRACKER.SECTION for m in modules()))
+    order = {name: i for i, name in enumerate(schema.sections())}
+    return sorted(found, key=lambda m: (order.get(m.TRACKER.SECTION, len(order)), m.__name__))
 
 
 def create(job, backend, cell_dir: Path) -> list[Tracker]:

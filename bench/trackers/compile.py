@@ -14,7 +14,6 @@ from collections.abc import Callable
 from bench import adapters
 from bench.trackers import Tracker
 
-ORDER = 20
 REASONS = 5  # recompilation reasons kept in the record (dynamo's guard failures, first ones)
 
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from bench.spec import backends
 from bench.trackers import Tracker
 
-ORDER = 12
 OTHERS_BUSY_PCT = 10.0  # other processes' CPU share of the cell's cores from which a cell is busy
 STEAL_BUSY_PCT = 5.0  # the hypervisor's share likewise (a VM's neighbours)
 TOP = 3  # the busiest other processes named

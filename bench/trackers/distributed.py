@@ -12,8 +12,6 @@ from bench.spec import backends
 from bench.spec.launcher import TORCHRUN, XLA_SPAWN, launcher, world
 from bench.trackers import Tracker
 
-ORDER = 80
-
 
 class Distributed(Tracker):
     SECTION = "distributed"

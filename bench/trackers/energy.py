@@ -18,7 +18,6 @@ from bench.spec import backends
 from bench.spec.launcher import world
 from bench.trackers import Tracker
 
-ORDER = 15
 COMPONENTS = ("gpu", "cpu", "dram")
 # What TPUs offer: no public per-chip energy counter (libtpu's metrics have none; Cloud Monitoring has no power).
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from bench import env
 from bench.trackers import Tracker
 
-ORDER = 90
-
 
 class Env(Tracker):
     SECTION = "env"

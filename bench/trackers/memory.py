@@ -6,8 +6,6 @@ import statistics
 
 from bench.trackers import Tracker
 
-ORDER = 10
-
 
 class Memory(Tracker):
     SECTION = "memory"

@@ -21,7 +21,6 @@ from pathlib import Path
 from bench.spec import backends
 from bench.trackers import Tracker
 
-ORDER = 30
 WARMUP = 3  # profiled steps discarded first: the profiler's own start-up stays out of the window
 LOADER = "enumerate(DataLoader)#"  # torch's DataLoader iterator wraps each __next__ in this annotation
 DEVICE = ("kernel", "gpu_memcpy", "gpu_memset")  # trace categories of work on a CUDA device

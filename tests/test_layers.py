@@ -1,0 +1,97 @@
+"""The layering of ``bench``: what describes a cell imports no framework, and no import runs back up.
+
+Data flows one way, suite → cells → runner → worker → records → report; the modules sit in the layers below, and a
+module imports (at its top or inside a function) only from its own layer or lower ones, so the import graph has no
+upward edge and no cycle between layers. Within a layer a cycle is refused too.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+# Lowest first. A module not listed here fails the test: a new one takes its place on purpose.
+LAYERS = {
+    "spec": ["bench.errors", "bench.spec", "bench.precision", "bench.isa", "bench.allocator", "bench.cost"],
+    "records": ["bench.schema", "bench.records", "bench.stats"],
+    "run": ["bench.trackers", "bench.backends", "bench.ddp", "bench.inputs", "bench.data", "bench.weights",
+            "bench.adapters", "bench.micro", "bench.meter", "bench.env", "bench.launch", "bench.workloads",
+            "bench.worker"],
+    "plan": ["bench.suite", "bench.cluster", "bench.runlock", "bench.estimate", "bench.progress", "bench.runner",
+             "bench.slurm", "bench.k8s"],
+    "report": ["bench.report"],
+    "cli": ["bench.cli", "bench.__main__", "bench"],
+}  # fmt: skip
+FRAMEWORKS = ("torch", "torchvision", "pytorch_lightning", "lightning", "fastai", "torch_xla")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(module: str) -> int:
+    """The layer of a module: that of the longest prefix listed."""
+    best = None
+    for rank, prefixes in enumerate(LAYERS.values()):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[1]):
+                best = (rank, len(prefix))
+    assert best is not None, f"{module} is in no layer of tests/test_layers.py: give it one"
+    return best[0]
+
+
+def imports(path: Path, module: str) -> set[str]:
+    """The bench modules ``path`` imports anywhere in it (``from bench.x import y`` counts as bench.x.y when that
+    is a module, else bench.x). bench uses absolute imports only."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("bench")}
+        elif isinstance(node, ast.ImportFrom):
+            assert not node.level, f"{module}: a relative import"
+            base = node.module or ""
+            if not base.startswith("bench"):
+                continue
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                found = (ROOT / candidate.replace(".", "/")).with_suffix(".py").is_file()
+                out.add(candidate if found or (ROOT / candidate.replace(".", "/")).is_dir() else base)
+    return out - {module}
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): imports(p, module_name(p)) for p in sorted((ROOT / "bench").rglob("*.py"))}
+
+
+def test_no_import_runs_back_up_and_there_is_no_cycle():
+    edges = graph()
+    upward = [f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})"
+              for a, targets in edges.items() for b in targets if layer(b) > layer(a)]  # fmt: skip
+    assert not upward, "\n".join(upward)
+    # a cycle: a module that reaches itself (package __init__ files re-export nothing, so no edge is implied)
+    for start in edges:
+        seen, todo = set(), list(edges[start])
+        while todo:
+            m = todo.pop()
+            assert m != start, f"{start} imports itself through {sorted(seen)}"
+            if m not in seen and m in edges:
+                seen.add(m)
+                todo += edges[m]
+
+
+def test_what_describes_a_cell_imports_no_framework():
+    """The CLI, the spec layer, suites, planning and the report start without torch, Lightning or fastai."""
+    light = ["bench.cli", "bench.spec.settings", "bench.spec.cell", "bench.spec.job", "bench.spec.workloads",
+             "bench.spec.backends", "bench.spec.launcher", "bench.suite", "bench.estimate", "bench.records",
+             "bench.schema", "bench.report", "bench.report.compare", "bench.runlock", "bench.cluster"]  # fmt: skip
+    code = (
+        f"import sys\nfor m in {light!r}: __import__(m)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout
