@@ -18,7 +18,7 @@ XLA_VENV ?= .venv-xla
 # torch_xla needs exactly the lock's torch 2.9.0; installing with the lock as constraints keeps pip from swapping it.
 XLA_PIN := torch-xla==2.9.0
 
-.PHONY: setup setup-xla lint test test-xla bench bench-xla-smoke report data lock clean \
+.PHONY: setup setup-xla lint test test-fast test-xla bench bench-xla-smoke report data lock clean \
 	bench-micro bench-compare \
 	base-image images image-cpu image-cuda image-tpu bench-cpu bench-gpu bench-tpu docker-client docker-check gpu-runtime-check build-image FORCE
 
@@ -55,6 +55,11 @@ TEST_JOBS ?= 2
 test: lint
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not alone"
 	$(BIN)/python -m pytest -p no:xdist -m alone tests/test_contention.py
+
+# The inner loop: lint and every test that trains nothing for more than a few seconds (no end-to-end runs, no step
+# micro-benchmarks), under a minute on 2 cores. make test runs them all.
+test-fast: lint
+	$(BIN)/python -m pytest -n $(TEST_JOBS) -m "not slow and not alone" --ignore tests/test_micro.py
 
 # The XLA tests on PJRT's CPU runtime: the TPU code path without a TPU. Every precision trains end to end in
 # tests/test_xla.py; the ConvNets' step micro-benchmarks run at fp32 here to keep them from rotting on XLA (resnet18's

@@ -28,7 +28,7 @@ def init(backend, w: World) -> None:
         dist.init_process_group(backends.get(backend.name).collective, timeout=TIMEOUT)
 
 
-def sum_(t: torch.Tensor, w: World) -> torch.Tensor:
+def all_sum(t: torch.Tensor, w: World) -> torch.Tensor:
     """``t`` summed over the world (in place), or ``t`` itself in a world of one."""
     if w.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
@@ -37,7 +37,7 @@ def sum_(t: torch.Tensor, w: World) -> torch.Tensor:
 
 def total(n: int, w: World, device) -> int:
     """A per-rank count summed over the world (every rank must call it)."""
-    return int(sum_(torch.tensor(n, device=device), w)) if w.distributed else n
+    return int(all_sum(torch.tensor(n, device=device), w)) if w.distributed else n
 
 
 def train_sampler(dataset, w: World, shuffle: bool, seed: int):

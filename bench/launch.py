@@ -71,7 +71,7 @@ def run(job, cell_file: Path) -> int:
 
 def node_done(cell_dir: Path) -> None:
     """On a node other than node 0 no rank 0 writes the cell's result: this node's part went well."""
-    _write(cell_dir / "result.json", {"status": "ok", "reason": None})
+    write_result(cell_dir / "result.json", {"status": "ok", "reason": None})
 
 
 def _write_failure(job, cell_dir: Path, failures: dict) -> None:
@@ -90,10 +90,11 @@ def _write_failure(job, cell_dir: Path, failures: dict) -> None:
         parts.append(f"rank {rank} (local rank {failure.local_rank} on {where}, pid {failure.pid}) {what}")
     world = job.cell.world_size
     result.update(status="failed", reason=f"{len(parts)} of {world} ranks failed: " + "; ".join(parts))
-    _write(path, result)
+    write_result(path, result)
 
 
-def _write(path: Path, result: dict) -> None:
+def write_result(path: Path, result: dict) -> None:
+    """A cell's or a rank's ``result.json``, replaced whole: the runner never reads half of one."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, default=str, indent=1))
     os.replace(tmp, path)
@@ -112,10 +113,16 @@ def rank_dir(cell_dir: Path, rank: int) -> Path:
     return cell_dir / "ranks" / str(rank)
 
 
+def die_with_parent() -> None:
+    """The kernel kills this process when its parent dies, even by SIGKILL (PR_SET_PDEATHSIG): a cell's worker when
+    `bench run` dies, so that it never lives on and skews the next run; a torchrun rank when its agent dies."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def die_with_agent() -> None:
     """torchrun starts each rank in a session of its own, out of reach of the runner's kill of the cell's process
     group: a rank must die with its torchrun agent, even when the agent is killed outright."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent()
     if os.getppid() == 1:  # the agent died before prctl took effect
         sys.exit(1)

@@ -149,6 +149,28 @@ def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:
     return kept, superseded
 
 
+def load(path: Path, strict: bool = False) -> tuple[list[dict], list[str], list[str]]:
+    """What a report or a comparison uses, from a results folder, a run folder or one records.jsonl: the records that
+    pass their schema, one per measurement (``latest``); the lines of those left out as failing it (or, ``strict``,
+    ValueError naming them, bench.schema.usable); and the lines of those superseded."""
+    path = Path(path)
+    if path.is_file():
+        recs = located(path)
+    elif path.is_dir():
+        recs = read_all(path)
+    elif path.exists():
+        raise ValueError(f"{path} is neither a results folder nor a records.jsonl file")
+    else:
+        raise ValueError(f"no records.jsonl under {path} (no such folder); run `bench run` first")
+    if not recs:
+        raise ValueError(f"no records.jsonl under {path}; run `bench run` first")
+    recs, left_out = schema.usable(recs, strict)
+    if not recs:
+        raise ValueError(f"none of the records under {path} can be used:\n" + "\n".join(left_out))
+    kept, superseded = latest(recs)
+    return kept, left_out, superseded
+
+
 def read_all(results_dir: Path) -> list[dict]:
     """Every record under ``results_dir``: many runs and machines merge into one list.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import ctypes
 import dataclasses
 import datetime
 import json
@@ -33,12 +32,6 @@ from bench.trackers import contention
 
 KILL_GRACE_S = 10
 POLL_S = 1.0  # how often the runner looks at a running cell's finished epochs
-
-
-def _die_with_parent() -> None:
-    # If `bench run` is killed (even with SIGKILL) its running cell must not live on and skew the next run.
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -132,7 +125,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
             # what acts at process start; the rest is in cell.json. The worker is the root of its cell's processes.
             env={k: v for k, v in {**launch.worker_env(os.environ), **alloc_env}.items() if k != contention.ROOT_VAR},
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=launch.die_with_parent,
         )
         try:
             code = _wait(proc, time.perf_counter() + cell.timeout_s, cell_dir / "curve.csv", progress)
@@ -323,7 +316,7 @@ def sweep(
     sync = Sync(cluster) if cluster.nnodes > 1 else None
     if sync:
         sync.publish([c.fingerprint for _, c in p.to_run if c.nodes > 1])
-    placed = {"order": order, **({"order_seed": order_seed} if order == "random" else {})}
+    ordering = {"order": order, **({"order_seed": order_seed} if order == "random" else {})}
     progress = Progress(len(cells))
     progress.plan(p.eta(), p.skipped, p.unsupported)
     if auto:
@@ -362,7 +355,7 @@ def sweep(
                         _other_nodes(record, sync.reports(cell.fingerprint, cell.nodes), cell.nodes)
                 # where the cell ran in the sweep, why, and at what price (its fingerprint ignores them)
                 retried = {"retry": p.retried[cell.fingerprint]} if cell.fingerprint in p.retried else {}
-                record["run"].update(placed, position=i, price=price, repeat_reason=why, **retried)
+                record["run"].update(ordering, position=i, price=price, repeat_reason=why, **retried)
                 record = schema.admit(record)  # a section no reader would take fails the cell, naming it
                 records.append(path, record)
                 done[cell.fingerprint] = record  # a cell listed twice runs once
@@ -392,12 +385,12 @@ def sweep(
 
 
 def _other_nodes(record: dict, reports: dict[int, dict], nodes: int) -> None:
-    """Node 0's record of a cell of several nodes, told what went wrong on the others."""
-    told = [f"node {k}: {r['status']}: {r['reason']}" for k, r in sorted(reports.items()) if r["status"] != "ok"]
-    told += [f"node {k}: no outcome reported" for k in range(1, nodes) if k not in reports]
-    if told:
+    """Node 0's record of a cell of several nodes, with what went wrong on the others."""
+    failures = [f"node {k}: {r['status']}: {r['reason']}" for k, r in sorted(reports.items()) if r["status"] != "ok"]
+    failures += [f"node {k}: no outcome reported" for k in range(1, nodes) if k not in reports]
+    if failures:
         record["status"] = "failed" if record["status"] == "ok" else record["status"]
-        record["reason"] = "; ".join(filter(None, [record["reason"], *told]))
+        record["reason"] = "; ".join(filter(None, [record["reason"], *failures]))
 
 
 def _follow(cells: list[Cell], node_dir: Path, run_id: str, data_dir: str | None, cluster: Cluster) -> int:

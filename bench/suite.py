@@ -181,12 +181,13 @@ def expand(name: str, s: dict) -> list[Cell]:
     for repeat in range(s["repeats"]):
         for w in s["workloads"]:
             spec = workloads.get(w)
-            over = {**s, **s["workload"].get(w, {})}
+            merged = {**s, **s["workload"].get(w, {})}
 
-            def pick(key: str, over: dict = over, spec: workloads.WorkloadSpec = spec):
-                return over[key] if over.get(key) is not None else spec.defaults.get(key)
+            def setting(key: str, merged: dict = merged, spec: workloads.WorkloadSpec = spec):
+                """The suite's (or its [workload.<name>] section's) value, else the workload's default."""
+                return merged[key] if merged.get(key) is not None else spec.defaults.get(key)
 
-            if pick("lr") == "find" and not spec.lr_finder:
+            if setting("lr") == "find" and not spec.lr_finder:
                 finders = [n for n, other in workloads.WORKLOADS.items() if other.lr_finder]
                 raise SuiteError(
                     f'suite {name}: lr = "find" needs a workload with a learning-rate finder ({", ".join(finders)}); '
@@ -195,7 +196,8 @@ def expand(name: str, s: dict) -> list[Cell]:
             # "all": what the backend sees (asks it: imports torch)
             counts = [max(1, backends.get(backend_name).device_count()) if d == "all" else d for d in s["devices"]]
             # dict.fromkeys: "all" may equal another entry, run it once
-            axes = (dict.fromkeys(s["nodes"]), dict.fromkeys(counts), s["precisions"], over["modes"], over["inputs"])
+            axes = (dict.fromkeys(s["nodes"]), dict.fromkeys(counts), s["precisions"], merged["modes"],
+                    merged["inputs"])  # fmt: skip
             for nodes, devices, p, mode, placement in itertools.product(*axes):
                 cells.append(
                     Cell(
@@ -206,26 +208,26 @@ def expand(name: str, s: dict) -> list[Cell]:
                         nodes=nodes,
                         repeat=repeat,
                         seed=s["seed"] + repeat,
-                        epochs=pick("epochs"),
-                        batch_size=pick("batch_size"),
-                        limit_train=over["limit_train"],
-                        limit_test=over["limit_test"],
-                        num_workers=pick("num_workers"),
-                        pin_memory=over["pin_memory"],
-                        persistent_workers=over["persistent_workers"],
-                        lr=pick("lr") if pick("lr") == "find" else float(pick("lr")),
+                        epochs=setting("epochs"),
+                        batch_size=setting("batch_size"),
+                        limit_train=merged["limit_train"],
+                        limit_test=merged["limit_test"],
+                        num_workers=setting("num_workers"),
+                        pin_memory=merged["pin_memory"],
+                        persistent_workers=merged["persistent_workers"],
+                        lr=setting("lr") if setting("lr") == "find" else float(setting("lr")),
                         # only a workload with pretrained weights takes the setting; likewise the finder's steps
-                        pretrained=pick("pretrained") if spec.pretrained else None,
-                        lr_find_steps=pick("lr_find_steps") if spec.lr_finder else None,
-                        tta_target=float(over["tta_target"]),
-                        stop_at_target=over["stop_at_target"],
-                        warmup_steps=over["warmup_steps"],
-                        profile_steps=over["profile_steps"],
+                        pretrained=setting("pretrained") if spec.pretrained else None,
+                        lr_find_steps=setting("lr_find_steps") if spec.lr_finder else None,
+                        tta_target=float(merged["tta_target"]),
+                        stop_at_target=merged["stop_at_target"],
+                        warmup_steps=merged["warmup_steps"],
+                        profile_steps=merged["profile_steps"],
                         input=placement,
                         mode=mode,
                         allocator=s["allocator"],
                         allow_emulated=s["allow_emulated"],
-                        timeout_s=over["timeout_s"],
+                        timeout_s=merged["timeout_s"],
                         suite=name,
                     )
                 )

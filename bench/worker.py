@@ -8,7 +8,6 @@ Isolation per process keeps one cell's allocator state, compiled graphs and cras
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -36,17 +35,12 @@ class Context:
     world: ddp.World  # this rank's place in a data-parallel cell (a world of one otherwise)
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, default=str, indent=1))
-    os.replace(tmp, path)
-
-
 def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
     """Train the cell here and return its worker sections: status, reason, outcome (the workload's own fields),
     timing, accuracy and one section per tracker."""
     import numpy as np
     import torch
+    import torch._dynamo
 
     cell = job.cell
     world = ddp.world()
@@ -98,7 +92,7 @@ def run_rank(index: int, cell_file: Path) -> None:
     cell_dir = cell_file.parent if rank == 0 else launch.rank_dir(cell_file.parent, rank)
     cell_dir.mkdir(parents=True, exist_ok=True)
     result = run_cell(job, cell_dir, rank)
-    _write_json(cell_dir / "result.json", result)
+    launch.write_result(cell_dir / "result.json", result)
     if inside_torchrun() and result["status"] == "failed":
         print(f"rank {rank}: {result['reason']}", file=sys.stderr, flush=True)
         sys.exit(1)

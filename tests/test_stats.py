@@ -142,7 +142,7 @@ def test_compare_across_two_hosts_matches_cells_and_escapes_html(tmp_path, capsy
 def test_compare_errors_name_the_fix(tmp_path, capsys):
     two_precisions(tmp_path / "run")
     assert cli.main(["compare", str(tmp_path), str(tmp_path / "nothing")]) == 2
-    assert "neither a results folder nor a records.jsonl file" in capsys.readouterr().err
+    assert "nothing (no such folder); run `bench run` first" in capsys.readouterr().err
     assert cli.main(["compare", str(tmp_path), str(tmp_path), "--a", "flavour=x"]) == 2
     assert "KEY one of: workload, host" in capsys.readouterr().err
     assert cli.main(["compare", str(tmp_path), str(tmp_path), "--a", "workload=torch-convnet", "--b",

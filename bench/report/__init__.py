@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import micro, records, schema
+from bench import micro, records
 from bench.report import aggregate, benchmarks, plots, render, verdicts
 
 PROFILE_NOTE = (
@@ -69,13 +69,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
     """The report of every record under ``results_dir``; records that fail their schema (bench.schema) are left out
     and listed, or, ``strict``, stop it; of two records of one measurement the newer stands (records.latest).
     Repeats measured on a busy host are flagged and left out of comparisons unless ``include_busy``."""
-    recs = records.read_all(results_dir)
-    if not recs:
-        raise ValueError(f"no records.jsonl under {results_dir}; run `bench run` first")
-    recs, left_out = schema.usable(recs, strict)
-    if not recs:
-        raise ValueError(f"none of the records under {results_dir} can be used:\n" + "\n".join(left_out))
-    recs, superseded = records.latest(recs)
+    recs, left_out, superseded = records.load(results_dir, strict)
     df = aggregate.frame(recs)
     s = aggregate.summarise(df, baseline, include_busy)
     out = Path(results_dir) / "report"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import records, schema, stats
+from bench import records, stats
 from bench.report import aggregate, render
 from bench.report.verdicts import fmt
 
@@ -66,19 +66,11 @@ def parse_filters(items: list[str] | None) -> dict[str, str]:
 
 def _side(path: Path, filters: dict[str, str], name: str, strict: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """One side's records as a frame, and the records left out as failing their schema."""
-    path = Path(path)
-    if path.is_file():
-        recs = records.located(path)
-    elif path.is_dir():
-        recs = records.read_all(path)
-    else:
-        raise CompareError(f"{name}: {path} is neither a results folder nor a records.jsonl file")
-    if not recs:
-        raise CompareError(f"{name}: no records under {path}; run `bench run` first")
-    recs, left_out = schema.usable(recs, strict)
-    if not recs:
-        raise CompareError(f"{name}: none of the records under {path} can be used:\n" + "\n".join(left_out))
-    df = aggregate.frame(records.latest(recs)[0])  # a retried cell counts once, as its newer record
+    try:
+        recs, left_out, _ = records.load(path, strict)  # a retried cell counts once, as its newer record
+    except ValueError as e:
+        raise CompareError(f"{name}: {e}") from e
+    df = aggregate.frame(recs)
     df["commit"] = [((e or {}).get("git_commit") or "")[:12] or None for e in df["env"]]
     df["image"] = [(e or {}).get("container_image") for e in df["env"]]
     for key, value in filters.items():

@@ -36,11 +36,11 @@ from fastai.vision.all import (
     vision_learner,
 )
 
-from bench import adapters, data, inputs, micro, precision, weights
+from bench import adapters, data, inputs, micro, precision, weights, workloads
 from bench.precision import Probe
-from bench.spec import workloads
+from bench.spec.workloads import WORKLOADS
 
-SPEC = workloads.get("fastai-resnet18")  # its defaults and what it can run (lr = "find" fits with lr_find's suggestion)
+SPEC = WORKLOADS["fastai-resnet18"]  # its defaults and what it can run (lr = "find" fits with lr_find's suggestion)
 ARTIFACTS = ("show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png")
 
 
@@ -202,22 +202,12 @@ def run(ctx) -> dict:
                 epochs = math.ceil(window.steps / len(dls.train)) + 1
                 cbs = [WindowSteps(meter, window), tensorboard]
                 learn.fit_one_cycle(epochs, slice(lr / 100, lr), pct_start=0.3, div=5.0, cbs=cbs)
-    return {
-        "status": "diverged" if timing.diverged else "ok",
-        "reason": timing.diverged,
-        "precision_effective": probe.effective(),
-        "precision_evidence": vars(probe.observed) if probe.observed else None,
-        "train_samples": len(dls.train.dataset),
-        "test_samples": len(dls.valid.dataset),
-        "global_batch_size": cell.batch_size,
-        "per_device_batch_size": cell.batch_size,
-        "lr_found": found.valley,
-        "lr_used": lr,
-        "weights": weights.describe(cell.pretrained),
-        "artifacts": [f"cells/{ctx.cell_dir.name}/{name}" for name in ARTIFACTS if (ctx.cell_dir / name).is_file()],
-        # the phase that trains the whole network, as the plain-PyTorch reference does in every epoch
-        "full_network_phase": "unfrozen",
-    }
+    return workloads.outcome(
+        timing.diverged, probe, len(dls.train.dataset), len(dls.valid.dataset), cell.batch_size, 1, lr,
+        weights.describe(cell.pretrained), lr_found=found.valley,
+        artifacts=[f"cells/{ctx.cell_dir.name}/{name}" for name in ARTIFACTS if (ctx.cell_dir / name).is_file()],
+        full_network_phase="unfrozen",  # the phase that trains the whole network, as the reference in every epoch
+    )  # fmt: skip
 
 
 class WindowSteps(Callback):

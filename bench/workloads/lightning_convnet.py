@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from bench import adapters, ddp, micro, weights
+from bench import adapters, ddp, micro, weights, workloads
 from bench.precision import Probe
 from bench.workloads import convnet
 
@@ -146,18 +146,9 @@ def run(ctx) -> dict:
                 again = make_trainer(cell, ctx.backend, ctx.world, max_steps=window.steps, logger=False,
                                      callbacks=[steps])  # fmt: skip
                 again.fit(module, train_dataloaders=train)
-    return {
-        "status": "diverged" if timing.diverged else "ok",
-        "reason": timing.diverged,
-        "precision_effective": probe.effective(),
-        "precision_evidence": vars(probe.observed) if probe.observed else None,
-        "train_samples": len(train.dataset),
-        "test_samples": ddp.total(len(test.dataset), ctx.world, ctx.backend.torch_device()),
-        "global_batch_size": cell.batch_size * timing.world_size,
-        "per_device_batch_size": cell.batch_size,
-        "lr_used": cell.lr,
-        "weights": weights.describe(False),
-    }
+    test_samples = ddp.total(len(test.dataset), ctx.world, ctx.backend.torch_device())
+    return workloads.outcome(timing.diverged, probe, len(train.dataset), test_samples, cell.batch_size,
+                             timing.world_size, cell.lr, weights.describe(False))  # fmt: skip
 
 
 def steps(cell, backend, data_dir: str | None) -> micro.Steps:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from bench import adapters, ddp, micro, precision, weights
+from bench import adapters, ddp, micro, precision, weights, workloads
 from bench.precision import Probe
 
 
@@ -26,7 +26,7 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
     step = Step(model, make_optimizer, loss_fn, cell, device, world)
     probe = Probe(first_layer(step.model))
     writer = SummaryWriter(ctx.cell_dir / "tensorboard")
-    status, reason = "ok", None
+    diverged = None
     for epoch in range(cell.epochs):
         step.model.train()
         # Created before the epoch's synchronised start, so it is device data in every step's graph: a lazy
@@ -48,30 +48,21 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
         writer.add_scalar("train_loss", train_loss, epoch)
         writer.add_scalar("test_accuracy", accuracy, epoch)
         if not math.isfinite(train_loss):
-            status, reason = "diverged", f"train loss {train_loss} in epoch {epoch}"
+            diverged = f"train loss {train_loss} in epoch {epoch}"
             break
         if reached and cell.stop_at_target:
             break
     writer.close()
-    if status == "ok":
+    if not diverged:
         with meter.window() as window:  # the profile: more steps of this same loop, after training
             step.model.train()
             for x, y in cycle(train_loader, window.steps):
                 step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
                 ctx.backend.cut_graph()
                 meter.step_end(len(x) * world.size)
-    return {
-        "status": status,
-        "reason": reason,
-        "precision_effective": probe.effective(),
-        "precision_evidence": vars(probe.observed) if probe.observed else None,
-        "train_samples": len(train_loader.dataset),
-        "test_samples": ddp.total(len(test_loader.dataset), world, device),
-        "global_batch_size": cell.batch_size * world.size,
-        "per_device_batch_size": cell.batch_size,
-        "lr_used": cell.lr,
-        "weights": weights.describe(False),
-    }
+    test_samples = ddp.total(len(test_loader.dataset), world, device)
+    return workloads.outcome(diverged, probe, len(train_loader.dataset), test_samples, cell.batch_size, world.size,
+                             cell.lr, weights.describe(False))  # fmt: skip
 
 
 def cycle(loader, steps: int):
@@ -140,7 +131,7 @@ def world_ratio(total: torch.Tensor, count: int, world: ddp.World) -> float:
     if not world.distributed:
         return total.item() / max(count, 1)
     both = torch.stack([total.double(), torch.tensor(float(count), dtype=torch.double, device=total.device)])
-    total_, count_ = ddp.sum_(both, world).tolist()
+    total_, count_ = ddp.all_sum(both, world).tolist()
     return total_ / max(count_, 1)
 
 
