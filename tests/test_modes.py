@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from bench import adapters, backends, runner, schema
+from bench.spec.workloads import WORKLOADS
 from bench.suite import SuiteError, expand, validate
 from bench.trackers import compile as compile_tracker
 from bench.workloads import convnet, lightning_convnet, plain
@@ -58,9 +59,9 @@ def test_each_mode_says_where_it_cannot_run():
     graphs = cells(modes=["graphs"])[0]
     assert "CUDA only" in runner.unsupported_reason(graphs)
     fp16 = cells(modes=["graphs"], backend="cuda", precisions=["fp16-mixed"])[0]
-    assert "GradScaler" in adapters.unsupported(fp16, lightning_convnet)
+    assert "GradScaler" in adapters.unsupported(fp16, WORKLOADS["lightning-convnet"])
     xla = cells(modes=["compile"], backend="xla")[0]
-    assert "already traces and compiles" in adapters.unsupported(xla, lightning_convnet)
+    assert "already traces and compiles" in adapters.unsupported(xla, WORKLOADS["lightning-convnet"])
     assert runner.unsupported_reason(cells(modes=["compile"])[0]) is None
 
 
