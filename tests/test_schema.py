@@ -118,6 +118,18 @@ def test_the_committed_schema_2_reference_passes_its_schema():
     assert recs and schema.split(recs) == (recs, [])
 
 
+def test_the_committed_reference_keeps_its_fingerprints():
+    """The identity rule (bench.spec.cell) keeps every seed-recipe record of the H100 reference matching its cell of
+    the gpu-reference suite."""
+    from bench import suite
+    from tests.conftest import ROOT
+
+    recs = records.read_all(ROOT / "results" / "reference" / "nvidia-h100" / "seed-recipe")
+    name, raw = suite.load("gpu-reference")
+    fingerprints = {c.fingerprint for c in suite.expand(name, suite.validate(name, {**raw, "backend": "cuda"}))}
+    assert recs and all(r["fingerprint"] in fingerprints for r in recs)
+
+
 # ---- the fuzzing ----------------------------------------------------------------------------------------------------
 
 text = st.one_of(st.text(max_size=20), st.sampled_from(HOSTILE_TEXT))
