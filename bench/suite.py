@@ -14,17 +14,14 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from bench import allocator, backends, cost, precision
+from bench import backends, cost, precision
 from bench.errors import UnknownName
 from bench.spec import workloads
 from bench.spec.cell import Cell
 from bench.spec.settings import (
     AUTO_FIRST,
     AUTO_MAX,
-    INPUTS,
     LIMITS,
-    MODES,
-    ORDERS,
     PER_WORKLOAD,
     SETTINGS,
     SPLIT_SIZES,
@@ -62,13 +59,23 @@ def load(name_or_path: str) -> tuple[str, dict]:
 
 
 def _check(where: str, key: str, value: object) -> None:
-    """The type of ``key``'s value, and its range: one message naming the setting, the value and what it should be.
-    ``where`` says where the value came from (a suite file and section, or a command-line option)."""
-    typ, valid = SETTINGS[key].kind, SETTINGS[key].range
+    """The type of ``key``'s value, its range or valid names: one message naming the setting, the value and what it
+    should be. ``where`` says where the value came from (a suite file and section, or a command-line option)."""
+    setting = SETTINGS[key]
+    typ, valid = setting.kind, setting.range
     # bool is an int in Python; a setting that wants a number must not accept true/false.
     if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
         names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
         raise SuiteError(f"{where}: {key} = {value!r} should be a {names}")
+    for entry in value if isinstance(value, list) else [value]:
+        if setting.choices and entry not in setting.choices:
+            what = f"{key} entry" if isinstance(value, list) else key
+            raise SuiteError(f"{where}: {what} {entry!r}; valid: {', '.join(setting.choices)}")
+        whole = type(entry) is int and entry >= 1  # not a bool
+        if key in ("devices", "nodes") and not whole and not (key == "devices" and entry == "all"):
+            raise SuiteError(
+                f"{where}: {key} entry {entry!r} should be an integer >= 1" + ' or "all"' * (key == "devices")
+            )
     if key == "lr" and isinstance(value, str) and value != "find":
         raise SuiteError(f'{where}: lr = {value!r} should be {valid.text()} or "find"')
     if key == "repeats" and isinstance(value, str):
@@ -81,6 +88,18 @@ def _check(where: str, key: str, value: object) -> None:
         kind = "an integer" if typ is int else "a number"
         why = f": {valid.why}" if valid.why else ""
         raise SuiteError(f"{where}: {key} = {value!r} should be {valid.text(kind)}{why}")
+
+
+def _check_section(name: str, section: str, values: dict, options: dict[str, str]) -> None:
+    """Every key and value of one section of a suite: the top level (``section`` empty), or [workload.<section>].
+    ``options`` names the command-line option each key came from, if any, so that a message names the option."""
+    allowed = PER_WORKLOAD if section else SETTINGS
+    for key, value in values.items():
+        if key not in allowed:
+            if section:
+                raise SuiteError(f"suite {name}: [workload.{section}] key {key!r}; valid: {', '.join(allowed)}")
+            raise SuiteError(f"suite {name}: unknown key {key!r}; valid: {', '.join(allowed)}, [workload.<name>]")
+        _check(options.get(key) or f"suite {name}" + (f" [workload.{section}]" if section else ""), key, value)
 
 
 def repeats_plan(value: int | str, where: str = "repeats") -> tuple[int, int | None]:
@@ -96,13 +115,6 @@ def repeats_plan(value: int | str, where: str = "repeats") -> tuple[int, int | N
             f'where the interval is wider than target_ci, up to {AUTO_MAX}) or "auto:MAX" with MAX >= 1'
         )
     return min(AUTO_FIRST, cap), cap
-
-
-def _check_axes(where: str, s: dict) -> None:
-    for key, valid in (("inputs", INPUTS), ("modes", MODES)):
-        for entry in s.get(key, []):
-            if entry not in valid:
-                raise SuiteError(f"{where}: {key} entry {entry!r}; valid: {', '.join(valid)}")
 
 
 def _check_price(where: str, s: dict) -> None:
@@ -123,18 +135,16 @@ def validate(name: str, raw: dict, options: dict[str, str] | None = None) -> dic
     """Check every key, type, range and name; return the settings with defaults filled in (and ``repeats`` as the
     number every cell runs first, ``repeats_max`` the cap of automatic ones or None). ``options`` names the
     command-line option each key came from, if any, so that a message names the option."""
-
-    def where(key: str, section: str = "") -> str:
-        if key in (options or {}):
-            return options[key]
-        return f"suite {name}" + (f" [workload.{section}]" if section else "")
-
     raw = dict(raw)
     overrides = raw.pop("workload", {})
-    for key, value in raw.items():
-        if key not in SETTINGS:
-            raise SuiteError(f"suite {name}: unknown key {key!r}; valid: {', '.join(SETTINGS)}, [workload.<name>]")
-        _check(where(key), key, value)
+    _check_section(name, "", raw, options or {})
+    if not isinstance(overrides, dict):
+        raise SuiteError(f"suite {name}: workload = {overrides!r} should be tables: [workload.<name>]")
+    for w, over in overrides.items():
+        workloads.get(w)
+        if not isinstance(over, dict):
+            raise SuiteError(f"suite {name}: workload.{w} = {over!r} should be a table: [workload.{w}]")
+        _check_section(name, w, over, {})
     s = {k: raw.get(k, setting.default) for k, setting in SETTINGS.items()}
     if not s["workloads"]:
         raise SuiteError(f"suite {name}: `workloads` is required; valid: {', '.join(workloads.WORKLOADS)}")
@@ -144,31 +154,8 @@ def validate(name: str, raw: dict, options: dict[str, str] | None = None) -> dic
         precision.check(p)
     if s["backend"] != "auto":
         backends.check(s["backend"])
-    if s["allocator"] not in allocator.ALLOCATORS:
-        valid = ", ".join(allocator.ALLOCATORS)
-        raise SuiteError(f"{where('allocator')}: allocator {s['allocator']!r}; valid: {valid}")
-    if s["order"] not in ORDERS:
-        raise SuiteError(f"{where('order')}: order {s['order']!r}; valid: {', '.join(ORDERS)}")
-    _check_axes(f"suite {name}", s)
-    for d in s["devices"]:
-        if d != "all" and not (isinstance(d, int) and not isinstance(d, bool) and d >= 1):
-            raise SuiteError(f'{where("devices")}: devices entry {d!r} should be an integer >= 1 or "all"')
-    for n in s["nodes"]:
-        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-            raise SuiteError(f"{where('nodes')}: nodes entry {n!r} should be an integer >= 1")
     s["repeats"], s["repeats_max"] = repeats_plan(s["repeats"])
     _check_price(f"suite {name}", s)
-    if not isinstance(overrides, dict):
-        raise SuiteError(f"suite {name}: workload = {overrides!r} should be tables: [workload.<name>]")
-    for w, over in overrides.items():
-        workloads.get(w)
-        if not isinstance(over, dict):
-            raise SuiteError(f"suite {name}: workload.{w} = {over!r} should be a table: [workload.{w}]")
-        for key, value in over.items():
-            if key not in PER_WORKLOAD:
-                raise SuiteError(f"suite {name}: [workload.{w}] key {key!r}; valid: {', '.join(PER_WORKLOAD)}")
-            _check(where(key, w), key, value)
-        _check_axes(f"suite {name} [workload.{w}]", over)
     s["workload"] = overrides
     return s
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from bench.allocator import ALLOCATORS
+
 
 class Range(NamedTuple):
     """``low <= value <= high`` (``open_low``: ``low < value``; ``high`` None: unbounded), and finite; ``why`` the
@@ -82,6 +84,7 @@ class Setting:
     parse: Callable[[str], object] | None = None  # how the option's text is read; None: a switch (store_true)
     switch: object = None  # a switch's value when given (its absence means "the suite's value")
     help: str | None = None
+    choices: tuple[str, ...] | None = None  # the valid values (of each entry, for a list)
 
 
 AT_LEAST_0, AT_LEAST_1 = Range(0), Range(1)
@@ -107,9 +110,9 @@ SETTINGS: dict[str, Setting] = {
     # nodes a cell spans: more than 1 needs `bench run` on each node (bench.cluster)
     "nodes": S(list, [1], flag="--nodes", parse=ints,
                help="comma-separated node counts of the cells (default 1; see --nnodes)"),
-    "inputs": S(list, ["loader"], per_workload=True, flag="--input", parse=csv,
+    "inputs": S(list, ["loader"], per_workload=True, flag="--input", parse=csv, choices=INPUTS,
                 help="comma-separated inputs: loader (the seed's DataLoader), device"),
-    "modes": S(list, ["eager"], per_workload=True, flag="--mode", parse=csv,
+    "modes": S(list, ["eager"], per_workload=True, flag="--mode", parse=csv, choices=MODES,
                help="comma-separated execution modes: eager (the seed), compile, graphs"),
     # a number, or "auto" / "auto:MAX": AUTO_FIRST repeats, then more of the cells whose interval is wider than
     # target_ci, up to MAX (default AUTO_MAX) (bench.runner.Auto)
@@ -118,7 +121,7 @@ SETTINGS: dict[str, Setting] = {
                  "--target-ci, up to MAX (default 10)"),
     "target_ci": S((int, float), 0.05, Range(0, 1, open_low=True), flag="--target-ci", parse=fraction,
                    help="--repeats auto: the interval's half-width to reach (default 5%%)"),
-    "order": S(str, "interleaved", flag="--order", parse=str,
+    "order": S(str, "interleaved", flag="--order", parse=str, choices=ORDERS,
                help="cells within each repeat: interleaved (as the suite lists them, default) or random (shuffled, "
                "seeded)"),
     "order_seed": S(int, 0, SEED, flag="--order-seed", parse=int,
@@ -149,7 +152,7 @@ SETTINGS: dict[str, Setting] = {
     "profile_steps": S(int, 30, AT_LEAST_0, per_workload=True, flag="--profile-steps", parse=int,
                        help="steps profiled after training (default 30; 0: no profile)"),  # bench.trackers.profile
     "timeout_s": S(int, 3600, AT_LEAST_1, per_workload=True),
-    "allocator": S(str, "auto", flag="--allocator", parse=str, help="auto, tcmalloc, jemalloc, glibc-tuned, glibc"),
+    "allocator": S(str, "auto", flag="--allocator", parse=str, help=", ".join(ALLOCATORS), choices=ALLOCATORS),
     # run precisions the CPU only emulates (bf16 without oneDNN kernels: 6-35x slower than fp32), labelled emulated
     "allow_emulated": S(bool, False, flag="--allow-emulated", switch=True,
                         help="run precisions this CPU only emulates (bf16 without bf16 kernels: slow), labelled "
