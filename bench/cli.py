@@ -47,10 +47,6 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-# The settings bench run's options override: (setting, option, the parsed option's attribute), from the table.
-OVERRIDES = tuple((key, s.flag, key) for key, s in SETTINGS.items() if s.flag)
-
-
 def build_cells(args: argparse.Namespace):
     """The suite with the command line's overrides: (name, settings, cells in run order, copies left out)."""
     from bench import suite
@@ -61,12 +57,12 @@ def build_cells(args: argparse.Namespace):
         raw.pop("price", None)
     if args.price is not None:
         raw.pop("price_per_hour", None)
-    options = {}
-    for key, option, attr in OVERRIDES:
-        value = getattr(args, attr)
+    options = {}  # the settings bench run's options override (bench.spec.settings), and the option each came from
+    for key, setting in SETTINGS.items():
+        value = getattr(args, key) if setting.flag else None
         if value is not None:
             raw[key] = value
-            options[key] = option
+            options[key] = setting.flag
             if key in PER_WORKLOAD:  # the command line wins over per-workload overrides too
                 for over in raw.get("workload", {}).values():
                     over.pop(key, None)

@@ -127,7 +127,8 @@ SETTINGS: dict[str, Setting] = {
     "order_seed": S(int, 0, SEED, flag="--order-seed", parse=int,
                     help="the seed of --order random (default 0: the same order every run)"),
     "seed": S(int, 0, SEED),
-    "epochs": S(int, None, AT_LEAST_1, per_workload=True, flag="--epochs", parse=int),
+    "epochs": S(int, None, AT_LEAST_1, per_workload=True, flag="--epochs", parse=int,
+                help="epochs of every cell (default: the suite's, else each workload's)"),
     "batch_size": S(int, None, AT_LEAST_1, per_workload=True),
     # 1 to the split's size (LIMITS); unset: the whole split
     "limit_train": S(int, None, per_workload=True, flag="--limit-train", parse=int,
