@@ -21,6 +21,7 @@ from bench.spec.cell import Cell
 from bench.spec.settings import (
     AUTO_FIRST,
     AUTO_MAX,
+    CELL_FIELDS,
     LIMITS,
     PER_WORKLOAD,
     SETTINGS,
@@ -185,39 +186,17 @@ def expand(name: str, s: dict) -> list[Cell]:
             # dict.fromkeys: "all" may equal another entry, run it once
             axes = (dict.fromkeys(s["nodes"]), dict.fromkeys(counts), s["precisions"], merged["modes"],
                     merged["inputs"])  # fmt: skip
+            carried = {key: setting(key) for key in CELL_FIELDS}  # the settings each cell holds as they are
+            carried["lr"] = carried["lr"] if carried["lr"] == "find" else float(carried["lr"])
+            carried["tta_target"] = float(carried["tta_target"])
+            if not spec.pretrained:  # only a workload with pretrained weights takes the setting
+                carried["pretrained"] = None
+            if not spec.lr_finder:  # likewise the finder's steps
+                carried["lr_find_steps"] = None
             for nodes, devices, p, mode, placement in itertools.product(*axes):
-                cells.append(
-                    Cell(
-                        workload=w,
-                        backend=backend_name,
-                        precision=p,
-                        devices=devices,
-                        nodes=nodes,
-                        repeat=repeat,
-                        seed=s["seed"] + repeat,
-                        epochs=setting("epochs"),
-                        batch_size=setting("batch_size"),
-                        limit_train=merged["limit_train"],
-                        limit_test=merged["limit_test"],
-                        num_workers=setting("num_workers"),
-                        pin_memory=merged["pin_memory"],
-                        persistent_workers=merged["persistent_workers"],
-                        lr=setting("lr") if setting("lr") == "find" else float(setting("lr")),
-                        # only a workload with pretrained weights takes the setting; likewise the finder's steps
-                        pretrained=setting("pretrained") if spec.pretrained else None,
-                        lr_find_steps=setting("lr_find_steps") if spec.lr_finder else None,
-                        tta_target=float(merged["tta_target"]),
-                        stop_at_target=merged["stop_at_target"],
-                        warmup_steps=merged["warmup_steps"],
-                        profile_steps=merged["profile_steps"],
-                        input=placement,
-                        mode=mode,
-                        allocator=s["allocator"],
-                        allow_emulated=s["allow_emulated"],
-                        timeout_s=merged["timeout_s"],
-                        suite=name,
-                    )
-                )
+                where = {"workload": w, "backend": backend_name, "precision": p, "devices": devices, "nodes": nodes}
+                how = {"repeat": repeat, "seed": s["seed"] + repeat, "input": placement, "mode": mode, "suite": name}
+                cells.append(Cell(**where, **how, **carried))
     return cells
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -151,6 +152,17 @@ def test_suite_files_by_path(tmp_path):
 def test_cell_round_trips_through_json():
     (cell,) = suite.expand("t", settings(workloads=["torch-convnet"]))
     assert Cell.from_json(cell.to_json()) == cell
+
+
+def test_a_cell_holds_the_settings_table_says_it_holds():
+    """A setting is declared once (bench.spec.settings): those marked ``field`` are Cell fields of the same name,
+    filled from the suite as they are; the rest of a cell is where it runs and which repeat it is."""
+    from bench.spec.settings import CELL_FIELDS
+
+    axes = {"workload", "backend", "precision", "devices", "nodes", "repeat", "seed", "input", "mode", "suite"}
+    assert {f.name for f in dataclasses.fields(Cell)} == set(CELL_FIELDS) | axes
+    cell = suite.expand("t", settings(workloads=["torch-convnet"], warmup_steps=7, timeout_s=9))[0]
+    assert (cell.warmup_steps, cell.timeout_s, cell.lr, cell.pretrained) == (7, 9, 0.5, None)
 
 
 def test_what_cannot_run_on_several_devices_or_nodes_says_why():

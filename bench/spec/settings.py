@@ -1,8 +1,9 @@
 """Every setting a suite may hold, declared once: its type, default, range, scope and command-line option.
 
-Suite validation (bench.suite), ``bench run``'s options and their error messages (bench.cli) derive from
-``SETTINGS``; a new setting is one entry here plus its use (a ``Cell`` field when it changes what a cell measures,
-bench.spec.cell).
+Suite validation (bench.suite), ``bench run``'s options and their error messages (bench.cli), and what each cell
+holds (bench.suite.expand) derive from ``SETTINGS``. A new setting is one entry here plus its use; one that each
+cell holds (``field``) is also a ``Cell`` field of the same name (bench.spec.cell, whose fingerprint rule says
+whether it is part of the cell's identity; tests/test_suite.py holds the two alike).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Setting:
     switch: object = None  # a switch's value when given (its absence means "the suite's value")
     help: str | None = None
     choices: tuple[str, ...] | None = None  # the valid values (of each entry, for a list)
+    field: bool = False  # a Cell field of the same name: each cell carries the value (bench.suite.expand)
 
 
 AT_LEAST_0, AT_LEAST_1 = Range(0), Range(1)
@@ -128,36 +130,37 @@ SETTINGS: dict[str, Setting] = {
                     help="the seed of --order random (default 0: the same order every run)"),
     "seed": S(int, 0, SEED),
     "epochs": S(int, None, AT_LEAST_1, per_workload=True, flag="--epochs", parse=int,
-                help="epochs of every cell (default: the suite's, else each workload's)"),
-    "batch_size": S(int, None, AT_LEAST_1, per_workload=True),
+                help="epochs of every cell (default: the suite's, else each workload's)", field=True),
+    "batch_size": S(int, None, AT_LEAST_1, per_workload=True, field=True),
     # 1 to the split's size (LIMITS); unset: the whole split
     "limit_train": S(int, None, per_workload=True, flag="--limit-train", parse=int,
-                     help="train on the first N training images"),
-    "limit_test": S(int, None, per_workload=True),
+                     help="train on the first N training images", field=True),
+    "limit_test": S(int, None, per_workload=True, field=True),
     "num_workers": S(int, None, AT_LEAST_0, per_workload=True, flag="--num-workers", parse=int,
-                     help="DataLoader worker processes"),
+                     help="DataLoader worker processes", field=True),
     # DataLoader settings users tune; persistent_workers acts with num_workers > 0
-    "pin_memory": S(bool, False, per_workload=True),
-    "persistent_workers": S(bool, True, per_workload=True),
+    "pin_memory": S(bool, False, per_workload=True, field=True),
+    "persistent_workers": S(bool, True, per_workload=True, field=True),
     # a number, or "find": the workload's finder picks it
     "lr": S((int, float, str), None, Range(0, open_low=True), per_workload=True, flag="--lr", parse=lr,
-            help='learning rate, or "find" (the workload\'s learning-rate finder picks it)'),
+            help='learning rate, or "find" (the workload\'s learning-rate finder picks it)', field=True),
     # workloads that fine-tune pretrained weights; false trains from random init
     "pretrained": S(bool, None, per_workload=True, flag="--no-pretrained", switch=False,
-                    help="train from random initialisation (no pretrained weights)"),
+                    help="train from random initialisation (no pretrained weights)", field=True),
     # steps of the workload's learning-rate finder (fastai's lr_find num_it)
-    "lr_find_steps": S(int, None, LR_FIND, per_workload=True),
-    "tta_target": S((int, float), 0.99, Range(0, 1, open_low=True), per_workload=True),
-    "stop_at_target": S(bool, False, per_workload=True),
-    "warmup_steps": S(int, 50, AT_LEAST_0, per_workload=True),
-    "profile_steps": S(int, 30, AT_LEAST_0, per_workload=True, flag="--profile-steps", parse=int,
+    "lr_find_steps": S(int, None, LR_FIND, per_workload=True, field=True),
+    "tta_target": S((int, float), 0.99, Range(0, 1, open_low=True), per_workload=True, field=True),
+    "stop_at_target": S(bool, False, per_workload=True, field=True),
+    "warmup_steps": S(int, 50, AT_LEAST_0, per_workload=True, field=True),
+    "profile_steps": S(int, 30, AT_LEAST_0, per_workload=True, flag="--profile-steps", parse=int, field=True,
                        help="steps profiled after training (default 30; 0: no profile)"),  # bench.trackers.profile
-    "timeout_s": S(int, 3600, AT_LEAST_1, per_workload=True),
-    "allocator": S(str, "auto", flag="--allocator", parse=str, help=", ".join(ALLOCATORS), choices=ALLOCATORS),
+    "timeout_s": S(int, 3600, AT_LEAST_1, per_workload=True, field=True),
+    "allocator": S(str, "auto", flag="--allocator", parse=str, help=", ".join(ALLOCATORS), choices=ALLOCATORS,
+                   field=True),
     # run precisions the CPU only emulates (bf16 without oneDNN kernels: 6-35x slower than fp32), labelled emulated
     "allow_emulated": S(bool, False, flag="--allow-emulated", switch=True,
                         help="run precisions this CPU only emulates (bf16 without bf16 kernels: slow), labelled "
-                        "emulated"),
+                        "emulated", field=True),
     # what a node-hour costs, for the report's $ columns (bench.cost): an entry of bench/prices.toml, or one per
     # backend ({cpu = "...", cuda = "..."}), at its on-demand or spot list price; or a price of your own
     "price": S((str, dict), flag="--price", parse=str,
@@ -168,3 +171,4 @@ SETTINGS: dict[str, Setting] = {
                         help="bill each node-hour at this many US dollars instead"),
 }  # fmt: skip
 PER_WORKLOAD = tuple(key for key, s in SETTINGS.items() if s.per_workload)
+CELL_FIELDS = tuple(key for key, s in SETTINGS.items() if s.field)
