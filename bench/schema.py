@@ -49,6 +49,19 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
 
+class WithStatus(Section):
+    """A tracker's section that says whether it measured: one with any field names its status (the report reads
+    it first)."""
+
+    status: str | None = None
+
+    @model_validator(mode="after")
+    def _names_its_status(self) -> WithStatus:
+        if self.status is None and (self.model_fields_set or self.model_extra):
+            raise ValueError("a section with fields needs its status")
+        return self
+
+
 # Names that become file names and ids (the report's plot files are named after the workload).
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")]
 
@@ -171,9 +184,16 @@ class Compile(Section):
     recompilations: Count | None = None
     graph_breaks: Count | None = None
 
+    @model_validator(mode="after")
+    def _counts_have_their_seconds(self) -> Compile:
+        if self.compilations is not None and self.compile_seconds is None:
+            raise ValueError("compilations need their compile_seconds")
+        if self.recompilations is not None and self.graph_breaks is None:
+            raise ValueError("recompilations (torch.compile's) come with graph_breaks")
+        return self
 
-class Profile(Section):
-    status: str | None = None
+
+class Profile(WithStatus):
     reason: str | None = None
     device_busy_pct: Percent | None = None
     loader_pct: Percent | None = None
@@ -197,8 +217,7 @@ class EnergyWindow(Section):
     total_joules: NonNeg | None = None
 
 
-class Energy(Section):
-    status: str | None = None
+class Energy(WithStatus):
     reason: str | None = None
     method: dict[str, str] | None = None
     samples_per_joule: NonNeg | None = None
@@ -212,8 +231,7 @@ class Other(Section):
     cpu_pct: NonNeg | None = None
 
 
-class Contention(Section):
-    status: str | None = None
+class Contention(WithStatus):
     reason: str | None = None
     busy: bool | None = None
     why: str | None = None
@@ -224,6 +242,12 @@ class Contention(Section):
     steal_pct: Percent | None = None
     cell_cpu_pct: Percent | None = None
     top_others: list[Other] | None = None
+
+    @model_validator(mode="after")
+    def _ok_has_its_share(self) -> Contention:
+        if self.status == "ok" and self.other_cpu_pct is None:
+            raise ValueError("an ok contention section needs other_cpu_pct")
+        return self
 
 
 class Distributed(Section):

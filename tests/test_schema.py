@@ -110,6 +110,18 @@ def test_paths_outside_the_run_folder_and_unsafe_names_are_refused():
     assert schema.problems(valid(**{"cell.device_count": True}))[0].startswith("cell.device_count: Input should be")
 
 
+def test_a_sections_own_invariants_need_their_values():
+    """What a report reads first must be there: a tracker's status, an ok share, compile counts with their seconds."""
+    r = valid()
+    r["profile"], r["contention"] = {"x": 0}, {"status": "ok"}
+    r["compile"] = {"compilations": 3, "compile_seconds": None}
+    assert schema.problems(r) == [
+        "contention: an ok contention section needs other_cpu_pct",
+        "compile: compilations need their compile_seconds",
+        "profile: a section with fields needs its status",
+    ]
+
+
 def test_the_committed_schema_2_reference_passes_its_schema():
     from tests.conftest import ROOT
 
