@@ -221,8 +221,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("suites:     " + ", ".join(suite.suite_names()) + " (or auto, or a path to a .toml file)")
     print("workloads:  " + ", ".join(workloads.WORKLOADS))
     print("precisions: " + ", ".join(precision.PRECISIONS))
-    print("modes:      " + ", ".join(suite.MODES) + " (docs/methodology.md#execution-modes)")
-    print("inputs:     " + ", ".join(suite.INPUTS))
+    print("modes:      " + ", ".join(spec_settings.MODES) + " (docs/methodology.md#execution-modes)")
+    print("inputs:     " + ", ".join(spec_settings.INPUTS))
     print("backends:   " + ", ".join(backends.BACKENDS) + f" (detected here: {backends.detect()})")
     print("prices:     list prices per node-hour (bench/prices.toml; suite setting price, or --price/--price-per-hour)")
     for entry, e in cost.table().items():

@@ -192,7 +192,7 @@ def valid_records(draw) -> dict:
 
 
 def flat(r: dict) -> dict:
-    """The record as schema 2 wrote it (flat fields), which the report still reads (records.upgrade)."""
+    """The record as schema 2 wrote it (flat fields), which the report still reads (schema.upgrade)."""
     out = {"schema_version": 2, "status": r["status"], "reason": r["reason"]}
     for section, fields in schema._V2.items():
         out.update({f: r[section][f] for f in fields if isinstance(r.get(section), dict) and f in r[section]})

@@ -252,3 +252,13 @@ def test_auto_repeats_start_with_three_and_cap():
     assert suite.repeats_plan("auto:2") == (2, 2) and suite.repeats_plan(4) == (4, None)
     s = settings(repeats="auto:6")
     assert (s["repeats"], s["repeats_max"]) == (3, 6) and len(suite.expand("t", s)) == 2 * 3
+
+
+def test_bench_list_names_what_there_is(capsys):
+    from bench import cli
+
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "workloads:  fastai-resnet18, lightning-convnet, torch-convnet, torch-resnet18" in out
+    assert "modes:      eager, compile, graphs" in out and "inputs:     loader, device" in out
+    assert "backends:   cpu, cuda, xla (detected here: " in out and "gcp/n2-standard-8/us-central1" in out
