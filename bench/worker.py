@@ -40,7 +40,7 @@ def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
     timing, accuracy and one section per tracker."""
     import numpy as np
     import torch
-    import torch._dynamo
+    import torch._dynamo  # torch imports it with the first optimizer: 1 s that is not the cell's setup
 
     cell = job.cell
     world = ddp.world()
