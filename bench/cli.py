@@ -216,6 +216,7 @@ def cmd_k8s(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from bench import backends, cost, suite
+    from bench.spec import backends as spec_backends
     from bench.spec import workloads
 
     print("suites:     " + ", ".join(suite.suite_names()) + " (or auto, or a path to a .toml file)")
@@ -223,7 +224,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("precisions: " + ", ".join(precision.PRECISIONS))
     print("modes:      " + ", ".join(spec_settings.MODES) + " (docs/methodology.md#execution-modes)")
     print("inputs:     " + ", ".join(spec_settings.INPUTS))
-    print("backends:   " + ", ".join(backends.BACKENDS) + f" (detected here: {backends.detect()})")
+    print("backends:   " + ", ".join(spec_backends.BACKENDS) + f" (detected here: {backends.detect()})")
     print("prices:     list prices per node-hour (bench/prices.toml; suite setting price, or --price/--price-per-hour)")
     for entry, e in cost.table().items():
         spot = e.get("spot_usd_per_hour")

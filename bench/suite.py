@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench import backends, cost, precision
 from bench.errors import UnknownName
+from bench.spec import backends as spec_backends
 from bench.spec import workloads
 from bench.spec.cell import Cell
 from bench.spec.settings import (
@@ -122,8 +123,8 @@ def _check_price(where: str, s: dict) -> None:
     """The price settings resolve, for every backend they name (the run resolves them for its own: bench.cost)."""
     named = s["price"] if isinstance(s["price"], dict) else {"": s["price"]}
     for backend, entry in named.items():
-        if backend and backend not in backends.BACKENDS:
-            raise SuiteError(f"{where}: price names backend {backend!r}; valid: {', '.join(backends.BACKENDS)}")
+        if backend and backend not in spec_backends.BACKENDS:
+            raise SuiteError(f"{where}: price names backend {backend!r}; valid: {', '.join(spec_backends.BACKENDS)}")
         if entry is not None and not isinstance(entry, str):
             raise SuiteError(f"{where}: price.{backend} = {entry!r} should be an entry name (a str)")
         try:
@@ -154,7 +155,7 @@ def validate(name: str, raw: dict, options: dict[str, str] | None = None) -> dic
     for p in s["precisions"]:
         precision.check(p)
     if s["backend"] != "auto":
-        backends.check(s["backend"])
+        spec_backends.get(s["backend"])  # an unknown name: the valid ones, without importing any
     s["repeats"], s["repeats_max"] = repeats_plan(s["repeats"])
     _check_price(f"suite {name}", s)
     s["workload"] = overrides
@@ -165,34 +166,31 @@ def expand(name: str, s: dict) -> list[Cell]:
     """Cells in interleaved order: repeats are the outer loop, so repeats of one cell are interleaved with the
     others. ``order`` gives the run order."""
     backend_name = backends.detect() if s["backend"] == "auto" else s["backend"]
+    # "all": what the backend sees (asks it: imports torch); dict.fromkeys: "all" may equal another entry, run it once
+    counts = dict.fromkeys(max(1, backends.get(backend_name).device_count()) if d == "all" else d for d in s["devices"])
+    each = {}  # per workload: the settings its cells hold as they are, and its axes
+    for w in dict.fromkeys(s["workloads"]):
+        spec = workloads.get(w)
+        merged = {**s, **s["workload"].get(w, {})}
+        # the suite's (or its [workload.<name>] section's) value, else the workload's default
+        carried = {k: merged[k] if merged.get(k) is not None else spec.defaults.get(k) for k in CELL_FIELDS}
+        if carried["lr"] == "find" and not spec.lr_finder:
+            finders = [n for n, other in workloads.WORKLOADS.items() if other.lr_finder]
+            raise SuiteError(
+                f'suite {name}: lr = "find" needs a workload with a learning-rate finder ({", ".join(finders)}); '
+                f"set it under [workload.<name>] for those, not for {w}"
+            )
+        carried["lr"] = carried["lr"] if carried["lr"] == "find" else float(carried["lr"])
+        carried["tta_target"] = float(carried["tta_target"])
+        if not spec.pretrained:  # only a workload with pretrained weights takes the setting
+            carried["pretrained"] = None
+        if not spec.lr_finder:  # likewise the finder's steps
+            carried["lr_find_steps"] = None
+        each[w] = carried, (dict.fromkeys(s["nodes"]), counts, s["precisions"], merged["modes"], merged["inputs"])
     cells = []
     for repeat in range(s["repeats"]):
         for w in s["workloads"]:
-            spec = workloads.get(w)
-            merged = {**s, **s["workload"].get(w, {})}
-
-            def setting(key: str, merged: dict = merged, spec: workloads.WorkloadSpec = spec):
-                """The suite's (or its [workload.<name>] section's) value, else the workload's default."""
-                return merged[key] if merged.get(key) is not None else spec.defaults.get(key)
-
-            if setting("lr") == "find" and not spec.lr_finder:
-                finders = [n for n, other in workloads.WORKLOADS.items() if other.lr_finder]
-                raise SuiteError(
-                    f'suite {name}: lr = "find" needs a workload with a learning-rate finder ({", ".join(finders)}); '
-                    f"set it under [workload.<name>] for those, not for {w}"
-                )
-            # "all": what the backend sees (asks it: imports torch)
-            counts = [max(1, backends.get(backend_name).device_count()) if d == "all" else d for d in s["devices"]]
-            # dict.fromkeys: "all" may equal another entry, run it once
-            axes = (dict.fromkeys(s["nodes"]), dict.fromkeys(counts), s["precisions"], merged["modes"],
-                    merged["inputs"])  # fmt: skip
-            carried = {key: setting(key) for key in CELL_FIELDS}  # the settings each cell holds as they are
-            carried["lr"] = carried["lr"] if carried["lr"] == "find" else float(carried["lr"])
-            carried["tta_target"] = float(carried["tta_target"])
-            if not spec.pretrained:  # only a workload with pretrained weights takes the setting
-                carried["pretrained"] = None
-            if not spec.lr_finder:  # likewise the finder's steps
-                carried["lr_find_steps"] = None
+            carried, axes = each[w]
             for nodes, devices, p, mode, placement in itertools.product(*axes):
                 where = {"workload": w, "backend": backend_name, "precision": p, "devices": devices, "nodes": nodes}
                 how = {"repeat": repeat, "seed": s["seed"] + repeat, "input": placement, "mode": mode, "suite": name}

@@ -59,13 +59,13 @@ def imports(path: Path, module: str) -> set[str]:
                 continue
             for alias in node.names:
                 candidate = f"{base}.{alias.name}"
-                found = (ROOT / candidate.replace(".", "/")).with_suffix(".py").is_file()
-                out.add(candidate if found or (ROOT / candidate.replace(".", "/")).is_dir() else base)
+                where = ROOT / candidate.replace(".", "/")
+                out.add(candidate if where.with_suffix(".py").is_file() or where.is_dir() else base)
     return out - {module}
 
 
 def graph() -> dict[str, set[str]]:
-    return {module_name(p): imports(p, module_name(p)) for p in sorted((ROOT / "bench").rglob("*.py"))}
+    return {(name := module_name(p)): imports(p, name) for p in sorted((ROOT / "bench").rglob("*.py"))}
 
 
 def test_no_import_runs_back_up_and_there_is_no_cycle():

@@ -8,10 +8,7 @@ import importlib
 import time
 from typing import Protocol
 
-from bench.errors import UnknownName
 from bench.spec import backends
-
-BACKENDS = {name: spec.module for name, spec in backends.BACKENDS.items()}
 
 
 class Backend(Protocol):
@@ -37,15 +34,8 @@ class Backend(Protocol):
     def env(self) -> dict: ...
 
 
-def check(name: str) -> str:
-    """``name`` if it names a backend (without importing it)."""
-    if name not in BACKENDS:
-        raise UnknownName(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
-    return name
-
-
 def get(name: str) -> Backend:
-    return importlib.import_module(BACKENDS[check(name)]).BACKEND
+    return importlib.import_module(backends.get(name).module).BACKEND
 
 
 def detect() -> str:

@@ -57,7 +57,8 @@ def take(on: list[int]) -> Snapshot:
     per_cpu = psutil.cpu_times(percpu=True)
     busy = steal = total = 0.0
     # /proc/stat lists the online CPUs: with some offline its order is not the CPU numbers, so count them all
-    for i in on if max(on) < len(per_cpu) else range(len(per_cpu)):
+    counted = on if max(on) < len(per_cpu) else range(len(per_cpu))
+    for i in counted:
         t = per_cpu[i]
         busy += t.user + t.nice + t.system + t.irq + t.softirq  # user includes guest time on Linux
         steal += t.steal
@@ -70,7 +71,7 @@ def take(on: list[int]) -> Snapshot:
         parents[p.pid] = p.info["ppid"]
         own = times.user + times.system
         cpu[p.pid] = (p.info["name"] or "?", own, own + times.children_user + times.children_system)
-    return Snapshot(busy, steal, total, len(on) if max(on) < len(per_cpu) else len(per_cpu), parents, cpu)
+    return Snapshot(busy, steal, total, len(counted), parents, cpu)
 
 
 def tree(snapshot: Snapshot, root: int) -> set[int]:
