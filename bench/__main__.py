@@ -1,5 +1,3 @@
-import sys
+from bench.cli import entry
 
-from bench.cli import main
-
-sys.exit(main())
+entry()

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import precision
+from bench import precision, process
 from bench.spec import settings as spec_settings
 from bench.spec.settings import PER_WORKLOAD, SETTINGS
 
@@ -364,3 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # bad input of every kind (bench.errors): one line that names the fix
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+
+
+def entry() -> None:
+    """The ``bench`` command (and ``python -m bench``): ``main``, then out without tearing the interpreter down."""
+    process.run(main)

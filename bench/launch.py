@@ -12,14 +12,13 @@ is on node 0. No restarts: a rank that fails or is killed ends the cell, torchru
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
 
+from bench import process
 from bench.spec import backends
 
 MONITOR_S = "0.5"  # how often torchrun looks at its ranks: a failed rank ends the cell within this
@@ -113,16 +112,9 @@ def rank_dir(cell_dir: Path, rank: int) -> Path:
     return cell_dir / "ranks" / str(rank)
 
 
-def die_with_parent() -> None:
-    """The kernel kills this process when its parent dies, even by SIGKILL (PR_SET_PDEATHSIG): a cell's worker when
-    `bench run` dies, so that it never lives on and skews the next run; a torchrun rank when its agent dies."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def die_with_agent() -> None:
     """torchrun starts each rank in a session of its own, out of reach of the runner's kill of the cell's process
     group: a rank must die with its torchrun agent, even when the agent is killed outright."""
-    die_with_parent()
+    process.die_with_parent()
     if os.getppid() == 1:  # the agent died before prctl took effect
         sys.exit(1)

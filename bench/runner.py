@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import adapters, allocator, backends, env, estimate, launch, records, schema
+from bench import adapters, allocator, backends, env, estimate, launch, process, records, schema
 from bench.cluster import ONE_NODE, Cluster, Sync
 from bench.progress import Progress
 from bench.spec import workloads
@@ -125,7 +125,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
             # what acts at process start; the rest is in cell.json. The worker is the root of its cell's processes.
             env={k: v for k, v in {**launch.worker_env(os.environ), **alloc_env}.items() if k != contention.ROOT_VAR},
             start_new_session=True,
-            preexec_fn=launch.die_with_parent,
+            preexec_fn=process.die_with_parent,
         )
         try:
             code = _wait(proc, time.perf_counter() + cell.timeout_s, cell_dir / "curve.csv", progress)

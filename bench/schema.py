@@ -11,12 +11,16 @@ lifts them into sections.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import sys
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from bench.spec.settings import CELL_FIELDS, LIMITS, SETTINGS, SPLIT_SIZES, Range
 
 SCHEMA_VERSION = 3  # 3: typed sections, one per tracker; 2: flat fields (still read, see upgrade)
 READABLE = (1, 2, 3)  # 1 had a subset of 2's flat fields
@@ -66,7 +70,9 @@ class WithStatus(Section):
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")]
 
 
-class Cell(Section):
+class _Where(Section):
+    """The cell section's fields that are not settings: where the cell belongs and what it ran on."""
+
     cell_id: str
     workload: Name
     backend: Name
@@ -78,17 +84,40 @@ class Cell(Section):
     framework: str | None = None
     repeat: Count | None = None
     seed: int | None = None
-    batch_size: AtLeastOne | None = None
-    lr: NonNeg | Literal["find"] | None = None
-    epochs: Count | None = None
-    limit_train: Count | None = None
-    limit_test: Count | None = None
-    num_workers: Count | None = None
-    pretrained: bool | None = None
-    tta_target: Fraction
-    stop_at_target: bool | None = None
-    mode: str | None = None
-    input: str | None = None
+    mode: Name | None = None
+    input: Name | None = None
+
+
+def _setting(key: str) -> object:
+    """The type of setting ``key`` in a record, as the settings table declares it: its kinds, range (a limit: within
+    its split) and valid names."""
+    s = SETTINGS[key]
+    kinds = s.kind if isinstance(s.kind, tuple) else (s.kind,)
+    valid = Range(1, SPLIT_SIZES[LIMITS[key]]) if key in LIMITS else s.range
+    bounds = {} if valid is None else {"gt" if valid.open_low else "ge": valid.low}
+    if valid is not None and valid.high is not None:
+        bounds["le"] = valid.high
+    alternatives: list[object] = []
+    if float in kinds:
+        alternatives.append(Annotated[float, Field(allow_inf_nan=False, **bounds)])
+    elif int in kinds:
+        alternatives.append(Annotated[int, Field(**bounds)])
+    if bool in kinds:
+        alternatives.append(bool)
+    if str in kinds:
+        words = s.choices or s.words
+        alternatives.append(Literal[words] if words else str)
+    return functools.reduce(operator.or_, alternatives)
+
+
+# The cell section: where the cell belongs, and every setting each cell holds, typed from the settings table (the
+# fields of records from before a setting existed are null; a cell's tta_target is always there).
+Cell = create_model(
+    "Cell",
+    __base__=_Where,
+    **{key: (_setting(key) | None, None) for key in CELL_FIELDS if key != "tta_target"},
+    tta_target=(_setting("tta_target"), ...),
+)
 
 
 class Price(Section):

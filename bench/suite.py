@@ -78,8 +78,9 @@ def _check(where: str, key: str, value: object) -> None:
             raise SuiteError(
                 f"{where}: {key} entry {entry!r} should be an integer >= 1" + ' or "all"' * (key == "devices")
             )
-    if key == "lr" and isinstance(value, str) and value != "find":
-        raise SuiteError(f'{where}: lr = {value!r} should be {valid.text()} or "find"')
+    if setting.words and isinstance(value, str) and value not in setting.words:
+        words = " or ".join(f'"{w}"' for w in setting.words)
+        raise SuiteError(f"{where}: {key} = {value!r} should be {valid.text()} or {words}")
     if key == "repeats" and isinstance(value, str):
         repeats_plan(value, where)
         return
@@ -152,7 +153,7 @@ def validate(name: str, raw: dict, options: dict[str, str] | None = None) -> dic
         raise SuiteError(f"suite {name}: `workloads` is required; valid: {', '.join(workloads.WORKLOADS)}")
     for w in s["workloads"]:
         workloads.get(w)
-    for p in s["precisions"]:
+    for p in [*s["precisions"], *(p for over in overrides.values() for p in over.get("precisions", ()))]:
         precision.check(p)
     if s["backend"] != "auto":
         spec_backends.get(s["backend"])  # an unknown name: the valid ones, without importing any
@@ -186,7 +187,7 @@ def expand(name: str, s: dict) -> list[Cell]:
             carried["pretrained"] = None
         if not spec.lr_finder:  # likewise the finder's steps
             carried["lr_find_steps"] = None
-        each[w] = carried, (dict.fromkeys(s["nodes"]), counts, s["precisions"], merged["modes"], merged["inputs"])
+        each[w] = carried, (dict.fromkeys(s["nodes"]), counts, merged["precisions"], merged["modes"], merged["inputs"])
     cells = []
     for repeat in range(s["repeats"]):
         for w in s["workloads"]:

@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import adapters, backends, ddp, launch, trackers, workloads
+from bench import adapters, backends, ddp, launch, process, trackers, workloads
 from bench.meter import Meter
 from bench.spec.cell import Cell
 from bench.spec.job import Job
@@ -130,4 +130,4 @@ def _run(job: Job, cell_file: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    process.run(main)

@@ -137,11 +137,10 @@ def test_normalised_tensors_are_cached(mnist_dir, cache):
     assert os.path.getmtime(cached[0]) == mtime
 
 
-def test_png_folders_have_fastais_mnist_layout(mnist_dir, tmp_path, monkeypatch):
+def test_png_folders_have_fastais_mnist_layout(mnist_dir, cache):
     from PIL import Image
 
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "fresh"))  # nothing derived yet: built from scratch
-
+    # the session's folders (cache): built here, or by the fastai test that needed them first (70,000 PNGs, 10 s)
     root = data.png_folders(mnist_dir)
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["testing", "training"]
     counts = {d.name: len(list(d.iterdir())) for d in (root / "testing").iterdir()}

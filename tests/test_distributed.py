@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -138,7 +139,9 @@ def test_a_killed_rank_fails_its_cell_by_name_and_the_sweep_goes_on(tmp_path, en
     failed = recs["torch-convnet/cpux2/fp32"]
     assert failed["status"] == "failed"
     where = f"local rank 1 on {socket.gethostname()}, pid {victim}"
-    assert f"1 of 2 ranks failed: rank 1 ({where}) killed by signal SIGKILL" in failed["reason"]
+    # rank 0 fails too, in its collective, if it exits before torchrun's next look: named after the killed rank
+    first = rf"[12] of 2 ranks failed: rank 1 \({re.escape(where)}\) killed by signal SIGKILL"
+    assert re.match(first, failed["reason"]), failed["reason"]
     assert failed["epochs_run"] >= 1  # the epochs it finished are kept
     assert recs["lightning-convnet/cpux2/fp32"]["status"] == "ok"  # the sweep went on
     assert not workers_of(results)  # no rank outlived its cell

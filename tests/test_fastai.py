@@ -33,7 +33,9 @@ batch_size = 16
 lr_find_steps = 20
 {fastai}
 
+# the framework-overhead row: the same model in plain PyTorch, at fp32 (its other precisions: tests/test_micro.py)
 [workload.torch-resnet18]
+precisions = ["fp32"]
 epochs = 1
 batch_size = 16
 """

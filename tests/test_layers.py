@@ -16,7 +16,8 @@ from tests.conftest import ROOT
 
 # Lowest first. A module not listed here fails the test: a new one takes its place on purpose.
 LAYERS = {
-    "spec": ["bench.errors", "bench.spec", "bench.precision", "bench.isa", "bench.allocator", "bench.cost"],
+    "spec": ["bench.errors", "bench.process", "bench.spec", "bench.precision", "bench.isa", "bench.allocator",
+             "bench.cost"],
     "records": ["bench.schema", "bench.records", "bench.stats"],
     "run": ["bench.trackers", "bench.backends", "bench.ddp", "bench.inputs", "bench.data", "bench.weights",
             "bench.adapters", "bench.micro", "bench.meter", "bench.env", "bench.launch", "bench.workloads",
@@ -88,7 +89,8 @@ def test_what_describes_a_cell_imports_no_framework():
     """The CLI, the spec layer, suites, planning and the report start without torch, Lightning or fastai."""
     light = ["bench.cli", "bench.spec.settings", "bench.spec.cell", "bench.spec.job", "bench.spec.workloads",
              "bench.spec.backends", "bench.spec.launcher", "bench.suite", "bench.estimate", "bench.records",
-             "bench.schema", "bench.report", "bench.report.compare", "bench.runlock", "bench.cluster"]  # fmt: skip
+             "bench.schema", "bench.report", "bench.report.compare", "bench.runlock", "bench.cluster",
+             "bench.process"]  # fmt: skip
     code = (
         f"import sys\nfor m in {light!r}: __import__(m)\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS!r})))"

@@ -134,7 +134,7 @@ def test_smoke_run_records_report_and_resume(tmp_path, env):
 def test_sigkill_mid_sweep_then_rerun_completes_without_duplicates(tmp_path, env):
     results = tmp_path / "results"
     suite = suite_file(tmp_path, workloads=("torch-convnet",), extra="repeats = 3\n")
-    args = [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--results-dir", str(results)]
+    args = [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--results-dir", str(results), "--no-report"]
     proc = subprocess.Popen([*args, "--run-id", "r"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path = results / "r" / "records.jsonl"
     wait_for(lambda: path.exists() and path.read_bytes().count(b"\n") >= 1 and workers_of(results))
@@ -159,6 +159,7 @@ def test_timeout_and_crash_become_records_and_the_sweep_goes_on(tmp_path, env):
     extra = "repeats = 2\n[workload.lightning-convnet]\ntimeout_s = 2\n"
     suite = suite_file(tmp_path, extra=extra)
     args = [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"]
+    args.append("--no-report")
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # Cell 1 (Lightning) times out; then kill the worker of cell 2 as the kernel's OOM killer would; cell 3
     # (Lightning) times out again, and cell 4 runs.
@@ -226,7 +227,8 @@ def test_missing_data_is_one_clear_error(tmp_path, env):
 def test_nan_loss_is_recorded_as_diverged(tmp_path, env):
     results = tmp_path / "results"
     suite = suite_file(tmp_path, extra="lr = 1e30\n")  # Adadelta with this step size overflows at once
-    out = bench_cli(["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r"], env, timeout=600)
+    args = ["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r", "--no-report"]
+    out = bench_cli(args, env, timeout=600)
     assert out.returncode == 1, out.stdout + out.stderr
     recs = run_records(results)
     assert [r["status"] for r in recs] == ["diverged", "diverged"]

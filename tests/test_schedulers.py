@@ -64,13 +64,13 @@ def test_the_smoke_suite_runs_as_a_two_task_slurm_job(tmp_path, slurm_cluster, m
     # whole smoke suite in the CPU image as such a job).
     args = ["slurm", "--ntasks-per-node", "2", "--wait", "--", "--suite", "smoke", "--results-dir", str(results)]
     args += ["--nodes", "2", "--workload", "torch-convnet", "--mode", "eager", "--input", "loader", "--epochs", "1"]
+    args += ["--precision", "fp32,fp16-mixed"]  # one cell trains, one is refused: the job goes on past it
     out = bench_cli(args, env, cwd=tmp_path, timeout=900)
     log = "".join(p.read_text() for p in results.glob("slurm-*.out"))
     assert out.returncode == 0, out.stdout + out.stderr + log
     recs = {r["cell_id"]: r for r in run_records(results)}
     assert {c: r["status"] for c, r in recs.items()} == {
         "torch-convnet/2xcpux1/fp32": "ok",
-        "torch-convnet/2xcpux1/bf16-mixed": recs["torch-convnet/2xcpux1/bf16-mixed"]["status"],
         "torch-convnet/2xcpux1/fp16-mixed": "unsupported",
     }
     two = recs["torch-convnet/2xcpux1/fp32"]["distributed"]

@@ -110,6 +110,20 @@ def test_paths_outside_the_run_folder_and_unsafe_names_are_refused():
     assert schema.problems(valid(**{"cell.device_count": True}))[0].startswith("cell.device_count: Input should be")
 
 
+def test_the_cell_section_is_typed_from_the_settings_table():
+    from bench.spec.settings import CELL_FIELDS
+
+    assert set(CELL_FIELDS) <= set(schema.Cell.model_fields)
+    r = valid(**{"cell.epochs": 0, "cell.allocator": "mine", "cell.lr": "fast", "cell.limit_test": 10_001})
+    assert [p.split(":")[0] for p in schema.problems(r)] == [
+        "cell.epochs",
+        "cell.limit_test",
+        "cell.lr",
+        "cell.allocator",
+    ]
+    assert not schema.problems(valid(**{"cell.lr": "find", "cell.allocator": "tcmalloc", "cell.warmup_steps": 0}))
+
+
 def test_a_sections_own_invariants_need_their_values():
     """What a report reads first must be there: a tracker's status, an ok share, compile counts with their seconds."""
     r = valid()

@@ -121,7 +121,7 @@ def test_unknown_names_list_the_valid_ones(raw, message):
         ({"devices": [0]}, r"devices entry 0 should be an integer >= 1"),
         ({"nodes": ["all"]}, r"nodes entry 'all' should be an integer >= 1"),
         ({"allocator": "mine"}, r"allocator 'mine'; valid: auto, tcmalloc"),
-        ({"workload": {"torch-convnet": {"precisions": ["fp32"]}}}, r"\[workload.torch-convnet\] key 'precisions'"),
+        ({"workload": {"torch-convnet": {"repeats": 2}}}, r"\[workload.torch-convnet\] key 'repeats'"),
         ({"workloads": []}, r"`workloads` is required"),
         ({"lr": "fast"}, r"lr = 'fast' should be a number > 0 or \"find\""),
         ({"pretrained": "yes"}, r"pretrained = 'yes' should be a bool"),
@@ -130,6 +130,17 @@ def test_unknown_names_list_the_valid_ones(raw, message):
 def test_bad_suite_content_fails_with_the_key(raw, message):
     with pytest.raises(SuiteError, match=message):
         settings(**raw)
+
+
+def test_precisions_per_workload():
+    over = {"torch-resnet18": {"precisions": ["fp32"]}}
+    found = suite.expand("t", settings(workloads=["fastai-resnet18", "torch-resnet18"],
+                                       precisions=["fp32", "bf16-mixed"], workload=over))  # fmt: skip
+    assert [(c.workload, c.precision) for c in found] == [
+        ("fastai-resnet18", "fp32"), ("fastai-resnet18", "bf16-mixed"), ("torch-resnet18", "fp32")
+    ]  # fmt: skip
+    with pytest.raises(UnknownName, match="unknown precision 'fp8'"):
+        settings(workload={"torch-convnet": {"precisions": ["fp8"]}})
 
 
 def test_suite_files_by_path(tmp_path):

@@ -86,6 +86,7 @@ class Setting:
     switch: object = None  # a switch's value when given (its absence means "the suite's value")
     help: str | None = None
     choices: tuple[str, ...] | None = None  # the valid values (of each entry, for a list)
+    words: tuple[str, ...] = ()  # the words a number setting takes as well (lr: "find")
     field: bool = False  # a Cell field of the same name: each cell carries the value (bench.suite.expand)
 
 
@@ -106,7 +107,8 @@ SETTINGS: dict[str, Setting] = {
     "backend": S(str, "auto", flag="--device", parse=str, help="backend: cpu, cuda, xla (default: the suite's, "
                  "auto-detected)"),
     "workloads": S(list, flag="--workload", parse=csv, help="comma-separated workloads (overrides the suite)"),
-    "precisions": S(list, ["fp32"], flag="--precision", parse=csv, help="comma-separated precisions"),
+    "precisions": S(list, ["fp32"], per_workload=True, flag="--precision", parse=csv,
+                    help="comma-separated precisions"),
     "devices": S(list, [1], flag="--devices", parse=devices,
                  help="comma-separated device counts per node (processes on a CPU), or all"),
     # nodes a cell spans: more than 1 needs `bench run` on each node (bench.cluster)
@@ -142,7 +144,7 @@ SETTINGS: dict[str, Setting] = {
     "pin_memory": S(bool, False, per_workload=True, field=True),
     "persistent_workers": S(bool, True, per_workload=True, field=True),
     # a number, or "find": the workload's finder picks it
-    "lr": S((int, float, str), None, Range(0, open_low=True), per_workload=True, flag="--lr", parse=lr,
+    "lr": S((int, float, str), None, Range(0, open_low=True), per_workload=True, flag="--lr", parse=lr, words=("find",),
             help='learning rate, or "find" (the workload\'s learning-rate finder picks it)', field=True),
     # workloads that fine-tune pretrained weights; false trains from random init
     "pretrained": S(bool, None, per_workload=True, flag="--no-pretrained", switch=False,
