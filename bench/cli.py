@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import math
 import os
 import sys
 from pathlib import Path
@@ -81,7 +83,7 @@ def _copies_text(copies: list) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import cluster, cost, env, estimate, runlock, runner
+    from bench import cluster, cost, env, estimate, records, runlock, runner
     from bench.trackers import contention
 
     check = None if args.dry_run else contention.HostCheck()  # measures the host while the run gets ready
@@ -90,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings["repeats_max"] and nodes.nnodes > 1:
         raise ValueError("repeats = auto runs on one node: the nodes of a run follow one plan made before it starts")
     host = env.host()
-    run_id = args.run_id or f"{name}-{host}"
+    run_id = records.check_run_id(args.run_id) if args.run_id else records.default_run_id(name, host)
     auto = runner.Auto(settings["repeats_max"], settings["target_ci"]) if settings["repeats_max"] else None
     retry = runner.Retry(args.retry or ())
     if copies:
@@ -128,7 +130,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     # interrupted: stop now, `bench report` can follow; the other nodes of a run leave the report to node 0
     if status != 130 and not args.no_report and nodes.node_rank == 0:
-        cmd_report(args)
+        try:
+            cmd_report(args)
+        except (ValueError, OSError) as e:  # the records are safe: the run's status is theirs, not the report's
+            print(
+                f"bench: warning: the closing report failed ({_reason(e)}); `bench report` writes it", file=sys.stderr
+            )
     return status
 
 
@@ -143,9 +150,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _threshold(value: str) -> float:
-    """``10%``, ``10`` or ``0.1`` → 0.1."""
-    number = float(value.rstrip("%"))
-    return number / 100 if value.endswith("%") or number >= 1 else number
+    """``10%`` or ``0.1`` → 0.1: a slowdown in (0%, 100%), written as a percentage or as a fraction below 1 (a bare
+    10 could mean 10% or 1000%, and nan, inf or a negative number would switch the gate off)."""
+    try:
+        number = spec_settings.fraction(value)
+    except (ValueError, argparse.ArgumentTypeError):  # not a number, or one of 1 or more without its %
+        number = math.nan
+    if not 0 < number < 1:  # false for nan too
+        raise argparse.ArgumentTypeError(f"{value!r}: a slowdown between 0% and 100%, e.g. 10% (or 0.1)")
+    return number
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -183,11 +196,13 @@ def _run_args(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from bench import slurm
+    from bench import records, slurm
 
     run_args = _run_args(args)
     run = parser().parse_args(["run", *run_args])  # bad run options fail here, not in the job
     build_cells(run)
+    if run.run_id:
+        records.check_run_id(run.run_id)
     results = Path(run.results_dir).resolve()
     script = slurm.render(
         run_args, args.nodes, args.ntasks_per_node, args.sbatch, log=str(results / "slurm-%j.out"),
@@ -200,11 +215,12 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_k8s(args: argparse.Namespace) -> int:
-    from bench import k8s
+    from bench import k8s, records
 
     run_args = _run_args(args)
     build_cells(parser().parse_args(["run", *run_args]))  # bad run options fail here, not in the pods
     job = k8s.trainjob(args.name, args.image, run_args, args.nodes, args.gpus_per_node, args.results_claim)
+    records.check_run_id(args.name)  # the run id in every pod
     text = k8s.render(job)
     if args.out:
         Path(args.out).write_text(text)
@@ -361,9 +377,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as e:  # bad input of every kind (bench.errors): one line that names the fix
-        print(f"bench: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:  # bad input of every kind (bench.errors), a folder it cannot write: one line
+        print(f"bench: error: {_reason(e)}", file=sys.stderr)
         return 2
+
+
+def _reason(e: Exception) -> str:
+    """An error as one line: an OSError names its file and what the system said."""
+    if isinstance(e, OSError) and e.strerror:
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror}" + (" (check the folder: a file there, or no write access?)" * (e.errno in
+                                          (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EEXIST)))  # fmt: skip
+    return str(e)
 
 
 def entry() -> None:

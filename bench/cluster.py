@@ -60,6 +60,15 @@ class Cluster:
 ONE_NODE = Cluster()
 
 
+def plain_text(values: list[str], where: str) -> list[str]:
+    """``values`` when none holds a control character (a newline would start a line of its own in a job script or a
+    manifest); else ValueError naming the value."""
+    for value in values:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(f"{where}: {value[:80]!r} holds a control character (a newline?); give it without")
+    return values
+
+
 def spanning(run_args: list[str], nodes: int) -> list[str]:
     """``bench run``'s options for a scheduler's job of ``nodes`` nodes: unless they say ``--nodes``, every cell
     spans them all."""

@@ -8,6 +8,7 @@ the user names). Records carry the Kubernetes node's name as their host (BENCH_H
 
 from __future__ import annotations
 
+import re
 import shlex
 
 import yaml
@@ -17,6 +18,8 @@ from bench import cluster
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 RUNTIME = "torch-distributed"  # Kubeflow Trainer's PyTorch runtime; its replicated job and container are "node"
 NODE = "node"
+LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # RFC 1123 label: the TrainJob's name
+SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")  # a claim's
 
 
 def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_per_node: int = 1,
@@ -24,6 +27,20 @@ def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_pe
     """The TrainJob as a dict. ``run_args`` are ``bench run``'s; the results folder is the claim's mount, the run id
     the job's name (so that a job run again resumes), and every cell spans the job's nodes unless they say
     ``--nodes``."""
+    if not LABEL.fullmatch(name):
+        raise ValueError(f"bench k8s --name {name[:80]!r}: a Kubernetes name (RFC 1123 label): lower-case letters, "
+                         "digits and '-', starting and ending with a letter or digit, at most 63")  # fmt: skip
+    if not SUBDOMAIN.fullmatch(results_claim):
+        raise ValueError(f"bench k8s --results-claim {results_claim[:80]!r}: a PersistentVolumeClaim's name "
+                         "(RFC 1123: lower-case letters, digits, '-' and '.')")  # fmt: skip
+    if nodes < 1 or gpus_per_node < 1:
+        raise ValueError("bench k8s: --nodes and --gpus-per-node must be at least 1")
+    cluster.plain_text([*run_args, image], "bench k8s")
+    given = _option(run_args, "--run-id")
+    if given not in (None, name):
+        raise ValueError(f"bench k8s: --run-id {given!r} and --name {name!r}: the TrainJob's name is its run id; "
+                         f"give --name {given} (or leave --run-id out)")  # fmt: skip
+    run_args = [a for i, a in enumerate(run_args) if not _is_option(run_args, i, "--run-id")]
     args = [*cluster.spanning(run_args, nodes), "--results-dir", "/results", "--run-id", name]
     mounts = [{"name": "results", "mountPath": "/results"}, {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes = [
@@ -59,6 +76,22 @@ def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_pe
             ],
         },
     }
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """The value ``args`` give option ``name`` (``--name value`` or ``--name=value``; the last one), if any."""
+    value = None
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(name + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def _is_option(args: list[str], i: int, name: str) -> bool:
+    """Whether ``args[i]`` is option ``name`` or its value."""
+    return args[i] == name or args[i].startswith(name + "=") or (i > 0 and args[i - 1] == name)
 
 
 def render(job: dict) -> str:

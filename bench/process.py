@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 def die_with_parent() -> None:
@@ -17,6 +18,18 @@ def die_with_parent() -> None:
     `bench run` dies, so that it never lives on and skews the next run; a torchrun rank when its agent dies."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def same_code(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a child ``python -m bench.…`` that must run this process's harness: never a ``bench`` package in
+    the folder the child starts in (PYTHONSAFEPATH, Python's -P). Where this process found bench in the folder it
+    started in (a source checkout run as ``python -m bench``), the child is pointed at that folder."""
+    root = os.path.realpath(Path(__file__).parent.parent)
+    started_in = os.path.realpath(sys.path[0] or os.getcwd()) if sys.path else None
+    if root != started_in:  # installed (or editable): the same interpreter finds the same harness
+        return {**env, "PYTHONSAFEPATH": "1"}
+    path = [root, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return {**env, "PYTHONSAFEPATH": "1", "PYTHONPATH": os.pathsep.join(path)}
 
 
 def leave(code: int | str | None) -> None:

@@ -8,10 +8,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 from bench import schema
+
+# A run id names one folder under the results folder: one path component, and none the results tree uses for
+# something else (the committed references the report leaves out, the report's own folder, the micro-benchmarks').
+RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
+RESERVED = ("reference", "report", "micro")
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it names a run folder under the results folder; else ValueError naming the rule."""
+    if not RUN_ID.fullmatch(run_id) or set(run_id) == {"."} or run_id in RESERVED:
+        raise ValueError(
+            f"--run-id {run_id[:120]!r}: a run id is one folder name of letters, digits, '.', '_' and '-' (at most "
+            f"100), neither '.' nor '..' nor {', '.join(RESERVED)}"
+        )
+    return run_id
+
+
+def default_run_id(suite: str, host: str) -> str:
+    """``<suite>-<host>``, with whatever a run id cannot hold replaced by '-' (a hostname, BENCH_HOST)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", f"{suite}-{host}")[:100]
 
 
 def new(status: str, reason: str | None = None, **filled: dict | None) -> dict:

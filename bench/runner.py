@@ -116,6 +116,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
     log = cell_dir / "log.txt"
     run = {"started_at": _started()}
     t0 = time.perf_counter()
+    env = {k: v for k, v in {**launch.worker_env(os.environ), **alloc_env}.items() if k != contention.ROOT_VAR}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.worker", str(cell_dir / "cell.json")],
@@ -123,7 +124,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             # what acts at process start; the rest is in cell.json. The worker is the root of its cell's processes.
-            env={k: v for k, v in {**launch.worker_env(os.environ), **alloc_env}.items() if k != contention.ROOT_VAR},
+            env=process.same_code(env),
             start_new_session=True,
             preexec_fn=process.die_with_parent,
         )

@@ -9,6 +9,7 @@ anything is submitted, to be edited and given to ``sbatch`` by hand where a site
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -33,6 +34,8 @@ srun --kill-on-bad-exit=0 {command}
 """
 
 
+SBATCH_OPTION = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(=[^\s\x00-\x1f\x7f]+)?")  # one #SBATCH option
+
 # The image's way (as `make bench-cpu` runs it): host network, so that the nodes meet; the results folder mounted;
 # the files written as the submitting user; the variables bench.cluster reads passed through from each task; the
 # host's RAPL counters where it has them (bench.trackers.energy), as the Makefile mounts them.
@@ -55,6 +58,14 @@ def render(run_args: list[str], nodes: int = 1, tasks_per_node: int = 1, sbatch:
     tasks = nodes * tasks_per_node
     if nodes < 1 or tasks_per_node < 1:
         raise ValueError("bench slurm: --nodes and --ntasks-per-node must be at least 1")
+    cluster.plain_text([*run_args, *(docker_flags or []), image or "", docker, str(workdir or "")], "bench slurm")
+    for opt in sbatch or []:
+        if not SBATCH_OPTION.fullmatch(opt):
+            raise ValueError(f"bench slurm: --sbatch {opt[:80]!r} should be one option, --name or --name=value, "
+                             "without spaces or control characters (give each option its own --sbatch)")  # fmt: skip
+    if not re.fullmatch(r"[^\s\x00-\x1f\x7f]+", log):  # an #SBATCH line is not shell: nothing can quote it
+        raise ValueError(f"bench slurm: the job log {log[:80]!r} (in --results-dir) cannot hold spaces or control "
+                         "characters: give --results-dir a folder without them")  # fmt: skip
     run_args = cluster.spanning(run_args, tasks)
     extra, setup = "".join(f"#SBATCH {opt}\n" for opt in sbatch or []), ""
     if image:

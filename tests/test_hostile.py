@@ -1,0 +1,81 @@
+"""Hostile input at the command line: every case one clear `bench: error:` line naming the fix, nothing written
+where it must not be, and no gate switched off by accident."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import cli, k8s, records, slurm
+
+RUN = ["run", "--suite", "smoke", "--dry-run"]
+NEWLINE = "/x\n---\nkind: ClusterRoleBinding\n---\n#"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([*RUN, "--run-id", "../escape"], "a run id is one folder name"),
+        ([*RUN, "--run-id", "/abs/path"], "a run id is one folder name"),
+        ([*RUN, "--run-id", ".."], "neither '.' nor '..'"),
+        ([*RUN, "--run-id", "reference"], "nor reference, report, micro"),
+        ([*RUN, "--run-id", "report"], "nor reference, report, micro"),
+        ([*RUN, "--run-id", "x" * 101], "(at most 100)"),
+        (["slurm", "--print", "--sbatch=--gpus=1\ntouch X", "--", "--suite", "smoke"], "should be one option"),
+        (["slurm", "--print", "--sbatch=--gpus=1 --wrap=x", "--", "--suite", "smoke"], "should be one option"),
+        (["slurm", "--print", "--", "--suite", "smoke", "--results-dir", "/tmp/a b"], "cannot hold spaces"),
+        (["slurm", "--print", "--", "--suite", "smoke", "--data-dir", NEWLINE], "holds a control character"),
+        (["slurm", "--print", "--", "--suite", "smoke", "--run-id", "../x"], "a run id is one folder name"),
+        (["k8s", "--", "--suite", "smoke", "--data-dir", NEWLINE], "holds a control character"),
+        (["k8s", "--name", "../../etc/x", "--", "--suite", "smoke"], "RFC 1123"),
+        (["k8s", "--name", "Bench", "--", "--suite", "smoke"], "RFC 1123"),
+        (["k8s", "--nodes", "0", "--", "--suite", "smoke"], "must be at least 1"),
+        (["k8s", "--gpus-per-node", "-1", "--", "--suite", "smoke"], "must be at least 1"),
+        (["k8s", "--results-claim", "a/b", "--", "--suite", "smoke"], "PersistentVolumeClaim"),
+        (["k8s", "--name", "job", "--", "--suite", "smoke", "--run-id", "other"], "give --name other"),
+    ],
+)
+def test_bad_names_and_values_are_one_line_that_names_the_fix(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ") and err.count("\n") == 1 and message in err, err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-10%", "0", "0%", "100%", "1", "150", "ten"])
+def test_the_slowdown_gate_cannot_be_switched_off_by_accident(value, capsys):
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["compare", "a", "b", f"--fail-slower={value}"])
+    assert "a slowdown between 0% and 100%" in capsys.readouterr().err
+    assert cli.parser().parse_args(["compare", "a", "b", "--fail-slower", "10%"]).fail_slower == pytest.approx(0.1)
+    assert cli.parser().parse_args(["compare", "a", "b", "--fail-slower", "0.1"]).fail_slower == pytest.approx(0.1)
+
+
+def test_a_default_run_id_holds_only_what_a_run_id_may():
+    assert records.default_run_id("smoke", "h\udcff|x/../y") == "smoke-h--x-..-y"
+    assert records.check_run_id(records.default_run_id("s", "n" * 300)) == "s-" + "n" * 98
+
+
+def test_a_results_folder_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    args = ["run", "--suite", "smoke", "--workload", "torch-convnet", "--precision", "fp16-mixed"]
+    assert cli.main([*args, "--results-dir", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench: error: {tmp_path / 'file'}") and err.count("\n") == 1, err
+
+
+def test_a_closing_report_that_fails_leaves_the_runs_status(tmp_path, capsys):
+    results = tmp_path / "results"
+    (results / "report").mkdir(parents=True)
+    (results / "report" / "REPORT.md").mkdir()  # the report cannot be written there
+    args = ["run", "--suite", "smoke", "--workload", "torch-convnet", "--precision", "fp16-mixed", "--mode", "eager"]
+    assert cli.main([*args, "--input", "loader", "--results-dir", str(results)]) == 0  # every cell unsupported here
+    assert "the closing report failed" in capsys.readouterr().err
+    assert [r["status"] for r in records.read(next(results.glob("*/records.jsonl")))] == ["unsupported"]
+
+
+def test_job_files_quote_what_they_are_given():
+    script = slurm.render(["--suite", "smoke", "--data-dir", "/data/my mnist;rm -rf ~"], sbatch=["--gpus=1"])
+    assert "'/data/my mnist;rm -rf ~'" in script and "#SBATCH --gpus=1\n" in script
+    job = k8s.trainjob("job", "bench:cuda", ["--suite", "smoke", "--run-id", "job"])
+    assert job["spec"]["trainer"]["command"].count("--run-id") == 1
