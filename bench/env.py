@@ -63,7 +63,8 @@ def lock_differences(versions: dict[str, str | None]) -> dict[str, str]:
 
 def host() -> str:
     """This machine's name in records (BENCH_HOST names it where the hostname does not, e.g. in a container)."""
-    return os.environ.get("BENCH_HOST") or socket.gethostname()
+    name = os.environ.get("BENCH_HOST") or socket.gethostname()
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # bytes no UTF-8 decodes: U+FFFD
 
 
 def collect(backend, allocator_name: str | None = None) -> dict:

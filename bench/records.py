@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def warn(message: str) -> None:
 
 def repair(path: Path) -> None:
     """Cut a torn last line (left by a killed writer) so that the next append starts on a fresh line."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ValueError(f"{path} is a link or not a file: a run's records are a file of its own; move it away")
     if not path.exists() or path.stat().st_size == 0:
         return
     data = path.read_bytes()
@@ -99,7 +102,7 @@ def append(path: Path, record: dict) -> None:
     check(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never through a link
     try:
         written = os.write(fd, data)
         if written != len(data):
@@ -114,24 +117,63 @@ def read(path: Path) -> list[dict]:
     return [record for _, record in numbered(path)]
 
 
+MAX_LINE = 1 << 20  # a record is a few kB: a line of more than 1 MiB is not one
+MAX_FILE = 1 << 30  # what one records.jsonl may hold (a million records of 1 kB)
+
+
 def numbered(path: Path) -> list[tuple[int, dict]]:
-    """(line number, record) of one file; torn or corrupt lines, and lines that are not an object, are skipped with
-    a warning that names them."""
-    out = []
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, 1):
+    """(line number, record) of one file, read as a stream; torn or corrupt lines, lines that are not an object and
+    lines over ``MAX_LINE`` are skipped with a warning that names them, and reading stops at ``MAX_FILE``. Only a
+    regular file is read (not a link, a FIFO or a device). Text comes back valid: a lone surrogate (a JSON escape no
+    UTF-8 text holds) becomes U+FFFD."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        warn(f"{path}: skipping: {e.strerror} (a link is not followed)")
+        return []
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        warn(f"{path}: skipping: not a regular file")
+        return []
+    out, size = [], 0
+    with open(fd, "rb") as f:
+        for number, line in enumerate(iter(lambda: f.readline(MAX_LINE + 1), b""), 1):
+            size += len(line)
+            if size > MAX_FILE:
+                warn(f"{path}:{number}: stopping: a records file over {MAX_FILE >> 30} GiB")
+                break
+            if len(line) > MAX_LINE:
+                while line and not line.endswith(b"\n"):  # the rest of the line
+                    line = f.readline(MAX_LINE)
+                    size += len(line)
+                warn(f"{path}:{number}: skipping a line over {MAX_LINE >> 20} MiB")
+                continue
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            except (ValueError, RecursionError):  # torn, not JSON, not UTF-8, an integer of over 4,300 digits
                 warn(f"{path}:{number}: skipping a torn or corrupt line")
                 continue
             if isinstance(record, dict):
-                out.append((number, record))
+                out.append((number, valid_text(record)))
             else:
                 warn(f"{path}:{number}: skipping a line that is not a JSON object")
     return out
+
+
+def valid_text(value: object) -> object:
+    """``value`` with every string (and key) valid Unicode: lone surrogates become U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [valid_text(v) for v in value]
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def located(path: Path) -> list[dict]:

@@ -116,7 +116,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
     log = cell_dir / "log.txt"
     run = {"started_at": _started()}
     t0 = time.perf_counter()
-    env = {k: v for k, v in {**launch.worker_env(os.environ), **alloc_env}.items() if k != contention.ROOT_VAR}
+    child_env = {k: v for k, v in {**launch.worker_env(os.environ), **alloc_env}.items() if k != contention.ROOT_VAR}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.worker", str(cell_dir / "cell.json")],
@@ -124,7 +124,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             # what acts at process start; the rest is in cell.json. The worker is the root of its cell's processes.
-            env=process.same_code(env),
+            env=process.same_code(child_env),
             start_new_session=True,
             preexec_fn=process.die_with_parent,
         )
@@ -274,7 +274,8 @@ def plan(
     """The sweep's plan, read without writing anything (``bench run --dry-run`` shows it)."""
     path = Path(results_dir) / run_id / "records.jsonl"
     recorded = {}
-    for r in records.read(path) if path.exists() else []:
+    readable, _ = schema.usable(records.located(path)) if path.exists() else ([], [])  # the others: warned, left out
+    for r in readable:
         r = schema.upgrade(r)  # a run started by an older version resumes too
         recorded[(r["cell"] or {}).get("fingerprint")] = r  # the newest record of a cell is the one that stands
     cell_of = {c.fingerprint: c for c in cells}

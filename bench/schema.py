@@ -30,12 +30,21 @@ TOP = ("schema_version", "status", "reason")
 # Sections whose fields are unique across the record: ``flat`` lifts them to the top for tables and tests.
 FLAT_SECTIONS = ("cell", "run", "outcome", "timing", "accuracy", "memory", "compile")
 
-NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# Bounds of what a measurement can be. Counts and bytes fit a signed 64-bit integer (what numpy, pandas and every
+# report tool hold); a measured number is finite and below 1e15 (seconds: 30 million years; samples per second: a
+# million times the fastest cluster's): beyond, it is not a measurement.
+MAX_INT = 2**63 - 1
+MAX_NUMBER = 1e15
+# Free text (a host, a device, a reason, a package's version) is at most this long anywhere in a record: the report
+# sets every value in a table, and a megabyte host would make every row a megabyte wide.
+MAX_TEXT = 10_000
+NonNeg = Annotated[float, Field(ge=0, le=MAX_NUMBER, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, le=MAX_NUMBER, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0)]
-AtLeastOne = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+AtLeastOne = Annotated[int, Field(ge=1, le=MAX_INT)]
+Setting = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a setting as it ran (a learning rate): no measurement
 
 
 def _inside(path: str) -> str:
@@ -51,6 +60,34 @@ RelativePath = Annotated[str, Field(max_length=1000), AfterValidator(_inside)]
 
 class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: object) -> object:
+        """Every value of the section, those of fields no model names included: text within MAX_TEXT, integers
+        within 64 bits (a float is whatever its field allows: a diverged loss may be huge, infinite or NaN)."""
+        if isinstance(data, dict):
+            for path, value in _leaves(data):
+                if isinstance(value, str) and len(value) > MAX_TEXT:
+                    raise ValueError(f"{path}: text of {len(value):,} characters; at most {MAX_TEXT:,}")
+                if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+                    raise ValueError(f"{path}: an integer beyond 64 bits")
+        return data
+
+
+def _leaves(value: object, path: str = "", depth: int = 0):
+    """(path, value) of every string, number and key below ``value``."""
+    if depth > 20:
+        raise ValueError(f"{path}: nested deeper than any record")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield f"{path}.{k}".lstrip("."), k
+            yield from _leaves(v, f"{path}.{k}".lstrip("."), depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{path}[{i}]", depth + 1)
+    else:
+        yield path, value
 
 
 class WithStatus(Section):
@@ -148,8 +185,8 @@ class Weights(Section):
 
 class Outcome(Section):
     precision_effective: str | None = None
-    lr_found: NonNeg | None = None
-    lr_used: NonNeg | None = None
+    lr_found: Setting | None = None
+    lr_used: Setting | None = None
     weights: Weights | None = None
     artifacts: list[RelativePath] | None = None
     full_network_phase: str | None = None
@@ -391,6 +428,8 @@ def problems(record: object) -> list[str]:
         return [f"status: {_show(record.get('status'))}; valid: {', '.join(STATUSES)}"]
     if not isinstance(record.get("reason"), str | None):
         return [f"reason: {_show(record.get('reason'))} should be text or null"]
+    if len(record.get("reason") or "") > MAX_TEXT:
+        return [f"reason: text of {len(record['reason']):,} characters; at most {MAX_TEXT:,}"]
     if version != SCHEMA_VERSION and not isinstance(record.get("cell"), dict):
         bad = [k for k in TOP_LEVEL_DICTS_V2 if not isinstance(record.get(k), dict | None)]
         if bad:
@@ -411,6 +450,8 @@ def problems(record: object) -> list[str]:
 def admit(record: dict) -> dict:
     """The record as the runner appends it: itself when it passes, else the same record ``failed``, its reason naming
     what failed, and the sections that failed emptied (the cell's folder keeps what the worker wrote)."""
+    if len(record.get("reason") or "") > MAX_TEXT:  # a log's tail, a framework's message: the start says what
+        record = {**record, "reason": record["reason"][: MAX_TEXT - 1] + "…"}
     found = problems(record)
     if not found:
         return record

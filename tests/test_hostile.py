@@ -3,9 +3,16 @@ where it must not be, and no gate switched off by accident."""
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
+
 import pytest
 
-from bench import cli, k8s, records, slurm
+from bench import cli, estimate, k8s, records, report, runner, slurm
+from bench.report import compare
+from bench.suite import expand, validate
+from tests.test_schema import valid
 
 RUN = ["run", "--suite", "smoke", "--dry-run"]
 NEWLINE = "/x\n---\nkind: ClusterRoleBinding\n---\n#"
@@ -66,8 +73,8 @@ def test_a_results_folder_that_is_a_file_is_one_line(tmp_path, capsys):
 
 def test_a_closing_report_that_fails_leaves_the_runs_status(tmp_path, capsys):
     results = tmp_path / "results"
-    (results / "report").mkdir(parents=True)
-    (results / "report" / "REPORT.md").mkdir()  # the report cannot be written there
+    results.mkdir()
+    (results / "report").write_text("")  # the report cannot be written there
     args = ["run", "--suite", "smoke", "--workload", "torch-convnet", "--precision", "fp16-mixed", "--mode", "eager"]
     assert cli.main([*args, "--input", "loader", "--results-dir", str(results)]) == 0  # every cell unsupported here
     assert "the closing report failed" in capsys.readouterr().err
@@ -79,3 +86,35 @@ def test_job_files_quote_what_they_are_given():
     assert "'/data/my mnist;rm -rf ~'" in script and "#SBATCH --gpus=1\n" in script
     job = k8s.trainjob("job", "bench:cuda", ["--suite", "smoke", "--run-id", "job"])
     assert job["spec"]["trainer"]["command"].count("--run-id") == 1
+
+
+CORPUS = sorted((Path(__file__).parent / "hostile").glob("*.json"))
+RISKY = ("=", "+", "-", "@", "\t", "\r")
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=lambda p: p.stem)
+def test_a_hostile_record_never_stops_a_reader(case, tmp_path, capsys):
+    """tests/hostile/<case>.json: a line of records.jsonl beside a good record, why it is there, and whether it is
+    kept or left out. The report, compare, resume's plan and the ETA read the folder; none stops, and no output
+    carries markup, a heading or a formula out of its cell."""
+    spec = json.loads(case.read_text())
+    results = tmp_path / "results"
+    path = results / "r" / "records.jsonl"
+    path.parent.mkdir(parents=True)
+    good = valid(**{"cell.fingerprint": "fedcba9876543210", "cell.repeat": 1})
+    path.write_text(json.dumps(good) + "\n" + spec["line"] + "\n")
+
+    md = report.write(results).read_text()
+    kept = 2 if spec["expect"] == "kept" else 1
+    assert f"{kept} records from" in md, spec["why"]
+    assert ("## Records left out" in md) == (spec["expect"] == "left out")  # "unreadable": not a record at all
+    text = [line for line in md.splitlines() if not line.startswith("    ")]  # an indented block shows markup as is
+    assert not [line for line in text if line.startswith("## Injected") or "<script>" in line or "<img" in line]
+    assert "\udc80" not in md
+    with open(results / "report" / "summary.csv", newline="") as f:
+        assert not [v for row in csv.reader(f) for v in row if v.startswith(RISKY)]
+    compare.compare(results, results)
+    cells = expand("t", validate("t", {"backend": "cpu", "workloads": ["torch-convnet"]}))
+    runner.plan(cells, results, "r")  # resume reads the run's own records
+    estimate.history(results, "box")  # the ETA reads every run's
+    assert f"{path}:2" in capsys.readouterr().err or kept == 2  # a line left out is named by file:line

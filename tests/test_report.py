@@ -88,7 +88,7 @@ def test_report_files(tmp_path):
     assert "unsupported" in md and "no honest fp16 on CPU" in md and "timeout" in md
     assert "1,000 (900–1,200)" in md
     assert "Framework overhead" in md
-    assert "| box    | Test CPU |" in md  # the environment table
+    assert "| box | Test CPU |" in md  # the environment table
     html = (out.parent / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4  # self-contained: 2 plots per workload
     csv = pd.read_csv(out.parent / "summary.csv")
@@ -210,7 +210,7 @@ def test_the_committed_h100_reference_of_schema_2_still_renders(tmp_path):
 
     shutil.copytree(ROOT / "results" / "reference" / "nvidia-h100", tmp_path / "h100")
     md = report.write(tmp_path / "h100", baseline="cuda/fp32").read_text()
-    assert "| fastai-resnet18   | NVIDIA H100 80GB HBM3 @vm" in md and "## lightning-convnet" in md
+    assert "| fastai-resnet18 | NVIDIA H100 80GB HBM3 @vm" in md and "## lightning-convnet" in md
     assert "unfrozen " in md  # schema 2 fastai phases, mapped onto schema 3
 
 

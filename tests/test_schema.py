@@ -23,7 +23,11 @@ HOSTILE_TEXT = [
     "<img src=x onerror=alert(1)>",
     "$\\frac{",
     "|",
-    "x" * 100_000,
+    "a|b\n## Injected heading\n| a | b |",
+    '=HYPERLINK("http://x")',
+    "\x00\x1b[31m\r",
+    "\udc80",  # a lone surrogate: JSON can hold it, UTF-8 cannot (read as U+FFFD)
+    "x" * schema.MAX_TEXT,
 ]
 
 
@@ -161,6 +165,7 @@ def test_the_committed_reference_keeps_its_fingerprints():
 text = st.one_of(st.text(max_size=20), st.sampled_from(HOSTILE_TEXT))
 hostile_value = st.one_of(
     text,
+    st.just("x" * (schema.MAX_TEXT + 1)),
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.booleans(),

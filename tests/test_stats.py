@@ -121,7 +121,7 @@ def test_compare_names_significant_differences_and_gates(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "Compared: precision fp32 (A) against bf16-mixed (B)." in printed.out
     table = (out / "compare.md").read_text()
-    assert "| torch-convnet     | 1,000 (3)" in table and "SLOWER by more than 10%" in table
+    assert "| torch-convnet | 1,000 (3)" in table and "SLOWER by more than 10%" in table
     assert "lightning-convnet" in table and "not significant" in table  # equal speed: not flagged
     assert "torch-convnet: 0.40x" in printed.err and (out / "compare.html").is_file()
     assert cli.main([*args, "--a", "precision=fp32", "--b", "precision=bf16-mixed", "--fail-slower", "70%"]) == 0
@@ -134,7 +134,7 @@ def test_compare_across_two_hosts_matches_cells_and_escapes_html(tmp_path, capsy
     write(tmp_path / "a" / "records.jsonl", [rec(tput=t, repeat=i) for i, t in enumerate([1000.0, 1010.0, 990.0])])
     write(tmp_path / "b" / "records.jsonl", [rec(tput=t, repeat=i, env=env) for i, t in enumerate([1100.0, 1111.0])])
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
-    assert "host box (A) against <b>evil</b> (B)" in capsys.readouterr().out
+    assert "host box (A) against &lt;b&gt;evil&lt;/b&gt; (B)" in capsys.readouterr().out  # compare.md, escaped
     page = (tmp_path / "b" / "compare" / "compare.html").read_text()
     assert "&lt;b&gt;evil&lt;/b&gt;" in page and "<b>evil" not in page and "too few repeats" in page
 

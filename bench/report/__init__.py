@@ -72,9 +72,15 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
     recs, left_out, superseded = records.load(results_dir, strict)
     df = aggregate.frame(recs)
     s = aggregate.summarise(df, baseline, include_busy)
-    out = Path(results_dir) / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    csv_frame(s).to_csv(out / "summary.csv", index=False)
+    with render.staged(Path(results_dir) / "report") as staging:
+        _write(staging, df, s, left_out, superseded, baseline, results_dir)
+    return Path(results_dir) / "report" / "REPORT.md"
+
+
+def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], superseded: list[str], baseline: str,
+           results_dir: Path) -> None:  # fmt: skip
+    """The report's files, into ``out``."""
+    render.csv_safe(csv_frame(s)).to_csv(out / "summary.csv", index=False)
     md = [
         "# Benchmark report",
         "",
@@ -87,7 +93,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
         "",
         PROFILE_NOTE,
         "",
-        render.overview(s, out, render.md_link).to_markdown(index=False),
+        render.markdown(render.overview(s, out, render.md_link), raw=("files",)),
         "",
     ]
     body = [
@@ -99,7 +105,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
         body.insert(1, f"<p>{html.escape(COST_NOTE)}</p>")
     peak = verdicts.fastest(s)
     if len(peak):
-        md += ["## What the hardware can do", "", FASTEST_NOTE, "", peak.to_markdown(index=False), ""]
+        md += ["## What the hardware can do", "", FASTEST_NOTE, "", render.markdown(peak), ""]
         body += [
             f"<h2>What the hardware can do</h2><p>{html.escape(FASTEST_NOTE)}</p>",
             peak.to_html(index=False, border=0),
@@ -112,9 +118,9 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
         md += [
             f"## {workload}",
             "",
-            f"Speedup baseline: {base}.",
+            f"Speedup baseline: {render.md_text(base)}.",
             "",
-            table.to_markdown(index=False),
+            render.markdown(table),
             "",
             f"![accuracy]({workload}-accuracy.png)",
             "",
@@ -130,7 +136,8 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
         if arts := render.artifacts(g, out):
             md += ["Files saved by each cell (first repeat): plots, the profile's trace (Perfetto, TensorBoard):", ""]
             md += [
-                f"- {label}: " + " · ".join(render.md_link(a, render.name(a)) for a in paths) for label, paths in arts
+                f"- {render.md_text(label)}: " + " · ".join(render.md_link(a, render.name(a)) for a in paths)
+                for label, paths in arts
             ]
             md += [""]
             items = "".join(
@@ -149,7 +156,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
             "framework samples/s ÷ loader-only samples/s (one pass of the training loader with no model): the "
             "fraction of each step spent loading when the loader runs in the training process (num_workers = 0).",
             "",
-            ov.to_markdown(index=False),
+            render.markdown(ov),
             "",
         ]
         body += ["<h2>Framework overhead against the plain-PyTorch loop</h2>", ov.to_html(index=False, border=0)]
@@ -171,7 +178,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
             "reference's. TFLOP/s counts the matmuls and convolutions of one training step "
             "(torch.utils.flop_counter); utilisation is against the device's dense peak where known.",
             "",
-            dec.to_markdown(index=False),
+            render.markdown(dec),
             "",
         ]
         body += [
@@ -180,7 +187,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
             dec.to_html(index=False, border=0),
         ]
     envs = render.environments(df)
-    md += ["## Environments", "", envs.to_markdown(index=False), ""]
+    md += ["## Environments", "", render.markdown(envs), ""]
     body += ["<h2>Environments</h2>", envs.to_html(index=False, border=0)]
     if left_out:
         left_md, left_html = render.left_out(left_out, LEFT_OUT_NOTE)
@@ -199,4 +206,3 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
         f"<!doctype html><html><head><meta charset='utf-8'><title>Benchmark report"
         f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
     )
-    return out / "REPORT.md"

@@ -38,9 +38,9 @@ class Result:
     left_out: list[str] = dataclasses.field(default_factory=list)  # records that failed their schema (bench.schema)
 
     def markdown(self) -> str:
-        body = self.table.to_markdown(index=False) if len(self.table) else "(no matched cells)"
+        body = render.markdown(self.table) if len(self.table) else "(no matched cells)"
         left = ["", *render.left_out(self.left_out)[0]] if self.left_out else [""]
-        return "\n".join(["# Comparison", "", *self.header, "", body, *left])
+        return "\n".join(["# Comparison", "", *map(render.md_text, self.header), "", body, *left])
 
     def html(self) -> str:
         head = "".join(f"<p>{html.escape(line)}</p>" for line in self.header)
@@ -219,9 +219,9 @@ def finish(result: Result, out: Path | None) -> int:
     """Print the table, write compare.md and compare.html into ``out``, and return the exit status."""
     print(result.markdown())
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.md").write_text(result.markdown())
-        (out / "compare.html").write_text(result.html())
+        with render.staged(out) as staging:
+            (staging / "compare.md").write_text(result.markdown())
+            (staging / "compare.html").write_text(result.html())
         print(f"written: {out / 'compare.md'}, {out / 'compare.html'}")
     if result.regressions:
         print(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -130,6 +136,58 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
     )
 
 
+_MARKDOWN = re.compile(r"([\\`|\[\]])")  # what would end a cell, start code or a link, or escape the next
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def md_text(value: object) -> str:
+    """A value as Markdown that stays in its table cell and shows as written: markup escaped as HTML, ``|``, backticks,
+    brackets and backslashes escaped, line breaks and other control characters a space. Floats as tabulate shows
+    them (``g``)."""
+    if value is None:
+        return ""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return _MARKDOWN.sub(r"\\\1", html.escape(_CONTROL.sub(" ", text), quote=False))
+
+
+def markdown(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
+    """``t`` as a Markdown pipe table: every value through ``md_text`` but the ``raw`` columns' (links that
+    ``md_link`` built). Rows are not padded to the widest value: the table grows with its values, not their product."""
+    lines = ["| " + " | ".join(map(str, t.columns)) + " |", "|" + "---|" * len(t.columns)]  # the report's own names
+    for row in t.itertuples(index=False):
+        cells = (str(v) if c in raw else md_text(v) for c, v in zip(t.columns, row))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def csv_safe(t: pd.DataFrame) -> pd.DataFrame:
+    """``t`` with every text value that a spreadsheet would run as a formula (starting with =, +, -, @, tab or CR)
+    prefixed with ', as OWASP's CSV-injection guidance says; numbers stay numbers."""
+    risky = ("=", "+", "-", "@", "\t", "\r")
+    return t.apply(lambda column: column.map(lambda v: f"'{v}" if isinstance(v, str) and v.startswith(risky) else v))
+
+
+@contextlib.contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A folder to write ``out``'s files into, put in place of ``out`` whole when the block ends without an error:
+    a reader never sees half a report, and a report that fails leaves the last one."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ValueError(f"{out} is not a folder: move it away to write the report there")
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        tmp.chmod(0o755)
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.with_name(f"{tmp.name}.old")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def html_table(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
     """``t`` as HTML with every value escaped, but for the ``raw`` columns, which hold links built (and escaped) by
     ``html_link`` from paths inside the results folder."""
@@ -144,7 +202,7 @@ def html_table(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
 def left_out(lines: list[str], note: str = "", heading: str = "Records left out") -> tuple[list[str], str]:
     """Records left out (failing their schema, bench.schema; or superseded), under their own heading: markdown
     lines (an indented block, which nothing in a line can end) and HTML (escaped, in a <pre>)."""
-    md = [f"## {heading}", "", *([note, ""] if note else []), *(f"    {line}" for line in lines), ""]
+    md = [f"## {heading}", "", *([note, ""] if note else []), *(f"    {_CONTROL.sub(' ', line)}" for line in lines), ""]
     text = "\n".join(html.escape(line) for line in lines)
     return md, f"<h2>{heading}</h2>{f'<p>{html.escape(note)}</p>' if note else ''}<pre>{text}</pre>"
 
@@ -155,7 +213,7 @@ def name(path: str) -> str:
 
 
 def md_link(path: str, text: str) -> str:
-    return f"[{text}]({path})"
+    return f"[{md_text(text)}]({quote(path)})"
 
 
 def html_link(path: str, text: str) -> str:
