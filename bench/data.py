@@ -14,6 +14,7 @@ import shutil
 import struct
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: corrupt inside (a flipped bit), not truncated
         raise DataError(f"{path}: not a readable gzip file ({e}); delete it and run `bench data` again") from e
     if len(raw) < 8:
         raise DataError(f"{path}: truncated (only {len(raw)} bytes); delete it and run `bench data` again")

@@ -50,7 +50,12 @@ def load(name_or_path: str) -> tuple[str, dict]:
     elif path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise SuiteError(f"suite file {path} not found")
-        text, name = path.read_text(), path.stem
+        try:
+            text, name = path.read_text(encoding="utf-8"), path.stem
+        except UnicodeDecodeError as e:
+            raise SuiteError(
+                f"suite file {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8"
+            ) from e
     else:
         raise UnknownName(f"unknown suite {name_or_path!r}; valid: {', '.join(suite_names())}, or a .toml path")
     try:

@@ -4,6 +4,7 @@ where it must not be, and no gate switched off by accident."""
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -118,3 +119,19 @@ def test_a_hostile_record_never_stops_a_reader(case, tmp_path, capsys):
     runner.plan(cells, results, "r")  # resume reads the run's own records
     estimate.history(results, "box")  # the ETA reads every run's
     assert f"{path}:2" in capsys.readouterr().err or kept == 2  # a line left out is named by file:line
+
+
+def test_a_suite_file_that_is_not_utf8_and_a_corrupt_gzip_are_one_line(tmp_path, capsys, monkeypatch):
+    suite = tmp_path / "s.toml"
+    suite.write_bytes(b'workloads = ["torch-convnet"]\ndescription = "\xff"\n')
+    assert cli.main(["run", "--suite", str(suite), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: suite file") and "save it as UTF-8" in err and err.count("\n") == 1, err
+
+    from bench import data
+
+    good = gzip.compress(b"\x00\x00\x08\x01" + (4).to_bytes(4, "big") + b"abcd")
+    bad = tmp_path / "labels.gz"
+    bad.write_bytes(good[:12] + bytes([good[12] ^ 0xFF]) + good[13:])  # a flipped bit inside, not truncated
+    with pytest.raises(data.DataError, match="not a readable gzip file"):
+        data.read_idx(bad)
