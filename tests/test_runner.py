@@ -224,28 +224,19 @@ def test_missing_data_is_one_clear_error(tmp_path, env):
     assert "Traceback" not in out.stderr
 
 
-def test_nan_loss_is_recorded_as_diverged(tmp_path, env):
-    results = tmp_path / "results"
-    suite = suite_file(tmp_path, extra="lr = 1e30\n")  # Adadelta with this step size overflows at once
-    args = ["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r", "--no-report"]
-    out = bench_cli(args, env, timeout=600)
-    assert out.returncode == 1, out.stdout + out.stderr
-    recs = run_records(results)
-    assert [r["status"] for r in recs] == ["diverged", "diverged"]
-    assert all("train loss nan" in r["reason"] and r["lr"] == 1e30 for r in recs)
-
-
-def test_the_worker_runs_the_harness_of_bench_run_whatever_folder_it_starts_in(tmp_path, env):
-    """A folder that holds a package named bench (a checkout of another version, a hostile one) changes nothing."""
+def test_nan_loss_is_recorded_as_diverged_by_the_harness_of_bench_run_whatever_folder_it_starts_in(tmp_path, env):
+    # A folder that holds a package named bench (a checkout of another version, a hostile one) changes nothing: the
+    # workers run the harness that `bench run` runs.
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "__init__.py").write_text("")
     (tmp_path / "bench" / "worker.py").write_text("open('hijacked', 'w').close()\nraise SystemExit(3)\n")
-    suite = suite_file(tmp_path, workloads=("torch-convnet",))
-    suite.write_text(suite.read_text().replace("= 640", "= 64").replace("profile_steps = 4", "profile_steps = 0"))
     results = tmp_path / "results"
+    suite = suite_file(tmp_path, extra="lr = 1e30\n")  # Adadelta with this step size overflows at once
     # -P: `bench run` itself from the installed harness, as the `bench` command runs it
     cmd = [sys.executable, "-P", "-m", "bench", "run", "--suite", str(suite), "--results-dir", str(results)]
-    out = subprocess.run([*cmd, "--no-report"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+    out = subprocess.run([*cmd, "--no-report"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stdout + out.stderr
     assert not (tmp_path / "hijacked").exists()
-    assert [r["status"] for r in run_records(results)] == ["ok"]
+    recs = run_records(results)
+    assert [r["status"] for r in recs] == ["diverged", "diverged"]
+    assert all("train loss nan" in r["reason"] and r["lr"] == 1e30 for r in recs)
