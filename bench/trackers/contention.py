@@ -101,15 +101,21 @@ class Usage:
 
     @property
     def others_pct(self) -> float:
-        return 100 * self.others / self.total if self.total else 0.0
+        return share(self.others, self.total)
 
     @property
     def steal_pct(self) -> float:
-        return 100 * self.steal / self.total if self.total else 0.0
+        return share(self.steal, self.total)
 
     @property
     def resolution_pct(self) -> float:
         return 100 * self.resolution / self.total if self.total else 100.0
+
+
+def share(part: float, total: float) -> float:
+    """``part`` as a percentage of ``total`` core-seconds, within [0, 100]: the counters are read one after another,
+    so a share of all the cores can come out a hair above 100 (100.00000000053)."""
+    return min(100.0, max(0.0, 100 * part / total)) if total else 0.0
 
 
 def usage(a: Snapshot, b: Snapshot, root: int) -> Usage:
@@ -218,7 +224,7 @@ class Contention(Tracker):
         if not self.total:
             return {"status": "not measured", "reason": "the steady segments were shorter than a CPU clock tick",
                     "busy": None}  # fmt: skip
-        others, steal = 100 * self.others / self.total, 100 * self.steal / self.total
+        others, steal = share(self.others, self.total), share(self.steal, self.total)
         gpu = self.gpu.section() if self.gpu is not None else None
         resolution = min(100.0, 100 * self.resolution / self.total)
         why = verdict(others, steal, (gpu or {}).get("other_processes") or 0, len(self.cores), resolution)
@@ -230,10 +236,10 @@ class Contention(Tracker):
             "other_cpu_pct_max": max(self.per_segment),
             "resolution_pct": resolution,
             "steal_pct": steal,
-            "cell_cpu_pct": 100 * self.cell_cpu / self.total,
+            "cell_cpu_pct": share(self.cell_cpu, self.total),
             "load_avg_max": self.load,
             "top_others": [
-                {"pid": pid, "name": name[:64], "cpu_pct": 100 * s / self.total}
+                {"pid": pid, "name": name[:64], "cpu_pct": share(s, self.total)}
                 for (pid, name), s in sorted(self.top.items(), key=lambda kv: -kv[1])[:TOP]
             ],
             "gpu": gpu,
