@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from bench.spec.settings import CELL_FIELDS, LIMITS, SETTINGS, SPLIT_SIZES, Range
+from bench.spec.settings import CELL_FIELDS, SETTINGS
 
 SCHEMA_VERSION = 3  # 3: typed sections, one per tracker; 2: flat fields (still read, see upgrade)
 READABLE = (1, 2, 3)  # 1 had a subset of 2's flat fields
@@ -126,14 +126,13 @@ class _Where(Section):
 
 
 def _setting(key: str) -> object:
-    """The type of setting ``key`` in a record, as the settings table declares it: its kinds, range (a limit: within
-    its split) and valid names."""
+    """The type of setting ``key`` in a record, as the settings table declares it: its kinds, range and valid
+    names."""
     s = SETTINGS[key]
     kinds = s.kind if isinstance(s.kind, tuple) else (s.kind,)
-    valid = Range(1, SPLIT_SIZES[LIMITS[key]]) if key in LIMITS else s.range
-    bounds = {} if valid is None else {"gt" if valid.open_low else "ge": valid.low}
-    if valid is not None and valid.high is not None:
-        bounds["le"] = valid.high
+    bounds = {} if s.range is None else {"gt" if s.range.open_low else "ge": s.range.low}
+    if s.range is not None and s.range.high is not None:
+        bounds["le"] = s.range.high
     alternatives: list[object] = []
     if float in kinds:
         alternatives.append(Annotated[float, Field(allow_inf_nan=False, **bounds)])

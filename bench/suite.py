@@ -23,11 +23,8 @@ from bench.spec.settings import (
     AUTO_FIRST,
     AUTO_MAX,
     CELL_FIELDS,
-    LIMITS,
     PER_WORKLOAD,
     SETTINGS,
-    SPLIT_SIZES,
-    Range,
 )
 
 
@@ -89,9 +86,6 @@ def _check(where: str, key: str, value: object) -> None:
     if key == "repeats" and isinstance(value, str):
         repeats_plan(value, where)
         return
-    if key in LIMITS and value is not None:
-        split = LIMITS[key]
-        valid = Range(1, SPLIT_SIZES[split], why=f"the {split} split's images to use (unset: all of them)")
     if valid is not None and isinstance(value, int | float) and value not in valid:
         kind = "an integer" if typ is int else "a number"
         why = f": {valid.why}" if valid.why else ""

@@ -95,7 +95,8 @@ SEED = Range(0, 2**31 - 1, why="numpy's seeds stop at 2**32 - 1, and a cell's se
 LR_FIND = Range(10, why="the finder suggests from the steps between its first tenth and its last five")
 # The splits' sizes bound the limits: more than a split holds would train on less than the record says.
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}
-LIMITS = {"limit_train": "train", "limit_test": "test"}
+LIMITS = {split: Range(1, size, why=f"the {split} split's images to use (unset: all of them)")
+          for split, size in SPLIT_SIZES.items()}  # fmt: skip
 AUTO_FIRST, AUTO_MAX = 3, 10  # repeats = "auto": interleaved repeats before the interval decides, and the cap
 INPUTS = ("loader", "device")  # where batches come from: the seed's DataLoader, or data on the device (bench.inputs)
 ORDERS = ("interleaved", "random")
@@ -134,10 +135,10 @@ SETTINGS: dict[str, Setting] = {
     "epochs": S(int, None, AT_LEAST_1, per_workload=True, flag="--epochs", parse=int,
                 help="epochs of every cell (default: the suite's, else each workload's)", field=True),
     "batch_size": S(int, None, AT_LEAST_1, per_workload=True, field=True),
-    # 1 to the split's size (LIMITS); unset: the whole split
-    "limit_train": S(int, None, per_workload=True, flag="--limit-train", parse=int,
+    # unset: the whole split
+    "limit_train": S(int, None, LIMITS["train"], per_workload=True, flag="--limit-train", parse=int,
                      help="train on the first N training images", field=True),
-    "limit_test": S(int, None, per_workload=True, field=True),
+    "limit_test": S(int, None, LIMITS["test"], per_workload=True, field=True),
     "num_workers": S(int, None, AT_LEAST_0, per_workload=True, flag="--num-workers", parse=int,
                      help="DataLoader worker processes", field=True),
     # DataLoader settings users tune; persistent_workers acts with num_workers > 0
