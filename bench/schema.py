@@ -61,33 +61,22 @@ RelativePath = Annotated[str, Field(max_length=1000), AfterValidator(_inside)]
 class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _bounded(cls, data: object) -> object:
-        """Every value of the section, those of fields no model names included: text within MAX_TEXT, integers
-        within 64 bits (a float is whatever its field allows: a diverged loss may be huge, infinite or NaN)."""
-        if isinstance(data, dict):
-            for path, value in _leaves(data):
-                if isinstance(value, str) and len(value) > MAX_TEXT:
-                    raise ValueError(f"{path}: text of {len(value):,} characters; at most {MAX_TEXT:,}")
-                if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-                    raise ValueError(f"{path}: an integer beyond 64 bits")
-        return data
 
-
-def _leaves(value: object, path: str = "", depth: int = 0):
-    """(path, value) of every string, number and key below ``value``."""
+def _out_of_bounds(path: str, value: object, depth: int = 0) -> list[str]:
+    """What below ``path`` (a section, checked once whole, the fields no model names included) no record holds: text
+    beyond MAX_TEXT (a key's too), an integer beyond 64 bits, nesting deeper than any record's. A float is whatever
+    its field allows: a diverged loss may be huge, infinite or NaN."""
     if depth > 20:
-        raise ValueError(f"{path}: nested deeper than any record")
+        return [f"{path}: nested deeper than any record"]
     if isinstance(value, dict):
-        for k, v in value.items():
-            yield f"{path}.{k}".lstrip("."), k
-            yield from _leaves(v, f"{path}.{k}".lstrip("."), depth + 1)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _leaves(v, f"{path}[{i}]", depth + 1)
-    else:
-        yield path, value
+        return [m for k, v in value.items() for x in (k, v) for m in _out_of_bounds(f"{path}.{k[:40]}", x, depth + 1)]
+    if isinstance(value, list):
+        return [m for i, v in enumerate(value) for m in _out_of_bounds(f"{path}[{i}]", v, depth + 1)]
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return [f"{path}: text of {len(value):,} characters; at most {MAX_TEXT:,}"]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        return [f"{path}: an integer beyond 64 bits"]
+    return []
 
 
 class WithStatus(Section):
@@ -439,6 +428,9 @@ def problems(record: object) -> list[str]:
         value = upgraded.get(name)
         if value is None and name != "cell":
             continue
+        if bounds := _out_of_bounds(name, value):
+            out += bounds
+            continue
         try:
             model.model_validate(value)
         except ValidationError as e:
@@ -449,15 +441,20 @@ def problems(record: object) -> list[str]:
 def admit(record: dict) -> dict:
     """The record as the runner appends it: itself when it passes, else the same record ``failed``, its reason naming
     what failed, and the sections that failed emptied (the cell's folder keeps what the worker wrote)."""
-    if len(record.get("reason") or "") > MAX_TEXT:  # a log's tail, a framework's message: the start says what
-        record = {**record, "reason": record["reason"][: MAX_TEXT - 1] + "…"}
+    if isinstance(record.get("reason"), str) and len(record["reason"]) > MAX_TEXT:  # a log's tail, a traceback
+        record = {**record, "reason": _cut(record["reason"])}
     found = problems(record)
     if not found:
         return record
     bad = {f.split(":", 1)[0].split(".", 1)[0] for f in found} & set(SECTIONS) - {"cell"}
     was = f"{record.get('status')}" + (f": {record['reason']}" if record.get("reason") else "")
     return {**record, **dict.fromkeys(bad), "status": "failed",
-            "reason": f"the record failed its schema ({'; '.join(found)}); it was {was}"}  # fmt: skip
+            "reason": _cut(f"the record failed its schema ({'; '.join(found)}); it was {was}")}  # fmt: skip
+
+
+def _cut(text: str) -> str:
+    """``text`` within MAX_TEXT: its start, which says what happened."""
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 def _messages(section: str, error: ValidationError) -> list[str]:

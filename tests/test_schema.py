@@ -325,3 +325,15 @@ def test_compare_leaves_out_and_lists_what_fails_its_schema(tmp_path):
     assert "## Records left out" in result.markdown() and "Records left out" in result.html()
     with pytest.raises(ValueError, match="1 of 2 records cannot be used"):
         compare.compare(a.parent.parent, b.parent.parent, strict=True)
+
+
+def test_a_record_the_runner_fails_for_its_bounds_is_still_one_it_can_append():
+    """Each section checked once, nested values and keys included; the reason naming them stays within the cap."""
+    r = valid(**{"env.host": "x" * (schema.MAX_TEXT + 1), "memory.peak_memory_bytes": 10**400})
+    r["timing"] = {str(i) + "t" * 20_000: 1.0 for i in range(200)}  # keys beyond the cap, a long reason
+    r["accuracy"]["curve"][0]["n"] = [[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]
+    found = schema.problems(r)
+    assert [f.split(":")[0].split(".")[0] for f in found] == ["timing"] * 200 + ["accuracy", "memory", "env"]
+    admitted = schema.admit(r)
+    records.check(admitted)
+    assert admitted["status"] == "failed" and len(admitted["reason"]) == schema.MAX_TEXT
