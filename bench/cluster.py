@@ -69,6 +69,19 @@ def plain_text(values: list[str], where: str) -> list[str]:
     return values
 
 
+def without(args: list[str], option: str) -> list[str]:
+    """``args`` without ``option`` and its value (``--option value`` or ``--option=value``)."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == option:
+            skip = True
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
+
+
 def spanning(run_args: list[str], nodes: int) -> list[str]:
     """``bench run``'s options for a scheduler's job of ``nodes`` nodes: unless they say ``--nodes``, every cell
     spans them all."""

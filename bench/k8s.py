@@ -40,7 +40,7 @@ def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_pe
     if given not in (None, name):
         raise ValueError(f"bench k8s: --run-id {given!r} and --name {name!r}: the TrainJob's name is its run id; "
                          f"give --name {given} (or leave --run-id out)")  # fmt: skip
-    run_args = [a for i, a in enumerate(run_args) if not _is_option(run_args, i, "--run-id")]
+    run_args = cluster.without(run_args, "--run-id")  # the name's, below
     args = [*cluster.spanning(run_args, nodes), "--results-dir", "/results", "--run-id", name]
     mounts = [{"name": "results", "mountPath": "/results"}, {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes = [
@@ -87,11 +87,6 @@ def _option(args: list[str], name: str) -> str | None:
         elif a.startswith(name + "="):
             value = a.split("=", 1)[1]
     return value
-
-
-def _is_option(args: list[str], i: int, name: str) -> bool:
-    """Whether ``args[i]`` is option ``name`` or its value."""
-    return args[i] == name or args[i].startswith(name + "=") or (i > 0 and args[i - 1] == name)
 
 
 def render(job: dict) -> str:

@@ -96,15 +96,7 @@ def render(run_args: list[str], nodes: int = 1, tasks_per_node: int = 1, sbatch:
 
 def _results_in_container(run_args: list[str]) -> list[str]:
     """``run_args`` writing into the mounted /results instead of the host folder they name."""
-    out, skip = [], False
-    for a in run_args:
-        if skip:
-            skip = False
-        elif a == "--results-dir":
-            skip = True
-        elif not a.startswith("--results-dir="):
-            out.append(a)
-    return [*out, "--results-dir", "/results"]
+    return [*cluster.without(run_args, "--results-dir"), "--results-dir", "/results"]
 
 
 def submit(script: str, folder: Path, wait: bool) -> int:
