@@ -384,11 +384,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _reason(e: Exception) -> str:
     """An error as one line: an OSError names its file and what the system said."""
-    if isinstance(e, OSError) and e.strerror:
-        where = f"{e.filename}: " if e.filename else ""
-        return f"{where}{e.strerror}" + (" (check the folder: a file there, or no write access?)" * (e.errno in
-                                          (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EEXIST)))  # fmt: skip
-    return str(e)
+    if not (isinstance(e, OSError) and e.strerror):
+        return str(e)
+    text = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    if e.errno in (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
+        text += " (check the folder: a file there, or no write access?)"
+    return text
 
 
 def entry() -> None:

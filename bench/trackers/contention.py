@@ -226,7 +226,7 @@ class Contention(Tracker):
                     "busy": None}  # fmt: skip
         others, steal = share(self.others, self.total), share(self.steal, self.total)
         gpu = self.gpu.section() if self.gpu is not None else None
-        resolution = min(100.0, 100 * self.resolution / self.total)
+        resolution = share(self.resolution, self.total)
         why = verdict(others, steal, (gpu or {}).get("other_processes") or 0, len(self.cores), resolution)
         return {
             "status": "ok",
