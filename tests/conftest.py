@@ -24,13 +24,15 @@ from bench import data
 ROOT = Path(__file__).resolve().parent.parent
 # The files that train end to end, longest first (make test's durations): make test hands whole files to its two
 # processes in collection order (--dist loadfile --no-loadscope-reorder), and the longest first finish together.
-LONGEST_FIRST = ("test_fastai.py", "test_runner.py", "test_distributed.py", "test_modes.py", "test_micro.py",
+LONGEST_FIRST = ("test_fastai.py", "test_distributed.py", "test_runner.py", "test_modes.py", "test_micro.py",
                  "test_schedulers.py", "test_sweep.py", "test_data.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list) -> None:
+    # xdist hands a process its next file once two of its tests are left: the slow tests go first in their file, so
+    # that what is left then is short, not a minute of training that the other process could have shared.
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), item.get_closest_marker("slow") is None))
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +51,12 @@ def session_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def compile_cache(tmp_path_factory) -> Iterator[Path]:
-    """One inductor cache for the session (workers inherit it): a graph compiled once is not compiled again, where
-    each benchmark cell would get a cold cache of its own (bench.worker)."""
-    path = tmp_path_factory.mktemp("inductor")
+def compile_cache(request, tmp_path_factory) -> Iterator[Path]:
+    """One inductor cache for the tests (workers inherit it), kept from one make test to the next in pytest's own
+    cache folder: a graph compiled once is not compiled again, where each benchmark cell would get a cold cache of
+    its own (bench.worker). Inductor keys its entries by graph, config and torch version; `make clean` empties it."""
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
+    path = cache.mkdir("inductor") if cache else tmp_path_factory.mktemp("inductor")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(path))
         yield path
