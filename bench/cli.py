@@ -389,6 +389,8 @@ def _reason(e: Exception) -> str:
     text = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
     if e.errno in (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
         text += " (check the folder: a file there, or no write access?)"
+    elif e.errno == errno.ELOOP:
+        text += " (a symbolic link there: bench writes through none; remove it)"
     return text
 
 

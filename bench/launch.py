@@ -18,7 +18,7 @@ import socket
 import sys
 from pathlib import Path
 
-from bench import process
+from bench import files, process
 from bench.spec import backends
 
 MONITOR_S = "0.5"  # how often torchrun looks at its ranks: a failed rank ends the cell within this
@@ -94,9 +94,7 @@ def _write_failure(job, cell_dir: Path, failures: dict) -> None:
 
 def write_result(path: Path, result: dict) -> None:
     """A cell's or a rank's ``result.json``, replaced whole: the runner never reads half of one."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, default=str, indent=1))
-    os.replace(tmp, path)
+    files.replace(path, json.dumps(result, default=str, indent=1))
 
 
 def _rank_reason(cell_dir: Path, rank: int) -> str | None:

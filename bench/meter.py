@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import itertools
 import math
-import os
 import statistics
 import time
 import traceback
@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import files
 from bench.backends import Backend, now
 from bench.trackers import Tracker
 
@@ -251,12 +252,11 @@ class Meter:
             }
         )
         if self.curve_path:
-            tmp = self.curve_path.with_suffix(".tmp")
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(self.curve[0]))
-                writer.writeheader()
-                writer.writerows(self.curve)
-            os.replace(tmp, self.curve_path)
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=list(self.curve[0]))
+            writer.writeheader()
+            writer.writerows(self.curve)
+            files.replace(self.curve_path, text.getvalue())
 
     @contextlib.contextmanager
     def window(self) -> Iterator[Window]:

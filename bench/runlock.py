@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import files
+
 NAME = "run.lock"
 
 
@@ -36,9 +38,9 @@ def hold(run_dir: Path, host: str, wait: bool = False) -> Iterator[bool]:
     """Hold the run folder's lock for the block, which gets whether it waited for it. Held elsewhere: raise
     ``RunLocked`` at once, or, ``wait``, block until the holder ends (Ctrl-C still stops the wait)."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)  # CLOEXEC: no cell inherits the lock
+    path = files.folder(run_dir) / NAME
+    # CLOEXEC: no cell inherits the lock; NOFOLLOW: a link there is an error, not the file it points to truncated
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     waited = False
     try:
         try:

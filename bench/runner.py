@@ -14,14 +14,13 @@ import dataclasses
 import datetime
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench import adapters, allocator, backends, env, estimate, launch, process, records, schema
+from bench import adapters, allocator, backends, env, estimate, files, launch, process, records, schema
 from bench.cluster import ONE_NODE, Cluster, Sync
 from bench.progress import Progress
 from bench.spec import workloads
@@ -105,10 +104,8 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
     """Run one cell in a subprocess and return its record (never raises for a failing cell). ``progress`` is
     shown the epochs as they finish. On a node other than node 0 of a cell of several nodes, the record holds
     only this node's status and reason (bench.launch writes them)."""
-    cell_dir = run_dir / "cells" / cell.dirname
-    if cell_dir.exists():
-        shutil.rmtree(cell_dir)  # left by an interrupted run: never mix its files with this one's
-    cell_dir.mkdir(parents=True)
+    # what an interrupted run left there is removed: never mix its files with this one's
+    cell_dir = files.fresh_folder(files.folder(run_dir / "cells") / cell.dirname)
     alloc_env, alloc_name = allocator.child_env(cell.allocator)
     rendezvous = cluster.rendezvous if cell.nodes > 1 else None
     job = Job(cell, run_id, data_dir, alloc_name, cluster.node_rank, rendezvous)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import cluster
+from bench import cluster, files
 
 TEMPLATE = """#!/bin/bash
 # Written by `bench slurm`: {tasks} bench run processes (tasks), one node of the run each; node 0 writes the records.
@@ -101,9 +101,8 @@ def _results_in_container(run_args: list[str]) -> list[str]:
 
 def submit(script: str, folder: Path, wait: bool) -> int:
     """Write the script into ``folder`` and give it to sbatch (``--wait``: until the job ends, with its exit status)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "bench.sbatch"
-    path.write_text(script)
+    path = files.folder(folder) / "bench.sbatch"
+    files.replace(path, script)
     try:
         out = subprocess.run(["sbatch", *(["--wait"] if wait else []), str(path)], text=True)
     except FileNotFoundError:

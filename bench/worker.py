@@ -16,7 +16,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import adapters, backends, ddp, launch, process, trackers, workloads
+from bench import adapters, backends, ddp, files, launch, process, trackers, workloads
 from bench.meter import Meter
 from bench.spec.cell import Cell
 from bench.spec.job import Job
@@ -90,7 +90,7 @@ def run_rank(index: int, cell_file: Path) -> None:
     rank = index or world.rank
     job = Job.from_json(cell_file.read_text())
     cell_dir = cell_file.parent if rank == 0 else launch.rank_dir(cell_file.parent, rank)
-    cell_dir.mkdir(parents=True, exist_ok=True)
+    files.folder(cell_dir)
     result = run_cell(job, cell_dir, rank)
     launch.write_result(cell_dir / "result.json", result)
     if inside_torchrun() and result["status"] == "failed":

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, estimate, k8s, records, report, runner, slurm
+from bench import cli, estimate, files, k8s, records, report, runlock, runner, slurm
 from bench.report import compare
 from bench.suite import expand, validate
+from bench.trackers import contention
 from tests.test_schema import valid
 
 RUN = ["run", "--suite", "smoke", "--dry-run"]
@@ -80,6 +81,33 @@ def test_a_closing_report_that_fails_leaves_the_runs_status(tmp_path, capsys):
     assert cli.main([*args, "--input", "loader", "--results-dir", str(results)]) == 0  # every cell unsupported here
     assert "the closing report failed" in capsys.readouterr().err
     assert [r["status"] for r in records.read(next(results.glob("*/records.jsonl")))] == ["unsupported"]
+
+
+def test_links_planted_in_a_results_folder_are_never_written_through(tmp_path, capsys, mnist_dir, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "victim"
+    victim.write_text("keep")
+    link = tmp_path / "result.json"  # a file bench replaces whole (result.json, curve.csv, bench.sbatch)
+    link.symlink_to(victim)
+    files.replace(link, "new")
+    assert not link.is_symlink() and link.read_text() == "new"
+    cell = tmp_path / "cell"  # a cell's folder that an interrupted run left: the link goes, not what it points to
+    cell.symlink_to(elsewhere)
+    assert not list(files.fresh_folder(cell).iterdir()) and not cell.is_symlink()
+    run = tmp_path / "results" / "r"
+    run.mkdir(parents=True)
+    monkeypatch.setenv("BENCH_DATA_DIR", str(mnist_dir))
+    monkeypatch.setattr(contention, "CHECK_S", 0.0)
+    args = ["run", "--suite", "smoke", "--workload", "torch-convnet", "--precision", "fp32", "--mode", "eager"]
+    args += ["--input", "loader", "--results-dir", str(run.parent), "--run-id", "r", "--no-report"]
+    for name, message in ((runlock.NAME, "a symbolic link there"), ("cells", "is a symbolic link")):
+        (run / name).symlink_to(victim if name == runlock.NAME else elsewhere)
+        assert cli.main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"bench: error: {run / name}") and message in err and err.count("\n") == 1, err
+        (run / name).unlink()
+    assert victim.read_text() == "keep" and sorted(p.name for p in elsewhere.iterdir()) == ["victim"]
 
 
 def test_job_files_quote_what_they_are_given():

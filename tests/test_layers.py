@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 LAYERS = {
     "spec": ["bench.errors", "bench.process", "bench.spec", "bench.precision", "bench.isa", "bench.allocator",
              "bench.cost"],
-    "records": ["bench.schema", "bench.records", "bench.stats"],
+    "records": ["bench.schema", "bench.records", "bench.files", "bench.stats"],
     "run": ["bench.trackers", "bench.backends", "bench.ddp", "bench.inputs", "bench.data", "bench.weights",
             "bench.adapters", "bench.micro", "bench.meter", "bench.env", "bench.launch", "bench.workloads",
             "bench.worker"],
