@@ -256,3 +256,24 @@ def test_unstable_steps_and_steps_a_compilation_took_out_are_noted():
     quiet = [sectioned(1.1, 0.02, unfrozen, i) for i in range(3)]  # a phase's own warmup is no note
     (row,) = aggregate.summarise(aggregate.frame(quiet), "cpu/fp32").to_dict("records")
     assert row["unstable"] == "" and row["left_out"] == ""
+
+
+def test_two_torch_versions_get_rows_of_their_own_and_a_warning_in_the_report_and_the_comparison(tmp_path):
+    from bench.report import compare
+
+    def stack(torch: str, tput: float) -> list[dict]:
+        env = {"host": "box", "packages": {"torch": torch}}
+        return [rec(tput=tput + i, repeat=i, run_id=torch, env=env) for i in range(3)]
+
+    write(tmp_path / "a" / "records.jsonl", stack("2.9.0", 1000.0))
+    write(tmp_path / "b" / "records.jsonl", stack("2.14.1", 1100.0))
+    md = report.write(tmp_path).read_text()
+    assert "WARNING: these records ran 2 torch versions (2.9.0, 2.14.1)" in md
+    assert "| Test CPU @box | torch 2.9.0 |" in md and "| Test CPU @box | torch 2.14.1 |" in md  # a row each
+    s = aggregate.summarise(aggregate.frame(records.read_all(tmp_path)), "cpu/fp32")
+    assert sorted(s["stack"]) == ["torch 2.14.1", "torch 2.9.0"] and s["vs_fp32"].isna().all()
+    result = compare.compare(tmp_path / "a", tmp_path / "b")
+    assert "Compared: stack torch 2.9.0 (A) against torch 2.14.1 (B)." in result.header
+    warning = "WARNING: A and B ran different torch versions (2.9.0, 2.14.1)"
+    assert any(line.startswith(warning) for line in result.header)
+    assert result.table["B ÷ A [95% CI]"].iloc[0].startswith("1.10x")

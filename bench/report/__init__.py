@@ -100,6 +100,14 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
         f"<h1>Benchmark report</h1><p>{html.escape(md[2])}</p><h2>Overview</h2><p>{html.escape(PROFILE_NOTE)}</p>",
         render.html_table(render.overview(s, out, render.html_link), raw=("files",)),
     ]
+    versions = aggregate.torch_versions(df)
+    if versions:
+        warning = (
+            f"WARNING: these records ran {len(versions)} torch versions ({', '.join(versions)}): each stack has rows "
+            "of its own, and a speedup across them measures the stack as well as the hardware."
+        )
+        md[3:3] = ["", warning]
+        body.insert(1, f"<p>{html.escape(warning)}</p>")
     if s["usd_per_hour"].notna().any():
         md[-2:-2] = [COST_NOTE, ""]
         body.insert(1, f"<p>{html.escape(COST_NOTE)}</p>")

@@ -4,6 +4,7 @@ repeats, comparability flags, speedups, scaling efficiency and each tracker's ow
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 
 import pandas as pd
@@ -16,7 +17,10 @@ from bench.spec.cell import RECIPE
 # variation of its steady segments' samples/s (docs/methodology.md, Stable repeats).
 UNSTABLE_P90 = 1.5
 UNSTABLE_CV = 0.15
-ROW = ["workload", "host", "hardware", "backend", "nodes", "device_count", "precision", "mode", "input"]
+ROW = ["workload", "host", "hardware", "backend", "stack", "nodes", "device_count", "precision", "mode", "input"]
+# The software a row ran on: the packages that put the recipe on the device (the env section's versions). Rows of
+# different stacks are kept apart, and compared only as such.
+STACK = {"torch": "torch", "torch-xla": "torch_xla"}
 # must match for figures to compare
 CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
 
@@ -35,6 +39,7 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     df["host"] = [(e or {}).get("host") for e in df["env"]]
     df["hardware"] = pd.Series([(e or {}).get("device_name") for e in df["env"]], dtype=object).fillna(df["backend"])
     df["allocator"] = [((e or {}).get("allocator") or {}).get("name") for e in df["env"]]
+    df["stack"] = [stack(e) for e in df["env"]]
     # records from before the input axis ran the seed's DataLoader (object: a column of only gaps is float)
     df["input"] = df["input"].astype(object).fillna("loader")
     df["mode"] = df["mode"].astype(object).fillna("eager")  # and the seed's eager code
@@ -48,6 +53,19 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     return df.sort_values(
         ["workload", "host", "backend", "nodes", "device_count", "_p", "mode", "input", "repeat"]
     ).reset_index(drop=True)
+
+
+def stack(env: dict | None) -> str:
+    """The ``STACK`` packages a record ran on, e.g. "torch 2.14.1" or "torch 2.9.0 + torch_xla 2.9.0"."""
+    packages = (env or {}).get("packages") or {}
+    return " + ".join(f"{label} {packages[name]}" for name, label in STACK.items() if packages.get(name)) or "unknown"
+
+
+def torch_versions(df: pd.DataFrame) -> list[str]:
+    """The torch versions of ``df``'s records, where they differ: a comparison across them measures the stack too."""
+    found = {str(((e or {}).get("packages") or {}).get("torch")) for e in df["env"]} - {"None"}
+    found = sorted(found, key=lambda v: [int(n) for n in re.findall(r"\d+", v)])
+    return found if len(found) > 1 else []
 
 
 def as_recipe(s: pd.DataFrame) -> pd.Series:
@@ -271,9 +289,9 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
                     s.at[i, "speedup_stats"] = r = stats.ratio(s.at[i, "throughputs"], ref["throughputs"])
                     s.at[i, "speedup"] = r.estimate
             s.loc[base.index[0], "speedup"] = 1.0
-            s.loc[g.index, "baseline"] = f"{ref['hardware']} {b_precision} on {ref['host']}"
-    s["vs_fp32"] = _against(s, ["workload", "host", "hardware", "backend", "nodes", "device_count", "mode", "input"],
-                            s["precision"] == "fp32")  # fmt: skip
+            s.loc[g.index, "baseline"] = f"{ref['hardware']} {b_precision} on {ref['host']} ({ref['stack']})"
+    same = ["workload", "host", "hardware", "backend", "stack", "nodes", "device_count", "mode", "input"]
+    s["vs_fp32"] = _against(s, same, s["precision"] == "fp32")
     s["scaling_stats"] = _scaling(s)
     s["scaling"] = [r.estimate if r is not None else None for r in s["scaling_stats"]]
     return s
@@ -296,7 +314,7 @@ def _scaling(s: pd.DataFrame) -> list[stats.Ratio | None]:
     """Scaling efficiency of each row of N processes (nodes × devices per node): its throughput ÷ (N × the same
     configuration's on one device of the same host), with its interval (the flag says whether it differs from
     linear scaling)."""
-    keys = ["workload", "host", "hardware", "backend", "precision", "mode", "input"]
+    keys = ["workload", "host", "hardware", "backend", "stack", "precision", "mode", "input"]
     single = s[(s["device_count"] == 1) & (s["nodes"] == 1)]
     one = {tuple(r[keys]): r["throughputs"] for _, r in single.iterrows() if r["throughputs"]}
     out = []

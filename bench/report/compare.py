@@ -22,7 +22,7 @@ from bench.report.verdicts import fmt
 # What may differ between the two sides and still match: when each side has one value and they differ (two hosts,
 # fp32 against bf16-mixed, eager against compile), that axis is what is compared. The workload and the configuration
 # (aggregate.CONFIG) must always match.
-AXES = ("host", "hardware", "backend", "nodes", "device_count", "precision", "mode", "input")
+AXES = ("host", "hardware", "backend", "stack", "nodes", "device_count", "precision", "mode", "input")
 FILTERABLE = ("workload", *AXES, "run_id", "commit", "image")
 
 
@@ -150,6 +150,12 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
         "(docs/methodology.md#comparisons-intervals-and-flags). A cell fails the comparison when it is significantly "
         f"slower by more than {threshold:.0%}.",
     ]
+    stacks = [", ".join(sorted(set(d["stack"]))) for d in (da, db)]
+    header.append(f"Stack: A {stacks[0]}; B {stacks[1]}.")
+    versions = aggregate.torch_versions(pd.concat([da, db]))
+    if versions:
+        header.append(f"WARNING: A and B ran different torch versions ({', '.join(versions)}): part of every ratio is "
+                      "the stack's.")  # fmt: skip
     if busy:
         header.append(f"{busy} repeats measured on a busy host are left out (--include-busy compares them).")
     left_out = list(dict.fromkeys([*left_a, *left_b]))  # A and B may be the same folder

@@ -24,6 +24,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
     t = pd.DataFrame(
         {
             "hardware": s["hardware"] + " @" + s["host"].astype(str),
+            "stack": s["stack"],
             "devices": aggregate.devices(s),
             "precision": s["precision"],
             "mode": s["mode"],
@@ -120,6 +121,7 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
         {
             "workload": s["workload"],
             "hardware": s["hardware"] + " @" + s["host"].astype(str),
+            "stack": s["stack"],
             "devices": aggregate.devices(s),
             "precision": s["precision"],
             "mode": s["mode"],
