@@ -155,11 +155,14 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 WEIGHTS ?= auto
 # DataLoader workers share batches through /dev/shm, 64 MB in a container by default.
 SHM_SIZE ?= 16g
-# The container runs as you, so that the results are yours; RUN_USER=0:0 runs it as root (docs/tpu.md).
+# The container runs as you, so that the results are yours; RUN_USER=0:0 runs it as root.
 RUN_USER ?= $$(id -u):$$(id -g)
 PJRT_DEVICE ?= TPU
-# The TPU chips are devices under /dev: only a privileged container reaches them (PJRT_DEVICE=CPU needs none).
-TPU_FLAGS ?= $(if $(filter TPU,$(PJRT_DEVICE)),--privileged)
+# The TPU container runs as root, as every upstream example does: libtpu pins host memory (memlock, unlimited here)
+# and the chips are devices under /dev that only a privileged container reaches (PJRT_DEVICE=CPU needs neither).
+# Its results are given back to you afterwards; TPU_USER=$$(id -u):$$(id -g) runs it as you instead (docs/tpu.md).
+TPU_USER ?= 0:0
+TPU_FLAGS ?= $(if $(filter TPU,$(PJRT_DEVICE)),--privileged --ulimit memlock=-1:-1)
 # BuildKit (cache mounts) through the first client that has it: one with buildx, else Debian's docker.io client.
 DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 && echo docker || { test -x /usr/bin/docker && echo /usr/bin/docker; } || echo docker)
 export DOCKER_BUILDKIT := 1
@@ -184,6 +187,11 @@ docker-check:
 	sudo usermod -aG docker $$(id -un), then log in again (https://docs.docker.com/engine/install/linux-postinstall/)."; \
 	else echo "bench: no Docker engine answers ($(DOCKER) info failed). Fix: install Docker \
 	(https://docs.docker.com/engine/install/) and start it (sudo systemctl start docker, or dockerd &)."; fi; exit 2; }
+	@v=$$($(DOCKER) version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1); \
+	if [ "$${v:-0}" -ge 23 ] 2>/dev/null && ! $(DOCKER) buildx version >/dev/null 2>&1; then \
+	echo "bench: Docker $$v builds with BuildKit (the images' RUN --mount needs it) only through its buildx plugin, \
+	which $(DOCKER) lacks. Fix: install it (apt-get install docker-buildx-plugin, or docker-buildx on Debian and \
+	Ubuntu; https://docs.docker.com/build/architecture/#install-buildx)."; exit 2; fi
 
 gpu-runtime-check: docker-check
 	@$(DOCKER) info --format '{{json .Runtimes}}' | grep -q nvidia || { echo "bench: Docker has no NVIDIA runtime, \
@@ -233,7 +241,7 @@ define bench_in
 		echo "make bench-$(FLAVOUR): $$out"; \
 		echo "make bench-$(FLAVOUR): so fastai-resnet18 trains from random initialisation"; nopre=--no-pretrained; fi; \
 	$(DOCKER) run $(RUN_FLAGS) $(2) $(IMAGE):$(FLAVOUR) run --suite $(1) --no-report $$nopre $(ARGS); rc=$$?; \
-	$(DOCKER) run $(RUN_FLAGS) $(IMAGE):$(FLAVOUR) report && exit $$rc
+	$(DOCKER) run $(RUN_FLAGS) $(IMAGE):$(FLAVOUR) report || rc=$$?; $(3) exit $$rc
 endef
 
 bench-cpu: FLAVOUR = cpu
@@ -245,5 +253,10 @@ bench-gpu: gpu-runtime-check image-cuda
 	$(call bench_in,$(if $(filter auto,$(SUITE)),gpu,$(SUITE)),--gpus all)
 
 bench-tpu: FLAVOUR = tpu
+bench-tpu: RUN_USER = $(TPU_USER)
 bench-tpu: image-tpu
-	$(call bench_in,$(if $(filter auto,$(SUITE)),tpu,$(SUITE)),$(TPU_FLAGS) -e PJRT_DEVICE=$(PJRT_DEVICE))
+	$(call bench_in,$(if $(filter auto,$(SUITE)),tpu,$(SUITE)),$(TPU_FLAGS) -e PJRT_DEVICE=$(PJRT_DEVICE),$(GIVE_BACK))
+
+# The results of a container that ran as root, given back to the user who ran make.
+GIVE_BACK = $(DOCKER) run --rm --user 0:0 --entrypoint chown -v "$(abspath $(RESULTS))":/results $(IMAGE):$(FLAVOUR) \
+	-R $$(id -u):$$(id -g) /results;

@@ -35,6 +35,11 @@ def test_docker_check_names_the_fix(tmp_path):
     assert out.returncode == 2 and "sudo usermod -aG docker" in out.stdout and "log in again" in out.stdout
     out = make("docker-check", "DOCKER=false")
     assert out.returncode == 2 and "no Docker engine answers" in out.stdout
+    no_buildx = tmp_path / "docker25"  # an engine that answers, a client of Docker 25 without the buildx plugin
+    no_buildx.write_text('#!/bin/sh\ncase "$1" in info) exit 0;; version) echo 25.0.3;; *) exit 1;; esac\n')
+    no_buildx.chmod(0o755)
+    out = make("docker-check", f"DOCKER={no_buildx}")
+    assert out.returncode == 2 and "buildx plugin" in out.stdout and "docker-buildx-plugin" in out.stdout, out.stdout
 
 
 def test_each_environment_is_compared_with_the_lock_it_was_made_from():
