@@ -83,12 +83,15 @@ def _copies_text(copies: list) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import cluster, cost, env, estimate, records, runlock, runner
+    from bench import backends, cluster, cost, env, estimate, records, runlock, runner
     from bench.trackers import contention
 
     check = None if args.dry_run else contention.HostCheck()  # measures the host while the run gets ready
     name, settings, cells, copies = build_cells(args)
     nodes = cluster.resolve(args.nnodes, args.node_rank, args.rdzv_endpoint)
+    for backend in dict.fromkeys(cell.backend for cell in cells):
+        if why := backends.get(backend).run_reason(nodes.nnodes):
+            raise ValueError(why)
     if settings["repeats_max"] and nodes.nnodes > 1:
         raise ValueError("repeats = auto runs on one node: the nodes of a run follow one plan made before it starts")
     host = env.host()

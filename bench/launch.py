@@ -69,8 +69,10 @@ def run(job, cell_file: Path) -> int:
 
 
 def node_done(cell_dir: Path) -> None:
-    """On a node other than node 0 no rank 0 writes the cell's result: this node's part went well."""
-    write_result(cell_dir / "result.json", {"status": "ok", "reason": None})
+    """On a node other than node 0 no rank 0 writes the cell's result: this node's part went well. A result a rank
+    of this node wrote is never replaced (on a TPU pod slice the writer is whichever process PJRT numbers 0)."""
+    if not (cell_dir / "result.json").exists():
+        write_result(cell_dir / "result.json", {"status": "ok", "reason": None})
 
 
 def _write_failure(job, cell_dir: Path, failures: dict) -> None:

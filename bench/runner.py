@@ -34,16 +34,33 @@ POLL_S = 1.0  # how often the runner looks at a running cell's finished epochs
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+    """Stop a cell: SIGTERM to its whole process group (the worker and the ranks torchrun or torch_xla started), then
+    SIGKILL after the grace, and wait until every process of the group is gone, not the worker alone: a rank left
+    behind keeps its device (a TPU chip opens in one process at a time) and slows the next cell."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
+            break
+        deadline = time.monotonic() + KILL_GRACE_S
+        while time.monotonic() < deadline:
+            proc.poll()  # reaps the worker: a zombie leader would keep the group alive
+            if not _group_alive(proc.pid):
+                return
+            time.sleep(0.05)
+    proc.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs; zombies do not count (their parent, or init, reaps them)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            state, _, group = stat.read_text().rpartition(")")[2].split()[:3]
+        except (OSError, ValueError):
+            continue  # gone while we looked
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
 
 
 def _tail(path: Path, lines: int = 6) -> str:
@@ -177,7 +194,7 @@ def unsupported_reason(cell: Cell, cluster: Cluster = ONE_NODE) -> str | None:
         cluster.unsupported(cell)
         or adapters.unsupported(cell, spec)
         or backend.unsupported(cell.precision, cell.devices, cell.allow_emulated)
-        or backend.hosts_reason(cell.nodes, cluster.nnodes)
+        or backend.hosts_reason(cell.nodes, cell.devices, cluster.nnodes)
     )
 
 

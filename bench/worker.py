@@ -35,9 +35,9 @@ class Context:
     world: ddp.World  # this rank's place in a data-parallel cell (a world of one otherwise)
 
 
-def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
+def run_cell(job: Job, cell_dir: Path, writer: bool = True) -> dict:
     """Train the cell here and return its worker sections: status, reason, outcome (the workload's own fields),
-    timing, accuracy and one section per tracker."""
+    timing, accuracy and one section per tracker. The ``writer`` (one rank of a cell) keeps the per-epoch curve."""
     import numpy as np
     import torch
     import torch._dynamo  # torch imports it with the first optimizer: 1 s that is not the cell's setup
@@ -53,7 +53,7 @@ def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
     tracking = trackers.create(job, backend, cell_dir)
     for tracker in tracking:
         tracker.start()
-    curve = cell_dir / "curve.csv" if rank == 0 else None  # one rank's file, as one rank's record
+    curve = cell_dir / "curve.csv" if writer else None  # one rank's file, as one rank's record
     compilations = compile_tracker.counter(cell, backend)
     meter = Meter(backend, cell.warmup_steps, cell.tta_target, curve_path=curve, trackers=tracking,
                   compilations=compilations)  # fmt: skip
@@ -77,9 +77,10 @@ def run_cell(job: Job, cell_dir: Path, rank: int = 0) -> dict:
     }
 
 
-def run_rank(index: int, cell_file: Path) -> None:
-    """Run the cell in this process. Global rank 0 writes the cell's result; every other rank keeps its files, its
-    result included, in a folder of its own (bench.launch.rank_dir).
+def run_rank(index: int, cell_file: Path, writer: bool | None = None) -> None:
+    """Run the cell in this process. The writer (global rank 0, unless ``backend.spawn`` names another) writes the
+    cell's result; every other rank keeps its files, its result included, in a folder of its own
+    (bench.launch.rank_dir).
 
     ``index`` is torch_xla's global ordinal in the processes that ``backend.spawn`` starts, else 0; the ranks that
     torchrun starts (bench.launch) have theirs in RANK. A torchrun rank that failed exits 1, so that torchrun
@@ -88,10 +89,11 @@ def run_rank(index: int, cell_file: Path) -> None:
     if inside_torchrun():
         launch.die_with_agent()
     rank = index or world.rank
+    writer = rank == 0 if writer is None else writer
     job = Job.from_json(cell_file.read_text())
-    cell_dir = cell_file.parent if rank == 0 else launch.rank_dir(cell_file.parent, rank)
+    cell_dir = cell_file.parent if writer else launch.rank_dir(cell_file.parent, rank)
     files.folder(cell_dir)
-    result = run_cell(job, cell_dir, rank)
+    result = run_cell(job, cell_dir, writer)
     launch.write_result(cell_dir / "result.json", result)
     if inside_torchrun() and result["status"] == "failed":
         print(f"rank {rank}: {result['reason']}", file=sys.stderr, flush=True)
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     cell = job.cell
     if launcher(cell) == XLA_SPAWN:
         # torch_xla trains data-parallel with one process per device, started before the runtime is touched; on a
-        # TPU pod slice every host does so, and PJRT joins them into one world whose ordinal 0 writes the result.
+        # TPU pod slice every host does so, and PJRT joins them into one world whose first process writes the result.
         backends.get("xla").spawn(run_rank, (cell_file,))
         if job.node_rank != 0:
             launch.node_done(cell_file.parent)

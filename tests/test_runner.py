@@ -240,3 +240,29 @@ def test_nan_loss_is_recorded_as_diverged_by_the_harness_of_bench_run_whatever_f
     recs = run_records(results)
     assert [r["status"] for r in recs] == ["diverged", "diverged"]
     assert all("train loss nan" in r["reason"] and r["lr"] == 1e30 for r in recs)
+
+
+def test_a_stopped_cell_leaves_no_process_of_its_group_behind(monkeypatch):
+    from bench import runner
+
+    # a worker that stops at SIGTERM, and a rank of its that ignores it (as a rank blocked in a collective may)
+    rank = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+    worker = f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {rank!r}]); time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", worker], start_new_session=True)
+    wait_for(lambda: len(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()) == 1, timeout=30)
+    (child,) = map(int, Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())
+    time.sleep(0.5)  # the rank's SIGTERM handler is in place
+    monkeypatch.setattr(runner, "KILL_GRACE_S", 1.0)
+    runner._kill(proc)
+    assert proc.returncode is not None and not runner._group_alive(proc.pid)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+
+
+def test_another_nodes_done_never_replaces_a_result_a_rank_of_it_wrote(tmp_path):
+    from bench import launch
+
+    launch.node_done(tmp_path)
+    assert json.loads((tmp_path / "result.json").read_text()) == {"status": "ok", "reason": None}
+    launch.write_result(tmp_path / "result.json", {"status": "ok", "reason": None, "timing": {}})  # process 0's
+    launch.node_done(tmp_path)
+    assert "timing" in json.loads((tmp_path / "result.json").read_text())

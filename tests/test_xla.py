@@ -90,11 +90,30 @@ def test_tpu_devices_are_counted_as_lightning_counts_them(env):
     """No TPU here: the VM's metadata comes from the variables torch_xla reads instead, and no chip is on the PCI
     bus, so the count is what TPU_VISIBLE_CHIPS makes visible, times the cores of a chip (two on v2/v3)."""
     tpu = {**env, "PJRT_DEVICE": "TPU", "TPU_SKIP_MDS_QUERY": "1"}
-    out = describe({**tpu, "TPU_ACCELERATOR_TYPE": "v4-8", "TPU_VISIBLE_CHIPS": "0"})
+    libtpu = {"TPU_LIBRARY_PATH": "/opt/libtpu.so"}  # as a TPU image names it; nothing loads it before a cell runs
+    out = describe({**tpu, **libtpu, "TPU_ACCELERATOR_TYPE": "v4-8", "TPU_VISIBLE_CHIPS": "0"})
     assert out.startswith("TPU v4 1 None ") and "'xla_device_count': 1" in out and out.strip().endswith("False")
-    assert describe({**tpu, "TPU_ACCELERATOR_TYPE": "v3-8", "TPU_VISIBLE_CHIPS": "0,1,2,3"}).startswith("TPU v3 8 ")
+    assert "'tpu_accelerator_type': 'v4-8', 'libtpu': '/opt/libtpu.so'" in out  # in every record's env
+    assert describe({**tpu, **libtpu, "TPU_ACCELERATOR_TYPE": "v3-8", "TPU_VISIBLE_CHIPS": "0,1,2,3"}).startswith(
+        "TPU v3 8 "
+    )
+    # torch_xla without its [tpu] extra (this environment): every cell unsupported, saying how to add libtpu
+    out = describe({**tpu, "TPU_ACCELERATOR_TYPE": "v6e-8", "TPU_VISIBLE_CHIPS": "0"})
+    assert out.startswith("TPU v6e 1 PJRT_DEVICE=TPU, but this environment has no libtpu") and "XLA_PIN=" in out
     out = describe({**tpu, "TPU_ACCELERATOR_TYPE": "v5litepod-8"})  # not a TPU VM: one clear reason, no traceback
-    assert out.startswith("TPU v5 0 PJRT_DEVICE=TPU, but no TPU chip is on this machine's PCI bus")
+    assert out.startswith("TPU v5e 0 PJRT_DEVICE=TPU, but no TPU chip is on this machine's PCI bus")
+    assert describe({**tpu, "TPU_ACCELERATOR_TYPE": "v5p-8"}).startswith("TPU v5p 0 ")  # v5e and v5p apart
+
+
+def test_one_host_of_a_pod_slice_is_refused_without_its_nodes_and_a_pod_cell_takes_every_chip(env):
+    pod = {**env, "PJRT_DEVICE": "TPU", "TPU_SKIP_MDS_QUERY": "1", "TPU_ACCELERATOR_TYPE": "v4-16"}
+    code = "from bench.backends import xla; b = xla.BACKEND; print(b.run_reason(1)); print(b.run_reason(2))"
+    code += "; print(b.hosts_reason(2, 1, 2)); print(b.hosts_reason(2, 4, 2))"
+    out = subprocess.run([sys.executable, "-c", code], env={**pod, "TPU_WORKER_HOSTNAMES": "w0,w1"},
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    alone, with_nodes, one_chip, every_chip = out.stdout.splitlines()
+    assert alone.startswith("this TPU VM is one of 2 hosts of a pod slice") and "--nnodes 2 --node-rank" in alone
+    assert with_nodes == "None" and "devices = all, not 1" in one_chip and every_chip == "None"
 
 
 def test_convnets_every_precision_compile_outside_the_steady_state(tmp_path, env):
@@ -210,10 +229,10 @@ def test_several_hosts_are_refused_where_pjrt_cannot_join_them(monkeypatch):
     )
 
 
-def _write_rank(index: int, folder) -> None:
+def _write_rank(index: int, folder, writer: bool) -> None:
     import torch_xla.runtime as xr
 
-    (folder / f"rank{xr.global_ordinal()}").write_text(f"{index} {xr.world_size()}")
+    (folder / f"rank{xr.global_ordinal()}").write_text(f"{index} {xr.world_size()} {writer}")
 
 
 def test_several_devices_start_one_process_per_device(tmp_path, env):
@@ -225,7 +244,8 @@ def test_several_devices_start_one_process_per_device(tmp_path, env):
     env = {**env, "CPU_NUM_DEVICES": "2", "PYTHONPATH": os.getcwd()}
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert sorted(p.read_text() for p in tmp_path.glob("rank*")) == ["0 2", "1 2"]
+    # one writer: the first device of process 0 (both are threads of one process on the CPU runtime)
+    assert sorted(p.read_text() for p in tmp_path.glob("rank*")) == ["0 2 True", "1 2 False"]
     from bench.backends import xla_lightning
 
     args = xla_lightning.trainer_args("fp32", 2)

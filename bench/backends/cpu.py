@@ -75,8 +75,11 @@ class CPU:
     def take_device(self, local_rank: int) -> None:
         pass  # the host: nothing to take
 
-    def hosts_reason(self, nodes: int, nnodes: int) -> str | None:
+    def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
         return None  # torchrun joins any nodes (bench.launch)
+
+    def run_reason(self, nnodes: int) -> str | None:
+        return None
 
     def apply_precision(self, precision: str) -> None:
         # oneDNN can run fp32 matmuls in reduced precision when asked; fp32 here means full fp32.

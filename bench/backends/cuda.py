@@ -71,8 +71,11 @@ class CUDA:
     def take_device(self, local_rank: int) -> None:
         torch.cuda.set_device(local_rank)
 
-    def hosts_reason(self, nodes: int, nnodes: int) -> str | None:
+    def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
         return None  # torchrun joins any nodes (bench.launch)
+
+    def run_reason(self, nnodes: int) -> str | None:
+        return None
 
     def apply_precision(self, precision: str) -> None:
         # PyTorch leaves cuDNN's TF32 on by default: fp32 must switch it off to be fp32. The older switches, not

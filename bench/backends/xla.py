@@ -2,7 +2,7 @@
 
 The CPU runtime runs the same lazy-tensor, compile-and-execute code path as a TPU, which is how this backend is
 tested without one. torch_xla lives in its own environment (``make setup-xla``): importing it next to fastai
-breaks fastai's ``to_bf16()``, and it needs exactly the lock's torch.
+breaks fastai's ``to_bf16()``, and it needs exactly its lock's torch (constraints-xla.txt).
 
 Describing the devices never starts the runtime. Only one process at a time may open a TPU chip (libtpu: "The TPU is
 already in use by process with pid N"), so a PJRT client in ``bench run``, the parent that expands suites, checks
@@ -14,9 +14,13 @@ runtime is running, asks the runtime.
 from __future__ import annotations
 
 import os
+from importlib import metadata
 
 SETUP_HINT = "use the XLA environment (`make setup-xla`, then .venv-xla/bin/bench) with PJRT_DEVICE=TPU or CPU"
 RUNTIMES = ("TPU", "CPU")  # the PJRT devices this backend runs and counts without a client
+# A slice's accelerator type names its generation as Google names the chips, but for v5e's (v5litepod-8).
+GENERATIONS = {"v5litepod": "v5e"}
+LIBTPU = ("libtpu", "libtpu-nightly")  # the packages that bring libtpu.so (torch-xla[tpu] installs the first)
 
 
 def _xla():
@@ -78,9 +82,39 @@ class XLA:
         except OSError:  # requests' errors are OSErrors too: no metadata server answered
             return None
 
+    def accelerator_type(self) -> str | None:
+        """The slice's accelerator type from the VM's metadata (v6e-8, v5litepod-8, v5p-8, v4-8); None off a TPU
+        VM (or without the server)."""
+        if self.device_type() != "TPU":
+            return None
+        from torch_xla._internal import tpu
+
+        try:
+            return str(tpu.get_tpu_env()["ACCELERATOR_TYPE"])
+        except (OSError, KeyError, TypeError):  # requests' errors are OSErrors too
+            return None
+
     def device_name(self) -> str:
+        """ "TPU v6e", "TPU v5e", "TPU v5p", "TPU v4": v5e and v5p are different chips of one generation number."""
+        kind = self.accelerator_type()
+        if kind and kind.split("-")[0]:
+            generation = kind.split("-")[0]
+            return f"TPU {GENERATIONS.get(generation, generation)}"
         version = self.tpu_version()
         return f"TPU v{version}" if version else f"XLA:{self.device_type()}"
+
+    def libtpu(self) -> str | None:
+        """The libtpu this environment would load: TPU_LIBRARY_PATH's file, else its package's version; None:
+        none (torch_xla without its [tpu] extra)."""
+        if os.environ.get("TPU_LIBRARY_PATH"):
+            return os.environ["TPU_LIBRARY_PATH"]
+        for name in LIBTPU:
+            try:
+                return f"{name} {metadata.version(name)}"
+            except metadata.PackageNotFoundError:
+                continue
+        bundled = os.path.join(os.path.dirname(_xla()[0].__file__), "lib", "libtpu.so")  # older torch_xla wheels
+        return bundled if os.path.isfile(bundled) else None
 
     def torch_device(self):
         return _xla()[0].device()
@@ -95,10 +129,13 @@ class XLA:
         _xla()[0].sync()
 
     def spawn(self, fn, args: tuple) -> None:
-        """Run ``fn(index, *args)`` in one process per device, torch_xla's data-parallel layout."""
+        """Run ``fn(ordinal, *args, writer=...)`` in one process per device, torch_xla's data-parallel layout.
+        ``writer`` is true in one of them: the first device of the runtime's process 0 (``xr.process_index()``,
+        which follows the TPU workers: worker 0, where the records are). The global ordinal follows device ids,
+        which torch_xla says have no relation to the workers' ids, so its 0 may sit on another host."""
         import torch_xla.distributed.xla_multiprocessing as xmp
 
-        xmp.spawn(fn, args=args)  # every device the runtime sees (one or all: unsupported() refuses the rest)
+        xmp.spawn(_rank, args=(fn, args))  # every device the runtime sees (one or all: unsupported() refuses the rest)
 
     def mark(self) -> None:
         return None  # no device-side events: per-step times are not measured on XLA (throughput is)
@@ -112,6 +149,11 @@ class XLA:
         count = self.device_count()  # on a TPU VM, a metadata-server request: once per check
         if self.device_type() == "TPU" and count == 0:
             return "PJRT_DEVICE=TPU, but no TPU chip is on this machine's PCI bus: run on a Cloud TPU VM (docs/tpu.md)"
+        if self.device_type() == "TPU" and not self.libtpu():
+            return (
+                "PJRT_DEVICE=TPU, but this environment has no libtpu (torch_xla installed without its [tpu] extra): "
+                "make setup-xla XLA_PIN='torch-xla[tpu]==2.9.0' adds it (docs/tpu.md)"
+            )
         if devices > count:
             return f"{devices} XLA devices requested, {count} visible"
         if 1 < devices < count:
@@ -131,15 +173,39 @@ class XLA:
             return "no fp16 autocast on XLA: TPUs compute in bf16 (use bf16-mixed), and Lightning's XLA has no 16-mixed"
         return None
 
-    def hosts_reason(self, nodes: int, nnodes: int) -> str | None:
-        """Why a cell of ``nodes`` cannot run on this run's ``nnodes`` hosts: PJRT joins the chips of every host of
-        a TPU pod slice into one runtime, so a cell spans all of them or none; PJRT's CPU runtime has no world of
-        several hosts."""
+    def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
+        """Why a cell of ``nodes`` × ``devices`` cannot run on this run's ``nnodes`` hosts: PJRT joins the chips of
+        every host of a TPU pod slice into one runtime, so a cell spans all of them or none, every chip of each
+        (xmp.spawn starts a process per chip); PJRT's CPU runtime has no world of several hosts."""
         if nnodes > 1 and nodes != nnodes:
             return f"on a TPU pod slice of {nnodes} hosts every cell spans them all (nodes = {nnodes})"
         if nodes > 1 and self.device_type() == "CPU":
             return "several hosts need a TPU pod slice: PJRT's CPU runtime has no multi-host world"
+        if nodes > 1 and devices == 1:
+            return (
+                "a cell on several hosts of a pod slice runs on every chip of each (xmp.spawn starts one process per "
+                "chip, and each would train alone): devices = all, not 1"
+            )
         return None
+
+    def run_reason(self, nnodes: int) -> str | None:
+        """Why no run can start here: a TPU VM that is one host of a pod slice, run without --nnodes, would wait for
+        the other hosts' chips until its cells time out (PJRT joins them all into one runtime)."""
+        if nnodes > 1 or not self.available() or self.device_type() != "TPU":
+            return None
+        from torch_xla._internal import tpu
+
+        try:
+            hosts = tpu.num_tpu_workers()  # the slice's workers, from the VM's metadata
+        except (OSError, KeyError, TypeError, ValueError):
+            return None
+        if hosts <= 1:
+            return None
+        return (
+            f"this TPU VM is one of {hosts} hosts of a pod slice, whose chips PJRT joins into one runtime: run bench "
+            f"run on every host at once with --nodes {hosts} --nnodes {hosts} --node-rank <its worker number> "
+            "--rdzv-endpoint <worker 0>:29500 (docs/tpu.md, TPU pod slices)"
+        )
 
     def take_device(self, local_rank: int) -> None:
         pass  # torch_xla gives each spawned process its device
@@ -180,9 +246,21 @@ class XLA:
             "xla_device_type": self.device_type(),
             "xla_device_count": self.device_count(),
             "tpu_version": self.tpu_version(),
+            "tpu_accelerator_type": self.accelerator_type(),
+            "libtpu": self.libtpu() if self.device_type() == "TPU" else None,
             "torch_xla": torch_xla.__version__,
             "mat_mul_precision": torch_xla.backends.get_mat_mul_precision(),
         }
+
+
+def _rank(ordinal: int, fn, args: tuple) -> None:
+    """One process of ``spawn`` (a thread, on PJRT's CPU runtime): it dies with the worker that spawned it (a
+    SIGKILLed worker would leave it holding its TPU chip), then runs ``fn``."""
+    from bench import process
+
+    xr = _xla()[2]
+    process.die_with_parent()
+    fn(ordinal, *args, writer=(xr.process_index(), xr.local_ordinal()) == (0, 0))
 
 
 BACKEND = XLA()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 # Dense peak tensor throughput, TFLOP/s, from the vendors' data sheets (no sparsity), keyed by the device name the
 # backends record. fp32 on an NVIDIA GPU is its CUDA-core rate. TPUs run fp32 matmuls as several bf16 passes, so only
-# their bf16 peak is listed; the backend names a TPU by generation ("TPU v5" is either v5e or v5p: left out). CPUs
+# their bf16 peak is listed (the backend names a TPU by its chip: TPU v4, v5e, v5p, v6e; Google's data sheets). CPUs
 # have none: their peak depends on the SKU, clocks and vector units, so no utilisation is shown for them.
 _H100_SXM = {"fp32": 67.0, "tf32": 494.7, "fp16-mixed": 989.4, "bf16-mixed": 989.4, "bf16-true": 989.4}
 _H100_PCIE = {"fp32": 51.2, "tf32": 378.0, "fp16-mixed": 756.0, "bf16-mixed": 756.0, "bf16-true": 756.0}
@@ -18,7 +18,9 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "NVIDIA H100 PCIe": _H100_PCIE,
     "NVIDIA H200": _H100_SXM,  # the H100 SXM's compute with more and faster memory
     "TPU v4": {"bf16-mixed": 275.0, "bf16-true": 275.0},
-    "TPU v6": {"bf16-mixed": 918.0, "bf16-true": 918.0},  # v6e (Trillium)
+    "TPU v5e": {"bf16-mixed": 197.0, "bf16-true": 197.0},
+    "TPU v5p": {"bf16-mixed": 459.0, "bf16-true": 459.0},
+    "TPU v6e": {"bf16-mixed": 918.0, "bf16-true": 918.0},  # Trillium
 }
 
 
