@@ -111,3 +111,29 @@ def test_a_record_that_fails_its_schema_is_written_failed_naming_why(tmp_path):
     assert admitted["reason"].startswith("the record failed its schema (timing.throughput_samples_per_s: ")
     records.append(path, admitted)
     assert schema.admit(admitted) is admitted and records.read(path)[0]["status"] == "failed"
+
+
+def test_only_regular_files_are_read_as_a_capped_stream_and_never_appended_through_a_link(tmp_path, capsys):
+    import os
+
+    fifo, zero, link = (tmp_path / name / "records.jsonl" for name in ("fifo", "zero", "link"))
+    for path in (fifo, zero, link):
+        path.parent.mkdir()
+    os.mkfifo(fifo)  # would block a plain open() until a writer came
+    zero.symlink_to("/dev/zero")  # would fill memory
+    victim = tmp_path / "victim.jsonl"
+    records.append(victim, record(repeat=0))
+    link.symlink_to(victim)
+    assert records.read(fifo) == [] and records.read(zero) == [] and records.read(link) == []
+    err = capsys.readouterr().err
+    assert "not a regular file" in err and err.count("a link is not followed") == 2, err
+    with pytest.raises(OSError):
+        records.append(link, record(repeat=1))  # O_NOFOLLOW: the link's target gets no record
+    with pytest.raises(ValueError, match="is a link or not a file"):
+        records.repair(link)
+    assert victim.read_text().count("\n") == 1
+    long = tmp_path / "long" / "records.jsonl"
+    long.parent.mkdir()
+    long.write_text('{"x": "' + "y" * records.MAX_LINE + '"}\n' + json.dumps(record(repeat=2)) + "\n")
+    assert [r["cell"]["repeat"] for r in records.read(long)] == [2]  # the line over 1 MiB is skipped, by number
+    assert f"{long}:1: skipping a line over 1 MiB" in capsys.readouterr().err
