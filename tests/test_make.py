@@ -54,3 +54,10 @@ def test_each_environment_is_compared_with_the_lock_it_was_made_from():
     assert pins["constraints.txt"]["torch"] == torch and "torch-xla" not in pins["constraints.txt"]
     assert pins["constraints-xla.txt"]["torch"] == pins["constraints-xla.txt"]["torch-xla"] == "2.9.0"
     assert env.lock_differences({"torch": "2.9.0", "torch-xla": "2.9.0"}) == {}
+
+
+def test_every_file_the_dockerfile_copies_is_in_the_build_context():
+    allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line[:1] == "!"}
+    copies = re.findall(r"^COPY (.+) \S+$", (ROOT / "docker" / "Dockerfile").read_text(), re.M)
+    sources = [src.rstrip("/") for line in copies for src in line.split()]
+    assert sources and not [src for src in sources if src not in allowed], (sources, allowed)
