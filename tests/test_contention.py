@@ -27,7 +27,7 @@ backend = "cpu"
 workloads = ["torch-convnet"]
 repeats = 2
 epochs = 1
-limit_train = 960
+limit_train = 1920
 limit_test = 200
 warmup_steps = 2
 profile_steps = 0
@@ -35,7 +35,7 @@ tta_target = 0.5
 """
 
 
-QUIET_PCT = 3.0  # others below this over two 1 s looks in a row: the host is quiet enough to start
+QUIET_PCT = 3.0  # others below this over two 2 s looks in a row: the host is quiet enough to start
 QUIET_WAIT_S = 1200
 
 
@@ -43,7 +43,7 @@ def wait_for_a_quiet_host() -> None:
     cores, quiet, t0 = contention.cores(), 0, time.monotonic()
     while quiet < 2:
         a = contention.take(cores)
-        time.sleep(1)
+        time.sleep(2)
         u = contention.usage(a, contention.take(cores), os.getpid())
         quiet = quiet + 1 if u.others_pct < QUIET_PCT and u.steal_pct < QUIET_PCT else 0
         busy = f"others {u.others_pct:.0f}%, steal {u.steal_pct:.0f}%: {contention.top_text(u.top, u.total)}"
