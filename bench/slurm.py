@@ -101,7 +101,8 @@ def _results_in_container(run_args: list[str]) -> list[str]:
 
 def submit(script: str, folder: Path, wait: bool) -> int:
     """Write the script into ``folder`` and give it to sbatch (``--wait``: until the job ends, with its exit status)."""
-    path = files.folder(folder) / "bench.sbatch"
+    folder.mkdir(parents=True, exist_ok=True)  # the user's --results-dir: a link to another disk is theirs to make
+    path = folder / "bench.sbatch"
     files.replace(path, script)
     try:
         out = subprocess.run(["sbatch", *(["--wait"] if wait else []), str(path)], text=True)
