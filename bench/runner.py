@@ -53,13 +53,14 @@ def _kill(proc: subprocess.Popen) -> None:
 
 def _group_alive(pgid: int) -> bool:
     """Whether a process of the group still runs; zombies do not count (their parent, or init, reaps them)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    import psutil
+
+    for p in psutil.process_iter(["status"]):
         try:
-            state, _, group = stat.read_text().rpartition(")")[2].split()[:3]
-        except (OSError, ValueError):
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
+                return True
+        except ProcessLookupError:
             continue  # gone while we looked
-        if int(group) == pgid and state != "Z":
-            return True
     return False
 
 

@@ -14,6 +14,7 @@ runtime is running, asks the runtime.
 from __future__ import annotations
 
 import os
+import re
 from importlib import metadata
 
 SETUP_HINT = "use the XLA environment (`make setup-xla`, then .venv-xla/bin/bench) with PJRT_DEVICE=TPU or CPU"
@@ -72,15 +73,10 @@ class XLA:
         return chips * (2 if chips and (self.tpu_version() or 4) <= 3 else 1)
 
     def tpu_version(self) -> int | None:
-        """The TPU generation from the VM's metadata server; None off a TPU VM (or without the server)."""
-        if self.device_type() != "TPU":
-            return None
-        from torch_xla._internal import tpu
-
-        try:
-            return tpu.version()
-        except OSError:  # requests' errors are OSErrors too: no metadata server answered
-            return None
+        """The TPU generation's number, read from the accelerator type as torch_xla reads it (v5litepod-8: 5); None
+        off a TPU VM (or without the metadata server)."""
+        match = re.match(r"(?:v|tpu)(\d)", self.accelerator_type() or "")
+        return int(match.group(1)) if match else None
 
     def accelerator_type(self) -> str | None:
         """The slice's accelerator type from the VM's metadata (v6e-8, v5litepod-8, v5p-8, v4-8); None off a TPU
@@ -96,12 +92,8 @@ class XLA:
 
     def device_name(self) -> str:
         """ "TPU v6e", "TPU v5e", "TPU v5p", "TPU v4": v5e and v5p are different chips of one generation number."""
-        kind = self.accelerator_type()
-        if kind and kind.split("-")[0]:
-            generation = kind.split("-")[0]
-            return f"TPU {GENERATIONS.get(generation, generation)}"
-        version = self.tpu_version()
-        return f"TPU v{version}" if version else f"XLA:{self.device_type()}"
+        generation = (self.accelerator_type() or "").split("-")[0]
+        return f"TPU {GENERATIONS.get(generation, generation)}" if generation else f"XLA:{self.device_type()}"
 
     def libtpu(self) -> str | None:
         """The libtpu this environment would load: TPU_LIBRARY_PATH's file, else its package's version; None:

@@ -39,7 +39,9 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     df["host"] = [(e or {}).get("host") for e in df["env"]]
     df["hardware"] = pd.Series([(e or {}).get("device_name") for e in df["env"]], dtype=object).fillna(df["backend"])
     df["allocator"] = [((e or {}).get("allocator") or {}).get("name") for e in df["env"]]
-    df["stack"] = [stack(e) for e in df["env"]]
+    packages = [(e or {}).get("packages") or {} for e in df["env"]]
+    df["stack"] = [stack(p) for p in packages]
+    df["torch"] = [p.get("torch") for p in packages]
     # records from before the input axis ran the seed's DataLoader (object: a column of only gaps is float)
     df["input"] = df["input"].astype(object).fillna("loader")
     df["mode"] = df["mode"].astype(object).fillna("eager")  # and the seed's eager code
@@ -55,16 +57,15 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def stack(env: dict | None) -> str:
-    """The ``STACK`` packages a record ran on, e.g. "torch 2.14.1" or "torch 2.9.0 + torch_xla 2.9.0"."""
-    packages = (env or {}).get("packages") or {}
+def stack(packages: dict) -> str:
+    """The ``STACK`` packages a record ran on (its env's ``packages``), e.g. "torch 2.14.1" or "torch 2.9.0 +
+    torch_xla 2.9.0"."""
     return " + ".join(f"{label} {packages[name]}" for name, label in STACK.items() if packages.get(name)) or "unknown"
 
 
 def torch_versions(df: pd.DataFrame) -> list[str]:
     """The torch versions of ``df``'s records, where they differ: a comparison across them measures the stack too."""
-    found = {str(((e or {}).get("packages") or {}).get("torch")) for e in df["env"]} - {"None"}
-    found = sorted(found, key=lambda v: [int(n) for n in re.findall(r"\d+", v)])
+    found = sorted(set(df["torch"].dropna().map(str)), key=lambda v: [int(n) for n in re.findall(r"\d+", v)])
     return found if len(found) > 1 else []
 
 
