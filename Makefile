@@ -15,17 +15,22 @@ endif
 endif
 
 XLA_VENV ?= .venv-xla
+TORCHTPU_VENV ?= .venv-torchtpu
 # The CPU and CUDA lock (constraints.txt) has the newest torch these machines install: move these two, then make lock.
 TORCH ?= 2.14.1
 TORCHVISION ?= 0.29.1
+# TorchTPU (Google's PyTorch on TPU, torch 2.11-2.15) rides on the same torch: its pins are in that lock too, and
+# only its environment (make setup-torchtpu) and image (make image-torchtpu) install it.
+TORCHTPU_PIN := torch-tpu==0.2.0 libtpu==0.0.52
 # torch_xla 2.9.0 (its last release) needs exactly torch 2.9.0: the XLA environment and the TPU image have a lock of
 # their own (constraints-xla.txt, make lock-xla); installing with it as constraints keeps pip from swapping torch.
 XLA_LOCK := constraints-xla.txt
 XLA_PIN := torch-xla==2.9.0
 
-.PHONY: setup setup-xla lint test test-fast test-xla bench bench-xla-smoke report data lock lock-xla clean \
+.PHONY: setup setup-xla setup-torchtpu lint test test-fast test-xla bench bench-xla-smoke report data lock lock-xla clean \
 	bench-micro bench-compare \
-	base-image images image-cpu image-cuda image-tpu bench-cpu bench-gpu bench-tpu docker-client docker-check gpu-runtime-check build-image FORCE
+	base-image images image-cpu image-cuda image-tpu image-torchtpu bench-cpu bench-gpu bench-tpu bench-tpu-stack \
+	docker-client docker-check gpu-runtime-check build-image FORCE
 
 setup: $(VENV)/.installed
 
@@ -47,6 +52,16 @@ $(XLA_VENV)/.installed: pyproject.toml $(XLA_LOCK) $(XLA_VENV)/.xla-pin
 # that `make setup-xla XLA_PIN='torch-xla[tpu]==2.9.0'` adds libtpu to an environment made without it.
 $(XLA_VENV)/.xla-pin: FORCE
 	@mkdir -p $(XLA_VENV) && echo '$(XLA_PIN)' | cmp -s - $@ || echo '$(XLA_PIN)' > $@
+
+# The TorchTPU environment: the main lock's torch with torch-tpu and libtpu (which a machine without a TPU imports, and
+# then finds no chip). Unverified on a TPU: docs/tpu.md, TorchTPU.
+setup-torchtpu: $(TORCHTPU_VENV)/.installed
+
+$(TORCHTPU_VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(TORCHTPU_VENV)/bin/python || $(PYTHON) -m venv $(TORCHTPU_VENV)
+	$(TORCHTPU_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]' \
+		$(TORCHTPU_PIN)
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check .
@@ -139,13 +154,13 @@ define make_lock
 endef
 
 lock:
-	$(call make_lock,constraints.txt,torch==$(TORCH) torchvision==$(TORCHVISION))
+	$(call make_lock,constraints.txt,torch==$(TORCH) torchvision==$(TORCHVISION) $(TORCHTPU_PIN))
 
 lock-xla:
 	$(call make_lock,$(XLA_LOCK),torch==2.9.0 torchvision==0.24.0 $(XLA_PIN))
 
 clean:
-	rm -rf $(VENV) $(XLA_VENV) .pytest_cache .ruff_cache .docker-data
+	rm -rf $(VENV) $(XLA_VENV) $(TORCHTPU_VENV) .pytest_cache .ruff_cache .docker-data
 
 # ---- Containers: the identical suite in an image per hardware (docker/Dockerfile) ------------------------------
 IMAGE ?= bench
@@ -162,7 +177,7 @@ PJRT_DEVICE ?= TPU
 # and the chips are devices under /dev that only a privileged container reaches (PJRT_DEVICE=CPU needs neither).
 # Its results are given back to you afterwards; TPU_USER=$$(id -u):$$(id -g) runs it as you instead (docs/tpu.md).
 TPU_USER ?= 0:0
-TPU_FLAGS ?= $(if $(filter TPU,$(PJRT_DEVICE)),--privileged --ulimit memlock=-1:-1)
+TPU_FLAGS ?= $(if $(filter torchtpu,$(TPU_STACK))$(filter TPU,$(PJRT_DEVICE)),--privileged --ulimit memlock=-1:-1)
 # BuildKit (cache mounts) through the first client that has it: one with buildx, else Debian's docker.io client.
 DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 && echo docker || { test -x /usr/bin/docker && echo /usr/bin/docker; } || echo docker)
 export DOCKER_BUILDKIT := 1
@@ -210,7 +225,7 @@ base-image: docker-check
 		&& echo "images: resnet18 weights from this machine's torch hub cache" || true
 FORCE:
 
-images: image-cpu image-cuda image-tpu
+images: image-cpu image-cuda image-tpu image-torchtpu
 
 # The images without CUDA (cpu, tpu) take torch's CPU wheel from TORCH_CPU_INDEX where it answers.
 CPU_INDEX = index=$(TORCH_CPU_INDEX); if ! curl -sf --max-time 15 -o /dev/null "$$index/torch/"; then \
@@ -223,14 +238,19 @@ image-cpu: docker-check .docker-data
 image-cuda: docker-check .docker-data
 	$(MAKE) --no-print-directory build-image FLAVOUR=cuda
 
+# The two PyTorch stacks for TPUs: torch_xla (its own lock, torch 2.9.0) and TorchTPU (the CPU image with torch-tpu).
 image-tpu: docker-check .docker-data
 	@$(CPU_INDEX); $(MAKE) --no-print-directory build-image FLAVOUR=tpu TORCH_INDEX=$$index IMAGE_LOCK=$(XLA_LOCK) \
-		IMAGE_XLA_PIN='torch-xla[tpu]==2.9.0'
+		IMAGE_TPU_PIN='torch-xla[tpu]==2.9.0'
+
+image-torchtpu: docker-check .docker-data
+	@$(CPU_INDEX); $(MAKE) --no-print-directory build-image FLAVOUR=torchtpu TORCH_INDEX=$$index \
+		IMAGE_TPU_PIN='$(TORCHTPU_PIN)'
 
 IMAGE_LOCK ?= constraints.txt
 build-image:
 	$(DOCKER) build --network host -f docker/Dockerfile -t $(IMAGE):$(FLAVOUR) --build-arg LOCK=$(IMAGE_LOCK) \
-		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg TORCH_INDEX=$(TORCH_INDEX) --build-arg XLA_PIN='$(IMAGE_XLA_PIN)' \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg TORCH_INDEX=$(TORCH_INDEX) --build-arg TPU_PIN='$(IMAGE_TPU_PIN)' \
 		--build-arg WEIGHTS=$(WEIGHTS) --build-arg IMAGE_TAG=$(IMAGE):$(FLAVOUR) --build-arg GIT_COMMIT=$(GIT_COMMIT) .
 
 # Run SUITE in the image (results in $(RESULTS) on the host), then the report. Without pretrained weights in the
@@ -252,10 +272,20 @@ bench-gpu: FLAVOUR = cuda
 bench-gpu: gpu-runtime-check image-cuda
 	$(call bench_in,$(if $(filter auto,$(SUITE)),gpu,$(SUITE)),--gpus all)
 
-bench-tpu: FLAVOUR = tpu
-bench-tpu: RUN_USER = $(TPU_USER)
-bench-tpu: image-tpu
-	$(call bench_in,$(if $(filter auto,$(SUITE)),tpu,$(SUITE)),$(TPU_FLAGS) -e PJRT_DEVICE=$(PJRT_DEVICE),$(GIVE_BACK))
+# STACK=xla|torchtpu|both: the suite on torch_xla (image tpu), on TorchTPU (image torchtpu, --device torchtpu), or
+# on each in turn into the same results, so that one report shows both stacks on the same chips.
+STACK ?= both
+TPU_STACKS = $(if $(filter both,$(STACK)),xla torchtpu,$(STACK))
+bench-tpu: $(foreach s,$(TPU_STACKS),$(if $(filter xla,$(s)),image-tpu,image-$(s)))
+	@rc=0; for stack in $(TPU_STACKS); do \
+		$(MAKE) --no-print-directory bench-tpu-stack TPU_STACK=$$stack || rc=$$?; done; exit $$rc
+
+bench-tpu-stack: FLAVOUR = $(if $(filter xla,$(TPU_STACK)),tpu,$(TPU_STACK))
+bench-tpu-stack: RUN_USER = $(TPU_USER)
+bench-tpu-stack:
+	$(call bench_in,$(TPU_SUITE),$(TPU_FLAGS) -e PJRT_DEVICE=$(PJRT_DEVICE),$(GIVE_BACK))
+
+TPU_SUITE = $(if $(filter auto,$(SUITE)),tpu,$(SUITE))$(if $(filter torchtpu,$(TPU_STACK)), --device torchtpu)
 
 # The results of a container that ran as root, given back to the user who ran make.
 GIVE_BACK = $(DOCKER) run --rm --user 0:0 --entrypoint chown -v "$(abspath $(RESULTS))":/results $(IMAGE):$(FLAVOUR) \

@@ -10,6 +10,8 @@ Execution modes (a cell's ``mode``; docs/methodology.md):
   gets its own static graph (a last partial batch compiles once more), as CUDA graphs need.
 - ``graphs``: the same with ``mode="reduce-overhead"``: inductor's CUDA graph trees replay the forward and backward
   graphs (and the plain loops' optimizer step) as CUDA graphs, with one launch each. CUDA only.
+
+The compiler is the backend's (bench.spec.backends): inductor, or TorchTPU's ``tpu`` (which takes no inductor mode).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Callable
+
+from bench.spec import backends
 
 # torch is imported where a cell is set up, not here: the runner asks ``unsupported`` before any cell runs.
 COMPILED = ("compile", "graphs")
@@ -50,14 +54,23 @@ def unsupported(cell, spec) -> str | None:
 
 
 def drop_last(cell) -> bool:
-    """XLA compiles one graph per batch shape: a last partial batch would compile a second training graph."""
-    return cell.backend == "xla"
+    """XLA and TorchTPU compile one graph per batch shape: a last partial batch would compile a second training
+    graph."""
+    return backends.get(cell.backend).static_shapes
+
+
+def _compile_args(cell) -> dict:
+    """``torch.compile``'s arguments for the cell's backend and compiled mode."""
+    compiler = backends.get(cell.backend).compiler
+    if compiler == "inductor":
+        return {"mode": INDUCTOR_MODE[cell.mode], "dynamic": False}
+    return {"backend": compiler, "dynamic": False}
 
 
 def compile_model(model, cell) -> None:
     """Compile ``model``'s forward (and with it, through AOTAutograd, its backward) in place, for a compiled mode."""
     if cell.mode in COMPILED:
-        model.compile(mode=INDUCTOR_MODE[cell.mode], dynamic=False)
+        model.compile(**_compile_args(cell))
 
 
 def optimizer_step(opt, cell) -> Callable[[], None]:
@@ -67,7 +80,7 @@ def optimizer_step(opt, cell) -> Callable[[], None]:
         return opt.step
     import torch
 
-    @torch.compile(mode=INDUCTOR_MODE[cell.mode], dynamic=False)
+    @torch.compile(**_compile_args(cell))
     def step() -> None:
         opt.step()
 
@@ -82,6 +95,10 @@ def lightning_trainer_args(cell, backend) -> dict:
         from bench.backends import xla_lightning
 
         return xla_lightning.trainer_args(cell.precision, cell.devices)
+    if backend.name == "torchtpu":
+        from bench.backends import torchtpu_lightning
+
+        return torchtpu_lightning.trainer_args(cell.precision, backend.torch_device())
     return {"accelerator": backend.lightning_accelerator, "precision": LIGHTNING[cell.precision]}
 
 
@@ -93,9 +110,10 @@ def lightning_module(module, cell) -> None:
 
 def fastai_learner(learn, cell, backend) -> None:
     """fastai on the cell's backend and mode, after its precision is set (its hooks stay outside compiled code)."""
-    if backend.name == "xla":
+    if backend.name in ("xla", "torchtpu"):
         # lr_find restores the model with Learner.load, which cannot map a checkpoint straight onto an XLA
-        # device: load onto the CPU, and load_state_dict copies into the XLA parameters.
+        # device (nor, unverified, onto TorchTPU's): load onto the CPU, and load_state_dict copies into the
+        # device's parameters.
         learn.load = functools.partial(type(learn).load, learn, device="cpu")
     if cell.mode in COMPILED:
         # learn.model is an nn.Sequential, whose own forward dynamo skips as library code: compiled as it is, it ran

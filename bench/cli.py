@@ -53,8 +53,10 @@ def build_cells(args: argparse.Namespace):
     """The suite with the command line's overrides: (name, settings, cells in run order, copies left out)."""
     from bench import suite
 
-    name = suite.resolve_auto() if args.suite == "auto" else args.suite
-    name, raw = suite.load(name)
+    detected = suite.resolve_auto() if args.suite == "auto" else None
+    name, raw = suite.load(detected[0] if detected else args.suite)
+    if detected:  # the packaged suite on the backend found here: the tpu suite runs on torch_xla or on TorchTPU
+        raw["backend"] = detected[1]
     if args.price_per_hour is not None:  # a price of one's own replaces the suite's entry, and an entry a price
         raw.pop("price", None)
     if args.price is not None:

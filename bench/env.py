@@ -12,7 +12,10 @@ from pathlib import Path
 from bench import allocator
 from bench.isa import cpu_isa, cpu_model
 
-PACKAGES = ("torch", "torchvision", "pytorch-lightning", "fastai", "torch-xla", "numpy", "pandas", "tensorboard")
+PACKAGES = (
+    "torch", "torchvision", "pytorch-lightning", "fastai", "torch-xla", "torch-tpu", "libtpu", "numpy", "pandas",
+    "tensorboard",
+)  # fmt: skip
 
 
 def _git_commit() -> str | None:

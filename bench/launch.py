@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from bench import files, process
@@ -77,10 +79,18 @@ def node_done(cell_dir: Path) -> None:
 
 def _write_failure(job, cell_dir: Path, failures: dict) -> None:
     """The cell's result.json: rank 0's own sections when it wrote them, status failed, and a reason that names
-    every failed rank, those killed by a signal first (a rank whose peer vanished fails after it, in a collective)."""
+    every failed rank, those killed by a signal first (a rank whose peer vanished fails after it, in a collective,
+    or is stopped by torchrun)."""
     path = cell_dir / "result.json"
     result = json.loads(path.read_text()) if path.exists() else {}
-    ordered = sorted(failures.items(), key=lambda kv: (kv[1].exitcode >= 0, kv[1].timestamp, kv[0]))
+
+    # SIGTERM last of the signals: it is torchrun stopping the ranks that were left, within the same second (its
+    # timestamps' grain) as the kill that failed the cell.
+    def order(item: tuple) -> tuple:
+        rank, failure = item
+        return failure.exitcode >= 0, failure.exitcode == -signal.SIGTERM, failure.timestamp, rank
+
+    ordered = sorted(failures.items(), key=order)
     where = socket.gethostname() if job.cell.nodes == 1 else f"node {job.node_rank} ({socket.gethostname()})"
     parts = []
     for rank, failure in ordered:
@@ -97,6 +107,20 @@ def _write_failure(job, cell_dir: Path, failures: dict) -> None:
 def write_result(path: Path, result: dict) -> None:
     """A cell's or a rank's ``result.json``, replaced whole: the runner never reads half of one."""
     files.replace(path, json.dumps(result, default=str, indent=1))
+
+
+def write_first(path: Path, result: dict) -> bool:
+    """``result.json`` unless one is there already (made whole first, then linked into place: the runner never
+    reads half of one, and of two ranks that race, the first one's stays). Returns whether this one was written."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    staged.write_text(json.dumps(result, default=str, indent=1))
+    try:
+        os.link(staged, path)
+    except FileExistsError:
+        return False
+    finally:
+        staged.unlink()
+    return True
 
 
 def _rank_reason(cell_dir: Path, rank: int) -> str | None:

@@ -229,6 +229,7 @@ def order(cells: list[Cell], s: dict) -> list[Cell]:
     return out
 
 
-def resolve_auto() -> str:
-    """The packaged suite that fits this machine's hardware."""
-    return {"cuda": "gpu", "xla": "tpu"}.get(backends.detect(), "cpu")
+def resolve_auto() -> tuple[str, str]:
+    """The packaged suite that fits this machine's hardware, and the backend found here that runs it."""
+    backend = backends.detect()
+    return {"cuda": "gpu", "xla": "tpu", "torchtpu": "tpu"}.get(backend, "cpu"), backend

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import sys
 import tempfile
 import traceback
@@ -84,20 +85,35 @@ def run_rank(index: int, cell_file: Path, writer: bool | None = None) -> None:
 
     ``index`` is torch_xla's global ordinal in the processes that ``backend.spawn`` starts, else 0; the ranks that
     torchrun starts (bench.launch) have theirs in RANK. A torchrun rank that failed exits 1, so that torchrun
-    names it and stops the others."""
+    names it and stops the others; a rank of backend.spawn's pool stops them itself (``end_pool``)."""
     world = ddp.world()
     if inside_torchrun():
         launch.die_with_agent()
     rank = index or world.rank
+    spawned = writer is not None  # a rank of backend.spawn's pool
     writer = rank == 0 if writer is None else writer
     job = Job.from_json(cell_file.read_text())
     cell_dir = cell_file.parent if writer else launch.rank_dir(cell_file.parent, rank)
     files.folder(cell_dir)
     result = run_cell(job, cell_dir, writer)
     launch.write_result(cell_dir / "result.json", result)
-    if inside_torchrun() and result["status"] == "failed":
-        print(f"rank {rank}: {result['reason']}", file=sys.stderr, flush=True)
+    if result["status"] != "failed" or not (spawned or inside_torchrun()):
+        return
+    print(f"rank {rank}: {result['reason']}", file=sys.stderr, flush=True)
+    if inside_torchrun():
         sys.exit(1)
+    if spawned:
+        end_pool(cell_file.parent, rank, result)
+
+
+def end_pool(cell_dir: Path, rank: int, result: dict) -> None:
+    """A failed rank of ``backend.spawn``'s pool ends it: torch_xla's spawn waits for every rank, and the others
+    wait in their next collective for this one until the cell's timeout, which would be recorded instead of this
+    reason. The cell's result names the first rank that failed (never replaced: the writer's own, or an earlier
+    rank's, stays); then the worker's process group (the worker and every rank of this host) is terminated, and the
+    runner records that result."""
+    launch.write_first(cell_dir / "result.json", {**result, "reason": f"rank {rank}: {result['reason']}"})
+    os.killpg(0, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,6 +147,47 @@ def test_a_killed_rank_fails_its_cell_by_name_and_the_sweep_goes_on(tmp_path, en
     assert not workers_of(results)  # no rank outlived its cell
 
 
+# A pool of ranks as torch_xla's spawn starts one (processes in the worker's process group, which waits for them all;
+# on a TPU, one per chip): rank 1 fails, rank 0 waits as it would in its next collective with rank 1.
+POOL = """
+import multiprocessing, sys, time
+from pathlib import Path
+from bench import worker
+
+def rank(index, cell_file):
+    if index == 0:
+        time.sleep(600)
+    worker.run_rank(index, Path(cell_file), writer=False)
+
+if __name__ == "__main__":
+    ranks = [multiprocessing.get_context("spawn").Process(target=rank, args=(i, sys.argv[1])) for i in range(2)]
+    for r in ranks:
+        r.start()
+    for r in ranks:
+        r.join()
+"""
+
+
+def test_a_rank_of_a_spawned_pool_that_fails_ends_the_pool_with_its_reason(tmp_path, env):
+    from bench.spec.job import Job
+    from bench.suite import expand, validate
+
+    cell = expand("t", validate("t", {"backend": "cpu", "workloads": ["torch-convnet"]}))[0]
+    cell_dir = tmp_path / "cell"
+    cell_dir.mkdir()
+    (cell_dir / "cell.json").write_text(Job(cell, "r", str(tmp_path / "no-mnist"), "glibc").to_json())
+    env = {**env, "BENCH_CACHE_DIR": str(tmp_path / "cache"), "BENCH_MNIST_MIRRORS": "http://127.0.0.1:9/"}
+    (tmp_path / "pool.py").write_text(POOL)
+    # a session of its own, as the runner starts a cell's worker: the failed rank ends this group, not pytest's
+    pool = subprocess.run([sys.executable, str(tmp_path / "pool.py"), str(cell_dir / "cell.json")], env=env,
+                          start_new_session=True, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert pool.returncode == -signal.SIGTERM, pool.stderr  # long before rank 0's 600 s
+    result = json.loads((cell_dir / "result.json").read_text())
+    assert result["status"] == "failed" and result["reason"].startswith("rank 1: DataError"), result["reason"]
+    assert launch.write_first(cell_dir / "result.json", {"status": "ok"}) is False  # the first failure stays
+    assert json.loads((cell_dir / "result.json").read_text())["reason"] == result["reason"]
+
+
 def test_two_nodes_on_loopback_run_a_cell_to_one_record(tmp_path, env):
     results = tmp_path / "results"
     path = suite(tmp_path, devices=(1,), nodes=(2,), epochs=1)

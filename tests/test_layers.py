@@ -27,7 +27,7 @@ LAYERS = {
     "report": ["bench.report"],
     "cli": ["bench.cli", "bench.__main__", "bench"],
 }  # fmt: skip
-FRAMEWORKS = ("torch", "torchvision", "pytorch_lightning", "lightning", "fastai", "torch_xla")
+FRAMEWORKS = ("torch", "torchvision", "pytorch_lightning", "lightning", "fastai", "torch_xla", "torch_tpu")
 
 
 def module_name(path: Path) -> str:

@@ -272,4 +272,4 @@ def test_bench_list_names_what_there_is(capsys):
     out = capsys.readouterr().out
     assert "workloads:  fastai-resnet18, lightning-convnet, torch-convnet, torch-resnet18" in out
     assert "modes:      eager, compile, graphs" in out and "inputs:     loader, device" in out
-    assert "backends:   cpu, cuda, xla (detected here: " in out and "gcp/n2-standard-8/us-central1" in out
+    assert "backends:   cpu, cuda, xla, torchtpu (detected here: " in out and "gcp/n2-standard-8/us-central1" in out

@@ -41,10 +41,11 @@ def get(name: str) -> Backend:
 
 def detect() -> str:
     """The best backend this machine has: cuda when a GPU is visible, xla when PJRT_DEVICE names a runtime and
-    torch_xla is installed, else cpu."""
-    if get("cuda").available():
-        return "cuda"
-    return "xla" if get("xla").available() else "cpu"
+    torch_xla is installed, torchtpu when torch_tpu is installed and a TPU chip is on the PCI bus, else cpu."""
+    for name in ("cuda", "xla", "torchtpu"):
+        if get(name).available():
+            return name
+    return "cpu"
 
 
 def now(backend: Backend) -> float:

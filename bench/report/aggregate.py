@@ -20,7 +20,7 @@ UNSTABLE_CV = 0.15
 ROW = ["workload", "host", "hardware", "backend", "stack", "nodes", "device_count", "precision", "mode", "input"]
 # The software a row ran on: the packages that put the recipe on the device (the env section's versions). Rows of
 # different stacks are kept apart, and compared only as such.
-STACK = {"torch": "torch", "torch-xla": "torch_xla"}
+STACK = {"torch": "torch", "torch-xla": "torch_xla", "torch-tpu": "torch_tpu"}
 # must match for figures to compare
 CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
 

@@ -22,6 +22,8 @@ class BackendSpec:
     profiler: str | None = None  # why torch.profiler cannot measure its steps; None: it can
     energy: str | None = None  # why its devices' energy is not measured; None: NVML (zeus)
     shares_cores: bool = False  # its devices are the host's cores: torchrun's ranks share them out (bench.launch)
+    compiler: str | None = "inductor"  # torch.compile's backend for mode = compile; None: no compiled mode (adapters)
+    static_shapes: bool = False  # it compiles a graph per batch shape: the last partial batch is dropped (adapters)
 
 
 BACKENDS = {
@@ -37,6 +39,20 @@ BACKENDS = {
             profiler="torch_xla's profiler writes XPlane protobufs for TensorBoard; the harness reads no device time "
             "from them yet, and torch.profiler sees only the host tracing lazy tensors",
             energy="TPU chips expose no public energy counter",
+            compiler=None,
+            static_shapes=True,
+        ),
+        # Unverified: no TPU has run it yet (bench/backends/torchtpu.py, docs/tpu.md).
+        BackendSpec(
+            "torchtpu",
+            "bench.backends.torchtpu",
+            "tpu",
+            TORCHRUN,
+            profiler="TorchTPU's profiler (torch.tpu.profiler) writes XPlane traces for TensorBoard; the harness reads "
+            "no device time from them yet",
+            energy="TPU chips expose no public energy counter",
+            compiler="tpu",
+            static_shapes=True,
         ),
     )
 }

@@ -105,8 +105,8 @@ MODES = ("eager", "compile", "graphs")  # how the training step executes (bench.
 S = Setting
 SETTINGS: dict[str, Setting] = {
     "description": S(str, ""),
-    "backend": S(str, "auto", flag="--device", parse=str, help="backend: cpu, cuda, xla (default: the suite's, "
-                 "auto-detected)"),
+    "backend": S(str, "auto", flag="--device", parse=str,
+                 help="backend: cpu, cuda, xla, torchtpu (default: the suite's, auto-detected)"),
     "workloads": S(list, flag="--workload", parse=csv, help="comma-separated workloads (overrides the suite)"),
     "precisions": S(list, ["fp32"], per_workload=True, flag="--precision", parse=csv,
                     help="comma-separated precisions"),
