@@ -146,7 +146,7 @@ def test_scaling_efficiency_against_one_device(tmp_path):
     assert "| 75%" in report.write(tmp_path).read_text()
 
 
-def micro_run(path, datetime, benchmarks) -> None:
+def micro_run(path, datetime, benchmarks, packages=None) -> None:
     """A pytest-benchmark JSON file as `make bench-micro` saves it (only the fields the report reads)."""
     import json
 
@@ -154,7 +154,7 @@ def micro_run(path, datetime, benchmarks) -> None:
         {"name": f"{kind}[{workload}-{precision}]", "stats": {"median": median},
          "extra_info": {"kind": kind, "workload": workload, "precision": precision, "host": host,
                         "device_name": device, "backend": backend, "samples_per_call": batch,
-                        "flops_per_step": flops, "env": {"host": host}}}
+                        "flops_per_step": flops, "env": {"host": host, "packages": packages or {}}}}
         for kind, workload, precision, median, batch, flops, host, device, backend in benchmarks
     ]  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,8 +186,15 @@ def test_decomposition_from_micro_benchmarks(tmp_path):
         ("loader", "torch-convnet", None, 0.064, 32, None, *box),
         ("train", "torch-convnet", "fp32", 0.010, 32, 1e9, "gpubox", "NVIDIA H100 80GB HBM3", "cuda"),
     ])  # fmt: skip
+    # a newer run on the same host under another torch: a row of its own, which joins no record of the other stack
+    micro_run(tmp_path / "micro" / "box-cpu" / "m" / "0003_torch29.json", "2026-01-03T00:00:00", [
+        ("train", "lightning-convnet", "fp32", 0.016, 32, 1e9, *box),
+    ], packages={"torch": "2.9.0"})  # fmt: skip
     s = aggregate.summarise(aggregate.frame(records.read_all(tmp_path)), "cpu/fp32")
-    d = verdicts.decomposition(s, benchmarks.read(tmp_path)).set_index(["workload", "hardware", "precision"])
+    d = verdicts.decomposition(s, benchmarks.read(tmp_path))
+    other = d[d["stack"] == "torch 2.9.0"].iloc[0]
+    assert other["compute-only samples/s"] == "2,000" and other["end-to-end samples/s"] == ""
+    d = d[d["stack"] == "unknown"].set_index(["workload", "hardware", "precision"])
     fp32 = d.loc[("lightning-convnet", "Test CPU @box", "fp32")]
     assert fp32["compute-only samples/s"] == "1,000" and fp32["end-to-end ÷ compute"] == "0.80"
     assert fp32["bound"] == "compute-bound" and fp32["step ÷ plain PyTorch step"] == "0.90"

@@ -174,7 +174,7 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
             "## Where the time goes: step micro-benchmarks",
             "",
             "From `make bench-micro` (pytest-benchmark, median per step after warmup, newest run) on the same host, "
-            "device and precision. compute-only = the workload's training step on a fixed batch already on the "
+            "device, stack and precision. compute-only = the workload's training step on a fixed batch already on the "
             "device, inside its own loop (Lightning's Trainer, fastai's Learner), synchronised after every step; "
             f"pipelined = the same with {micro.PIPELINED} steps per synchronisation, as training runs them (on an "
             "accelerator the host queues steps while the device works: the cell's upper bound there). "

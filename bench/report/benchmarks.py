@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from bench.report import aggregate
+
 # Dense peak tensor throughput, TFLOP/s, from the vendors' data sheets (no sparsity), keyed by the device name the
 # backends record. fp32 on an NVIDIA GPU is its CUDA-core rate. TPUs run fp32 matmuls as several bf16 passes, so only
 # their bf16 peak is listed (the backend names a TPU by its chip: TPU v4, v5e, v5p, v6e; Google's data sheets). CPUs
@@ -46,6 +48,10 @@ def read(results_dir: Path) -> list[dict]:
         for b in run.get("benchmarks", []) if isinstance(run, dict) else []:
             info = b.get("extra_info") or {}
             if all(k in info for k in _KEYS) and (b.get("stats") or {}).get("median"):
+                env = info.get("env") if isinstance(info.get("env"), dict) else {}
+                packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
                 info = {k: v for k, v in info.items() if k != "env"}
-                out.append({**info, "median_s": b["stats"]["median"], "datetime": run.get("datetime")})
+                # the stack it ran on, as the records': a host's runs under two torch versions are two rows
+                stack = aggregate.stack(packages) if packages else "unknown"
+                out.append({**info, "stack": stack, "median_s": b["stats"]["median"], "datetime": run.get("datetime")})
     return out

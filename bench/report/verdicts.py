@@ -81,8 +81,8 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
 
 
 def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
-    """Where each configuration's time goes, from the step micro-benchmarks (bench.micro) of the same host, device
-    and precision, next to its end-to-end throughput when a record has it.
+    """Where each configuration's time goes, from the step micro-benchmarks (bench.micro) of the same host, device,
+    stack and precision, next to its end-to-end throughput when a record has it.
 
     compute-only is the workload's own training step on a fixed batch already on the device (for Lightning and
     fastai, their loop around it): the upper bound of that cell on that hardware and precision. End-to-end below
@@ -92,7 +92,8 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
     """
     latest: dict[tuple, dict] = {}
     for b in sorted(benchmarks, key=lambda b: b.get("datetime") or ""):  # the newest run of each benchmark wins
-        latest[(b["kind"], b["host"], b["device_name"], b["backend"], b["workload"], b.get("precision"))] = b
+        where = (b["host"], b["device_name"], b["backend"], b["stack"])  # the records' host, hardware, backend, stack
+        latest[(b["kind"], *where, b["workload"], b.get("precision"))] = b
 
     def rate(kind: str, where: tuple, workload: str, prec: str | None) -> float | None:
         b = latest.get((kind, *where, workload, prec))
@@ -104,9 +105,10 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
         if len(s)
         else s
     )
-    e2e = {tuple(r[k] for k in ("host", "hardware", "backend", "workload", "precision")): r for _, r in ok.iterrows()}
+    keys = ("host", "hardware", "backend", "stack", "workload", "precision")
+    e2e = {tuple(r[k] for k in keys): r for _, r in ok.iterrows()}
     order = {p: i for i, p in enumerate(PRECISIONS)}
-    trained = sorted((k for k in latest if k[0] == "train"), key=lambda k: (k[4], k[1], k[2], order.get(k[5], 99)))
+    trained = sorted((k for k in latest if k[0] == "train"), key=lambda k: (k[5], *k[1:5], order.get(k[6], 99)))
     rows = []
     for _, *where, workload, prec in trained:
         where = tuple(where)
@@ -123,6 +125,7 @@ def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
             {
                 "workload": workload,
                 "hardware": f"{where[1]} @{where[0]}",
+                "stack": where[3],
                 "precision": prec,
                 "end-to-end samples/s": fmt(end),
                 "compute-only samples/s": fmt(compute),
