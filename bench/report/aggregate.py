@@ -25,6 +25,11 @@ STACK = {"torch": "torch", "torch-xla": "torch_xla", "torch-tpu": "torch_tpu"}
 CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
 
 
+def row_without(*names: str) -> list[str]:
+    """``ROW``'s keys but ``names``: what two rows share when they differ only there (one place for a new axis)."""
+    return [k for k in ROW if k not in names]
+
+
 def frame(recs: list[dict]) -> pd.DataFrame:
     """Records of any readable schema as one flat row each (bench.records.flat), sorted for the tables."""
     rows = []
@@ -291,7 +296,7 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
                     s.at[i, "speedup"] = r.estimate
             s.loc[base.index[0], "speedup"] = 1.0
             s.loc[g.index, "baseline"] = f"{ref['hardware']} {b_precision} on {ref['host']} ({ref['stack']})"
-    same = ["workload", "host", "hardware", "backend", "stack", "nodes", "device_count", "mode", "input"]
+    same = row_without("precision")
     s["vs_fp32"] = _against(s, same, s["precision"] == "fp32")
     s["scaling_stats"] = _scaling(s)
     s["scaling"] = [r.estimate if r is not None else None for r in s["scaling_stats"]]
@@ -315,7 +320,7 @@ def _scaling(s: pd.DataFrame) -> list[stats.Ratio | None]:
     """Scaling efficiency of each row of N processes (nodes × devices per node): its throughput ÷ (N × the same
     configuration's on one device of the same host), with its interval (the flag says whether it differs from
     linear scaling)."""
-    keys = ["workload", "host", "hardware", "backend", "stack", "precision", "mode", "input"]
+    keys = row_without("nodes", "device_count")
     single = s[(s["device_count"] == 1) & (s["nodes"] == 1)]
     one = {tuple(r[keys]): r["throughputs"] for _, r in single.iterrows() if r["throughputs"]}
     out = []

@@ -22,7 +22,7 @@ from bench.report.verdicts import fmt
 # What may differ between the two sides and still match: when each side has one value and they differ (two hosts,
 # fp32 against bf16-mixed, eager against compile), that axis is what is compared. The workload and the configuration
 # (aggregate.CONFIG) must always match.
-AXES = ("host", "hardware", "backend", "stack", "nodes", "device_count", "precision", "mode", "input")
+AXES = tuple(aggregate.row_without("workload"))
 FILTERABLE = ("workload", *AXES, "run_id", "commit", "image")
 
 

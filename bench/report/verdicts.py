@@ -35,7 +35,7 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
     ``loader share`` = training samples/s ÷ loader-only samples/s is the fraction of each step spent loading,
     and the framework's speed without it is 1 / (1/training − 1/loader).
     """
-    keys = ["host", "hardware", "backend", "stack", "nodes", "device_count", "precision", "mode", "input"]
+    keys = aggregate.row_without("workload")
     rows = []
     for workload, reference in workloads.REFERENCE.items():
         refs = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)
@@ -167,9 +167,7 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     ok = s[(s["status"] == "ok") & (s["comparable"] == "yes") & s["throughputs"].map(bool)]
     rows = []
-    for _, g in ok.groupby(
-        ["workload", "host", "hardware", "backend", "stack", "nodes", "device_count", "precision"], sort=False
-    ):
+    for _, g in ok.groupby(aggregate.row_without("mode", "input"), sort=False):
         seeds = g[aggregate.as_recipe(g)]
         if len(g) == len(seeds):
             continue  # nothing but the seed's way ran
