@@ -69,15 +69,28 @@ def plain_text(values: list[str], where: str) -> list[str]:
     return values
 
 
-def without(args: list[str], option: str) -> list[str]:
-    """``args`` without ``option`` and its value (``--option value`` or ``--option=value``)."""
+# bench run's options as a scheduler's job passes them through (bench.slurm, bench.k8s): argparse's two spellings,
+# ``--name value`` and ``--name=value``.
+def option(args: list[str], name: str) -> str | None:
+    """The value ``args`` give option ``name`` (the last one), if any."""
+    value = None
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(name + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def without(args: list[str], name: str) -> list[str]:
+    """``args`` without option ``name`` and its value."""
     out, skip = [], False
     for a in args:
         if skip:
             skip = False
-        elif a == option:
+        elif a == name:
             skip = True
-        elif not a.startswith(option + "="):
+        elif not a.startswith(name + "="):
             out.append(a)
     return out
 
@@ -85,7 +98,7 @@ def without(args: list[str], option: str) -> list[str]:
 def spanning(run_args: list[str], nodes: int) -> list[str]:
     """``bench run``'s options for a scheduler's job of ``nodes`` nodes: unless they say ``--nodes``, every cell
     spans them all."""
-    if any(a == "--nodes" or a.startswith("--nodes=") for a in run_args):
+    if option(run_args, "--nodes") is not None:
         return run_args
     return [*run_args, "--nodes", str(nodes)]
 

@@ -36,7 +36,7 @@ def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_pe
     if nodes < 1 or gpus_per_node < 1:
         raise ValueError("bench k8s: --nodes and --gpus-per-node must be at least 1")
     cluster.plain_text([*run_args, image], "bench k8s")
-    given = _option(run_args, "--run-id")
+    given = cluster.option(run_args, "--run-id")
     if given not in (None, name):
         raise ValueError(f"bench k8s: --run-id {given!r} and --name {name!r}: the TrainJob's name is its run id; "
                          f"give --name {given} (or leave --run-id out)")  # fmt: skip
@@ -76,17 +76,6 @@ def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_pe
             ],
         },
     }
-
-
-def _option(args: list[str], name: str) -> str | None:
-    """The value ``args`` give option ``name`` (``--name value`` or ``--name=value``; the last one), if any."""
-    value = None
-    for i, a in enumerate(args):
-        if a == name and i + 1 < len(args):
-            value = args[i + 1]
-        elif a.startswith(name + "="):
-            value = a.split("=", 1)[1]
-    return value
 
 
 def render(job: dict) -> str:
