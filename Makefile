@@ -283,7 +283,7 @@ bench-tpu: $(foreach s,$(TPU_STACKS),$(if $(filter xla,$(s)),image-tpu,image-$(s
 bench-tpu-stack: FLAVOUR = $(if $(filter xla,$(TPU_STACK)),tpu,$(TPU_STACK))
 bench-tpu-stack: RUN_USER = $(TPU_USER)
 bench-tpu-stack:
-	$(call bench_in,$(TPU_SUITE),$(TPU_FLAGS) -e PJRT_DEVICE=$(PJRT_DEVICE),$(GIVE_BACK))
+	$(call bench_in,$(TPU_SUITE),$(TPU_FLAGS) $(if $(filter xla,$(TPU_STACK)),-e PJRT_DEVICE=$(PJRT_DEVICE)),$(GIVE_BACK))
 
 TPU_SUITE = $(if $(filter auto,$(SUITE)),tpu,$(SUITE))$(if $(filter torchtpu,$(TPU_STACK)), --device torchtpu)
 
