@@ -32,6 +32,10 @@ def test_a_dry_run_says_why_each_cell_cannot_run(tmp_path, mnist_dir, session_ca
     assert not results.exists()
 
 
+@pytest.mark.skipif(
+    find_spec("torch_tpu") is not None,
+    reason="in the TorchTPU environment off a TPU, a first backward waits ~10 min on libtpu (docs/tpu.md)",
+)
 @pytest.mark.parametrize("name", ["fp32", "bf16-mixed", "bf16-true"])
 def test_the_lightning_accelerator_and_precision_plugins_train_in_the_precision_asked(name, mnist_dir, cache):
     import pytorch_lightning as pl
