@@ -276,7 +276,8 @@ bench-gpu: gpu-runtime-check image-cuda
 # on each in turn into the same results, so that one report shows both stacks on the same chips.
 STACK ?= both
 TPU_STACKS = $(if $(filter both,$(STACK)),xla torchtpu,$(STACK))
-bench-tpu: $(foreach s,$(TPU_STACKS),$(if $(filter xla,$(s)),image-tpu,image-$(s)))
+bench-tpu: $(foreach s,$(filter xla torchtpu,$(TPU_STACKS)),$(if $(filter xla,$(s)),image-tpu,image-$(s)))
+	@$(if $(filter-out xla torchtpu,$(TPU_STACKS)),echo "bench-tpu: STACK=$(STACK) is none of xla | torchtpu | both"; exit 2)
 	@rc=0; for stack in $(TPU_STACKS); do \
 		$(MAKE) --no-print-directory bench-tpu-stack TPU_STACK=$$stack || rc=$$?; done; exit $$rc
 
