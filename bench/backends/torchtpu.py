@@ -8,6 +8,9 @@ What is known comes from the torch-tpu 0.2.0 wheel, read and imported on a machi
   bus has a TPU chip, and even then opens no runtime until a tensor goes to the device. The parent that checks
   cells counts chips as TorchTPU does before its runtime starts (``hardware``: Google's PCI devices that VFIO
   exposes), so it never holds a chip that a cell's worker needs.
+- Autograd's first ``backward()`` in any process asks every device type for its count, and TorchTPU's answer starts
+  its runtime: off a TPU that took 640 s (libtpu retrying the GCP metadata server); on a TPU it would open the
+  chips. The parent runs no backward.
 - Its device-module calls (``torch.tpu.device_count``, ``synchronize``) are internal from torch 2.11 on and raise
   when called from outside: it points to ``torch.accelerator``, which this file uses.
 - Its environment is torch 2.11-2.15 with ``torch-tpu`` and ``libtpu`` (``make setup-torchtpu``), apart from the
