@@ -37,14 +37,16 @@ def _git_commit() -> str | None:
     return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def version(package: str) -> str | None:
+    """The installed version of ``package``, or None where it is not installed."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: version(name) for name in PACKAGES}
 
 
 # The environments with a lock of their own, by the package that marks them: torch_xla 2.9.0 (its last release) needs

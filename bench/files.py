@@ -10,22 +10,40 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
 def replace(path: Path, text: str) -> None:
     """``text`` into ``path``, whole: written to a new file beside it, then renamed over it, so that a reader never
     sees half of it and a link at ``path`` is replaced, not followed."""
+    with _staged(path, text) as tmp:
+        os.replace(tmp, path)
+
+
+def create(path: Path, text: str) -> bool:
+    """``text`` into ``path`` unless something is there already (a file, or a link, never followed), whole as
+    ``replace`` writes it: of two processes that race, the first one's stays. Returns whether this one was written."""
+    with _staged(path, text) as tmp:
+        try:
+            os.link(tmp, path)  # fails where anything has the name: unlike a rename, it never replaces
+        except FileExistsError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _staged(path: Path, text: str) -> Iterator[str]:
+    """A new file beside ``path`` holding ``text``, removed afterwards unless it was renamed into place."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o644)  # as readable as the files bench opens itself (mkstemp makes 0600)
         with os.fdopen(fd, "w", newline="") as f:
             f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
+        yield tmp
+    finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
 
 
 def folder(path: Path) -> Path:

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 from pathlib import Path
 
 from bench import files, process
@@ -73,8 +72,7 @@ def run(job, cell_file: Path) -> int:
 def node_done(cell_dir: Path) -> None:
     """On a node other than node 0 no rank 0 writes the cell's result: this node's part went well. A result a rank
     of this node wrote is never replaced (on a TPU pod slice the writer is whichever process PJRT numbers 0)."""
-    if not (cell_dir / "result.json").exists():
-        write_result(cell_dir / "result.json", {"status": "ok", "reason": None})
+    write_first(cell_dir / "result.json", {"status": "ok", "reason": None})
 
 
 def _write_failure(job, cell_dir: Path, failures: dict) -> None:
@@ -110,17 +108,9 @@ def write_result(path: Path, result: dict) -> None:
 
 
 def write_first(path: Path, result: dict) -> bool:
-    """``result.json`` unless one is there already (made whole first, then linked into place: the runner never
-    reads half of one, and of two ranks that race, the first one's stays). Returns whether this one was written."""
-    staged = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    staged.write_text(json.dumps(result, default=str, indent=1))
-    try:
-        os.link(staged, path)
-    except FileExistsError:
-        return False
-    finally:
-        staged.unlink()
-    return True
+    """A cell's or a rank's ``result.json`` unless one is there already: of two ranks that race, the first one's
+    stays. Returns whether this one was written."""
+    return files.create(path, json.dumps(result, default=str, indent=1))
 
 
 def _rank_reason(cell_dir: Path, rank: int) -> str | None:

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from importlib import metadata
+
+from bench.env import version
 
 SETUP_HINT = (
     "TorchTPU runs in its own environment (make setup-torchtpu, then .venv-torchtpu/bin/bench) or image (make "
@@ -51,13 +52,6 @@ def _runtime_started() -> bool:
         return False
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 class TorchTPU:
     name = "torchtpu"
     lightning_accelerator = None  # a small Accelerator of the harness's: backends/torchtpu_lightning.py
@@ -71,13 +65,12 @@ class TorchTPU:
         return self.chips() > 0
 
     def device_count(self) -> int:
-        if not self.available():
-            return 0
-        if _runtime_started():
+        chips = self.chips()
+        if chips and _runtime_started():
             import torch
 
             return torch.accelerator.device_count()
-        return self.chips()
+        return chips
 
     def device_name(self) -> str:
         """ "TPU v6e", "TPU v5e", "TPU v5p" from the chip's PCI device id (the names PEAK_TFLOPS uses)."""
@@ -111,7 +104,7 @@ class TorchTPU:
         count = self.chips()
         if count == 0:
             return "no TPU chip on this machine's PCI bus (none that VFIO exposes): run on a Cloud TPU VM (docs/tpu.md)"
-        if not _version("libtpu"):
+        if not version("libtpu"):
             return "torch_tpu is installed without libtpu: pip install -c constraints.txt libtpu (make setup-torchtpu)"
         if devices > count:
             return f"{devices} TPU devices requested, {count} visible"
@@ -162,11 +155,11 @@ class TorchTPU:
     def env(self) -> dict:
         out = {
             "device_kind": "torchtpu",
-            "torch_tpu": _version("torch-tpu"),
-            "libtpu": _version("libtpu"),
+            "torch_tpu": version("torch-tpu"),
+            "libtpu": version("libtpu"),
             "tpu_chips": self.chips(),
         }
-        if not self.available():
+        if not out["tpu_chips"]:
             return out
         import torch
 

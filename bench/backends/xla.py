@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-from importlib import metadata
+
+from bench.env import version
 
 SETUP_HINT = "use the XLA environment (`make setup-xla`, then .venv-xla/bin/bench) with PJRT_DEVICE=TPU or CPU"
 RUNTIMES = ("TPU", "CPU")  # the PJRT devices this backend runs and counts without a client
@@ -101,10 +102,8 @@ class XLA:
         if os.environ.get("TPU_LIBRARY_PATH"):
             return os.environ["TPU_LIBRARY_PATH"]
         for name in LIBTPU:
-            try:
-                return f"{name} {metadata.version(name)}"
-            except metadata.PackageNotFoundError:
-                continue
+            if found := version(name):
+                return f"{name} {found}"
         bundled = os.path.join(os.path.dirname(_xla()[0].__file__), "lib", "libtpu.so")  # older torch_xla wheels
         return bundled if os.path.isfile(bundled) else None
 
