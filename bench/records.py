@@ -186,7 +186,9 @@ def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:
     """One record per measurement: a run's cell and repeat (its host, run id and fingerprint, which holds the
     repeat) is measured once. Where a run holds two records of one (a retry, ``bench run --retry``, or a
     duplicate), the newer is kept (its ``run.started_at``, then its place in the list) and the other listed as
-    ``file:line: status (cell repeat) superseded by file:line (status)``. ``recs`` are readable (bench.schema)."""
+    ``file:line: status (cell repeat) superseded by file:line (status)``; the newer counts in ``_diverged_before``
+    the diverged ones it replaced (``bench run --retry diverged`` draws again, and MLPerf counts every run).
+    ``recs`` are readable (bench.schema)."""
     ups = [schema.upgrade(r) for r in recs]
     keys = [
         ((u.get("env") or {}).get("host"), (u.get("cell") or {}).get("run_id"), fp)
@@ -205,6 +207,8 @@ def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:
             kept.append(r)
             continue
         by, cell = recs[newest[key]], ups[i]["cell"]
+        if r.get("status") == "diverged":  # a training outcome, not a harness one: its time-to-accuracy counts it
+            by["_diverged_before"] = by.get("_diverged_before", 0) + 1
         superseded.append(
             f"{r.get('_file', '?')}:{r.get('_line', '?')}: {r.get('status')} ({cell.get('cell_id')} repeat "
             f"{cell.get('repeat')}) superseded by {by.get('_file', '?')}:{by.get('_line', '?')} ({by.get('status')})"

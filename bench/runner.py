@@ -20,13 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench import adapters, allocator, backends, env, estimate, files, launch, process, records, schema
+from bench import adapters, allocator, backends, env, estimate, files, launch, process, records, schema, stats
 from bench.cluster import ONE_NODE, Cluster, Sync
 from bench.progress import Progress
 from bench.spec import workloads
 from bench.spec.cell import Cell
 from bench.spec.job import Job
 from bench.spec.launcher import IN_PROCESS, XLA_SPAWN, launcher
+from bench.spec.settings import AUTO_FIRST
 from bench.trackers import contention
 
 KILL_GRACE_S = 10
@@ -224,39 +225,82 @@ class Retry:
 
 @dataclasses.dataclass(frozen=True)
 class Auto:
-    """``repeats = "auto"``: after the first interleaved repeats, one more repeat of every configuration whose 95%
-    interval on throughput reaches further than ``target`` either side, round after round, up to ``cap`` repeats
-    (as pyperf calibrates its runs and criterion its samples)."""
+    """``repeats = "auto"``: after the first interleaved repeats, round after round, one more repeat of every
+    configuration (a block: whatever slows the host slows every configuration of the round alike, and the report
+    pairs them by block), until every configuration's 95% interval on throughput over its quiet repeats reaches no
+    further than ``target`` either side, at least ``AUTO_FIRST`` of them, or ``cap`` repeats (as pyperf
+    calibrates its runs and criterion its samples; the stopping rule and its coverage: bench.stats.settled)."""
 
     cap: int
     target: float
 
     def text(self) -> str:
         return (
-            f"repeats = auto: then more repeats of the cells whose 95% interval on samples/s is wider than "
-            f"±{self.target:.1%}, up to {self.cap} each"
+            f"repeats = auto: then rounds of one more repeat of every configuration until each has {AUTO_FIRST} quiet "
+            f"repeats and a 95% interval on samples/s within ±{self.target:.1%}, up to {self.cap} repeats"
         )
 
-    def more(self, cells: list[Cell], done: dict[str, dict]) -> list[tuple[Cell, str]]:
-        """The next round: (the next repeat, why it runs) of each configuration of ``cells`` that needs one. A
-        configuration with a repeat that is not ok is left as it is: a failure is not noise."""
-        from bench import stats
+    def record(self) -> dict:
+        """The record's ``run.auto``."""
+        return {"target": self.target, "cap": self.cap}
 
+    def _rounds(self, cells: list[Cell], done: dict[str, dict]) -> dict[str, list[tuple[Cell, dict]]]:
+        """The configurations that take part in more rounds: every one of ``cells`` whose repeats are all ok (a
+        failure is not noise, and an unsupported cell never runs), with its repeats and their records."""
         groups: dict[str, list[Cell]] = {}
         for cell in cells:
             groups.setdefault(cell.configuration, []).append(cell)
-        out = []
-        for members in groups.values():
+        out = {}
+        for key, members in groups.items():
             recs = [done.get(c.fingerprint) for c in members]
-            if any(r is None or r.get("status") != "ok" for r in recs) or len(members) >= self.cap:
-                continue
-            rates = [(r.get("timing") or {}).get("throughput_samples_per_s") for r in recs]
-            spread = stats.spread(rates)
-            if spread is not None and spread > self.target:
-                last = max(members, key=lambda c: c.repeat)
-                why = f"auto: ±{spread:.1%} over {len(members)} repeats, wider than ±{self.target:.1%}"
-                out.append((last.again(last.repeat + 1), why))
+            if all(r is not None and r.get("status") == "ok" for r in recs):
+                out[key] = list(zip(members, recs))
         return out
+
+    def more(self, cells: list[Cell], done: dict[str, dict]) -> list[tuple[Cell, str]]:
+        """The next round: (the next repeat, why it runs) of every taking part, or none once the rule is met or the
+        cap reached."""
+        rounds = self._rounds(cells, done)
+        if not rounds or self.settled(rounds) or max(len(m) for m in rounds.values()) >= self.cap:
+            return []
+        n = max(len(m) for m in rounds.values())
+        why = f"auto: round {n + 1}, one more repeat of every configuration ({self.missing(rounds)})"
+        out = []
+        for members in rounds.values():
+            last = max((c for c, _ in members), key=lambda c: c.repeat)
+            out.append((last.again(last.repeat + 1), why))
+        return out
+
+    def settled(self, rounds: dict[str, list[tuple[Cell, dict]]]) -> bool:
+        return stats.settled([_quiet_rates(members) for members in rounds.values()], self.target)
+
+    def missing(self, rounds: dict[str, list[tuple[Cell, dict]]]) -> str:
+        """What keeps the rule from being met: the configuration furthest from it."""
+        worst, text = -1.0, ""
+        for members in rounds.values():
+            rates, cell = _quiet_rates(members), members[0][0]
+            spread = stats.spread(rates)
+            if len(rates) < AUTO_FIRST and worst < 0:
+                worst, text = 0.0, f"{cell.cell_id}: {len(rates)} quiet repeats, fewer than {AUTO_FIRST}"
+            if spread is not None and spread > self.target and spread > worst:
+                worst, text = spread, f"{cell.cell_id}: ±{spread:.1%} over {len(rates)} quiet repeats"
+        return text or "the rule is met"
+
+    def end(self, cells: list[Cell], done: dict[str, dict]) -> str | None:
+        """What to say when the rounds end: None when the rule was met, else that the cap came first."""
+        rounds = self._rounds(cells, done)
+        if not rounds or self.settled(rounds):
+            return None
+        return f"auto: target not reached at the cap ({self.cap} repeats): {self.missing(rounds)}"
+
+
+def _quiet_rates(members: list[tuple[Cell, dict]]) -> list[float]:
+    """The throughputs of the repeats measured on a quiet host (those the report compares)."""
+    return [
+        (r.get("timing") or {}).get("throughput_samples_per_s")
+        for _, r in members
+        if not (r.get("contention") or {}).get("busy")
+    ]
 
 
 @dataclasses.dataclass
@@ -334,6 +378,7 @@ def sweep(
     if sync:
         sync.publish([c.fingerprint for _, c in p.to_run if c.nodes > 1])
     ordering = {"order": order, **({"order_seed": order_seed} if order == "random" else {})}
+    automatic = {"auto": auto.record()} if auto else {}
     progress = Progress(len(cells))
     progress.plan(p.eta(), p.skipped, p.unsupported)
     if auto:
@@ -372,7 +417,7 @@ def sweep(
                         _other_nodes(record, sync.reports(cell.fingerprint, cell.nodes), cell.nodes)
                 # where the cell ran in the sweep, why, and at what price (its fingerprint ignores them)
                 retried = {"retry": p.retried[cell.fingerprint]} if cell.fingerprint in p.retried else {}
-                record["run"].update(ordering, position=i, price=price, repeat_reason=why, **retried)
+                record["run"].update(ordering, position=i, price=price, repeat_reason=why, **retried, **automatic)
                 record = schema.admit(record)  # a section no reader would take fails the cell, naming it
                 records.append(path, record)
                 done[cell.fingerprint] = record  # a cell listed twice runs once
@@ -385,6 +430,8 @@ def sweep(
                     progress.eta(p.eta(after=i))
             queue = auto.more(swept, done) if auto else []
             progress.add(len(queue))
+        if auto and (said := auto.end(swept, done)):
+            progress.line(said)
     except KeyboardInterrupt:
         progress.close()
         print(f"\ninterrupted: finished records are in {path}; run the same command again to resume", flush=True)

@@ -155,6 +155,14 @@ class Price(Section):
     retrieved: str | None = None
 
 
+class AutoRepeats(Section):
+    """``repeats = auto``'s settings for the sweep that ran the record: the interval's half-width to reach and the
+    cap (the report says where a row stopped at the cap with its interval still wider)."""
+
+    target: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+    cap: AtLeastOne
+
+
 class Run(Section):
     started_at: str | None = None
     process_seconds: NonNeg | None = None
@@ -163,6 +171,7 @@ class Run(Section):
     price: Price | None = None
     repeat_reason: str | None = None
     retry: str | None = None
+    auto: AutoRepeats | None = None
 
 
 class Weights(Section):

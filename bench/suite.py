@@ -113,8 +113,9 @@ def repeats_plan(value: int | str, where: str = "repeats") -> tuple[int, int | N
     cap = int(m.group(1)) if m and m.group(1) else AUTO_MAX
     if not m or cap < 1:
         raise SuiteError(
-            f'{where}: repeats = {value!r} should be a number >= 1, "auto" (at first {AUTO_FIRST} repeats, then more '
-            f'where the interval is wider than target_ci, up to {AUTO_MAX}) or "auto:MAX" with MAX >= 1'
+            f'{where}: repeats = {value!r} should be a number >= 1, "auto" (at first {AUTO_FIRST} repeats, then rounds '
+            f'of one more of every cell until each interval is within target_ci, up to {AUTO_MAX}) or "auto:MAX" '
+            "with MAX >= 1"
         )
     return min(AUTO_FIRST, cap), cap
 

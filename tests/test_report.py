@@ -62,7 +62,8 @@ def test_summary_medians_speedup_and_flags(tmp_path):
     assert s.loc[("torch-convnet", "fp16-mixed"), "status"] == "unsupported"
     assert "no honest fp16" in s.loc[("torch-convnet", "fp16-mixed"), "reason"]
     assert s.loc[("torch-convnet", "bf16-true"), "status"] == "timeout"
-    assert s.loc[("lightning-convnet", "bf16-mixed"), "comparable"].startswith("not comparable: epochs 2")
+    assert s.loc[("lightning-convnet", "bf16-mixed"), "configuration"] == "epochs 2"  # what sets it apart
+    assert s.loc[("lightning-convnet", "fp32"), "configuration"] == ""
 
 
 def test_the_report_says_when_a_cpu_emulates_bf16(tmp_path):
@@ -113,7 +114,8 @@ def test_fastai_against_its_reference_names_the_bottleneck(tmp_path):
         )  # fmt: skip
 
     def ref(precision, tput, host="box"):
-        return rec("torch-resnet18", precision, tput=tput, batch_size=64, lr=1e-3, epochs=3, env={"host": host})
+        return rec("torch-resnet18", precision, tput=tput, batch_size=64, lr=1e-3, epochs=3, num_workers=0,
+                   env={"host": host})  # fmt: skip
 
     path = tmp_path / "run" / "records.jsonl"
     write(path, [
@@ -235,9 +237,9 @@ def test_busy_repeats_are_flagged_and_left_out_of_comparisons_unless_asked():
     s = aggregate.summarise(aggregate.frame(recs), "cpu/fp32").set_index(["workload", "precision"])
     fp32, bf16 = s.loc[("torch-convnet", "fp32")], s.loc[("torch-convnet", "bf16-mixed")]
     assert fp32["repeats_ok"] == 4 and fp32["repeats_busy"] == 1
-    assert fp32["throughput_median"] == 1000.0 and fp32["throughputs"] == [900.0, 1000.0, 1100.0]  # quiet ones
+    assert fp32["throughput_median"] == 1000.0 and list(fp32["throughputs"].values()) == [900.0, 1000.0, 1100.0]
     assert fp32["busy"] == "1 of 4 repeats on a busy host (other processes used 48% of 2 cores): left out"
-    assert bf16["throughput_median"] == 550.0 and bf16["throughputs"] == []  # shown, flagged, compared with nothing
+    assert bf16["throughput_median"] == 550.0 and bf16["throughputs"] == {}  # shown, flagged, compared with nothing
     assert bf16["busy"].endswith(": not compared (--include-busy compares it)")
     assert bf16["speedup_stats"] is None or bf16["speedup_stats"].estimate is None
     assert verdicts.overhead(s.reset_index()).empty is False  # the quiet rows still compare
@@ -284,3 +286,58 @@ def test_two_torch_versions_get_rows_of_their_own_and_a_warning_in_the_report_an
     warning = "WARNING: A and B ran different torch versions (2.9.0, 2.14.1)"
     assert any(line.startswith(warning) for line in result.header)
     assert result.table["B ÷ A [95% CI]"].iloc[0].startswith("1.10x")
+
+
+def _allocator(name: str) -> dict:
+    return {"env": {"host": "box", "cpu_model": "Test CPU", "allocator": {"name": name}, "packages": {}}}
+
+
+@pytest.mark.parametrize(
+    "setting, a, b",
+    [
+        ("limit_train", {"limit_train": 1280}, {"limit_train": 3840}),
+        ("allocator", _allocator("glibc"), _allocator("tcmalloc")),
+        ("tta_target", {"tta_target": 0.9}, {"tta_target": 0.99}),
+    ],
+)
+def test_a_setting_that_changes_the_measurement_makes_two_rows_and_never_one_comparison(tmp_path, setting, a, b):
+    from bench.report import compare
+
+    rows = [rec(tput=t, repeat=i, **a) for i, t in enumerate([1000.0, 1010.0, 990.0])]
+    rows += [rec(tput=t, repeat=i, run_id="other", **b) for i, t in enumerate([2000.0, 2020.0])]
+    write(tmp_path / "run" / "records.jsonl", rows)
+    s = aggregate.summarise(aggregate.frame(records.read_all(tmp_path)), "cpu/fp32")
+    assert len(s) == 2 and sorted(s["repeats_ok"]) == [2, 3]  # not one row of "5 repeats"
+    assert s["speedup_stats"].isna().all() and s["is_baseline"].all()  # each is the baseline of its own kind
+    assert sorted(s["configuration"]) == ["", f"{setting} {aggregate.setting_text(b.get(setting, 'tcmalloc'))}"]
+    md = report.write(tmp_path).read_text()
+    assert "| configuration |" in md
+    with pytest.raises(compare.CompareError, match=f"they differ in {setting} "):
+        compare.compare(tmp_path, tmp_path, {"run_id": "fixture"}, {"run_id": "other"})
+
+
+def test_a_smoke_run_then_the_cpu_suite_on_one_host_leaves_the_cpu_rows_unpooled(tmp_path):
+    smoke = {"limit_train": 2560, "limit_test": 2000, "warmup_steps": 10, "tta_target": 0.9, "epochs": 2}
+    write(tmp_path / "smoke-box" / "records.jsonl", [rec(tput=3000.0, run_id="smoke-box", tta_seconds=2.0, **smoke)])
+    cpu = {"warmup_steps": 50, "tta_target": 0.99, "epochs": 10}
+    write(tmp_path / "cpu-box" / "records.jsonl",
+          [rec(tput=t, repeat=i, run_id="cpu-box", **cpu) for i, t in enumerate([1000.0, 1100.0, 900.0])])  # fmt: skip
+    s = aggregate.summarise(aggregate.frame(records.read_all(tmp_path)), "cpu/fp32").set_index("epochs")
+    full = s.loc["10"]
+    assert full["repeats"] == 3 and sorted(full["throughputs"].values()) == [900.0, 1000.0, 1100.0]
+    assert (full["tta_s"], full["tta_runs"], full["tta_target"]) == (50.0, 3, "0.99")  # one target, its own runs
+    assert s.loc["2", "repeats"] == 1 and s.loc["2", "tta_s"] == 2.0
+
+
+def test_a_diverged_run_retried_still_counts_in_time_to_accuracy(tmp_path):
+    rows = [rec(tput=1000.0, repeat=i, tta_seconds=t) for i, t in enumerate([40.0, 60.0])]
+    rows += [rec(status="diverged", reason="NaN loss", repeat=2, tta_seconds=None, fingerprint="r2",
+                 run={"started_at": "2026-12-07T01:00:00+00:00"})]  # fmt: skip
+    rows += [rec(tput=1000.0, repeat=2, tta_seconds=50.0, fingerprint="r2",
+                 run={"started_at": "2026-12-07T02:00:00+00:00", "retry": "--retry diverged"})]  # fmt: skip
+    write(tmp_path / "run" / "records.jsonl", rows)
+    recs, _, superseded = records.load(tmp_path)
+    assert len(superseded) == 1
+    (row,) = aggregate.summarise(aggregate.frame(recs), "cpu/fp32").to_dict("records")
+    assert (row["tta_reached"], row["tta_runs"]) == (3, 4)  # the draw it replaced is still a run that missed
+    assert row["tta_s"] == pytest.approx(55.0)  # 40, 50, 60 and the miss: drop 40 and the miss

@@ -258,11 +258,11 @@ def test_a_cell_listed_twice_is_one_cell():
     assert len(copies) == 6 and {c.fingerprint for c in copies} == {c.fingerprint for c in cells}
 
 
-def test_auto_repeats_start_with_three_and_cap():
-    assert suite.repeats_plan("auto") == (3, 10) and suite.repeats_plan("auto:5") == (3, 5)
+def test_auto_repeats_start_with_five_and_cap():
+    assert suite.repeats_plan("auto") == (5, 10) and suite.repeats_plan("auto:7") == (5, 7)
     assert suite.repeats_plan("auto:2") == (2, 2) and suite.repeats_plan(4) == (4, None)
     s = settings(repeats="auto:6")
-    assert (s["repeats"], s["repeats_max"]) == (3, 6) and len(suite.expand("t", s)) == 2 * 3
+    assert (s["repeats"], s["repeats_max"]) == (5, 6) and len(suite.expand("t", s)) == 2 * 5
 
 
 def test_bench_list_names_what_there_is(capsys):

@@ -1,8 +1,9 @@
 """Records of any number of runs and machines → REPORT.md, report.html (plots embedded) and summary.csv.
 
-Rows are hardware × device count × precision per workload (aggregate), what bounds them (verdicts), as tables
-(render) and plots (plots). Cells that did not run or did not finish are shown with their reason; rows whose
-configuration differs from the workload's usual one are flagged. Records of schema 2 are read too.
+Rows are configurations, hardware × device count × precision × mode × input × the settings that change what is
+measured, per workload (aggregate); what bounds them (verdicts), as tables (render) and plots (plots). Cells that did
+not run or did not finish are shown with their reason; a row names what sets its configuration apart from its
+workload's others. Records of schema 2 are read too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import micro, records
+from bench import micro, records, stats
 from bench.report import aggregate, benchmarks, plots, render, verdicts
 
 PROFILE_NOTE = (
@@ -53,6 +54,13 @@ SUPERSEDED_NOTE = (
 
 RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "scaling"}
 
+COMPARISONS = (
+    "Each comparison is a ratio of geometric means with its 95% interval, paired by block where the repeats ran "
+    "side by side (one repeat of every configuration per round), Welch's otherwise; its flag is adjusted for the "
+    "{tests} comparisons of this report (Benjamini–Hochberg, false discovery rate 5%): a ratio whose interval "
+    'excludes 1 but does not survive the adjustment reads "not significant after BH".'
+)
+
 
 def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
     """summary.csv: one flat row per table row; each comparison as its estimate, interval and flag; the trackers'
@@ -60,7 +68,8 @@ def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
     # the profile's busy % is among the trackers' columns already
     flat = s.drop(columns=["tracked", "throughputs", "full_network", *RATIOS, "speedup", "scaling", "profile_busy"])
     for column, name in RATIOS.items():
-        for field, key in (("", "estimate"), ("_low", "low"), ("_high", "high"), ("_flag", "flag")):
+        for field in ("", "_low", "_high", "_flag", "_method", "_p"):
+            key = field[1:] or "estimate"
             flat[name + field] = [getattr(r, key) if r is not None else None for r in s[column]]
     return flat.join(pd.DataFrame(list(s["tracked"]), index=s.index))
 
@@ -80,14 +89,19 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
 def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], superseded: list[str], baseline: str,
            results_dir: Path) -> None:  # fmt: skip
     """The report's files, into ``out``."""
+    peak, ov = verdicts.fastest(s), verdicts.overhead(s)
+    tests = stats.adjust([*(r for c in RATIOS for r in s[c]), *verdicts.ratios(peak), *verdicts.ratios(ov)])
     render.csv_safe(csv_frame(s)).to_csv(out / "summary.csv", index=False)
     md = [
         "# Benchmark report",
         "",
         f"{len(df)} records from {df['run_id'].nunique()} runs on "
-        f"{df['host'].nunique()} hosts. Throughput counts steady-state training steps only (warmup and "
-        "evaluation excluded); TTA is one clock from the first training step to the first evaluation at or "
-        f"above the target. Speedup is against {baseline} of the same workload. See docs/methodology.md.",
+        f"{df['host'].nunique()} hosts. A row is one configuration: records that differ in a setting that changes "
+        "what is measured are rows of their own, each naming what sets it apart. Throughput counts steady-state "
+        "training steps only (warmup and evaluation excluded); TTA is one clock from the first training step to the "
+        "first evaluation at or above the target, scored by MLPerf's rule over the runs. Speedup is against "
+        f"{baseline} of the same workload and configuration. {COMPARISONS.format(tests=tests)} "
+        "See docs/methodology.md.",
         "",
         "## Overview",
         "",
@@ -111,7 +125,6 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
     if s["usd_per_hour"].notna().any():
         md[-2:-2] = [COST_NOTE, ""]
         body.insert(1, f"<p>{html.escape(COST_NOTE)}</p>")
-    peak = verdicts.fastest(s)
     if len(peak):
         md += ["## What the hardware can do", "", FASTEST_NOTE, "", render.markdown(peak), ""]
         body += [
@@ -120,9 +133,10 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
         ]
     for workload, g in s.groupby("workload", sort=False):
         table = render.table(g)
-        acc = plots.png(plots.accuracy(df, workload, float(g["tta_target"].iloc[0])), out / f"{workload}-accuracy.png")
+        targets = sorted({float(t) for t in g["tta_target"] if t != "none"})
+        acc = plots.png(plots.accuracy(df, workload, targets), out / f"{workload}-accuracy.png")
         tput = plots.png(plots.throughput(s, workload), out / f"{workload}-throughput.png")
-        base = g["baseline"].dropna().iloc[0] if "baseline" in g and g["baseline"].notna().any() else "none found"
+        base = "; ".join(dict.fromkeys(g["baseline"].dropna())) or "none found"
         md += [
             f"## {workload}",
             "",
@@ -153,7 +167,6 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
                 for label, paths in arts
             )
             body.append(f"<p>Files saved by each cell (first repeat):</p><ul>{items}</ul>")
-    ov = verdicts.overhead(s)
     if len(ov):
         md += [
             "## Framework overhead against the plain-PyTorch loop",

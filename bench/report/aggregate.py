@@ -1,8 +1,11 @@
-"""Records → one table row per workload × hardware × node and device count × precision, with medians and spreads over
-repeats, comparability flags, speedups, scaling efficiency and each tracker's own columns."""
+"""Records → one table row per configuration: workload × hardware × node and device count × precision × mode × input
+× every setting that changes what is measured (``CONFIG``, from the settings table), with medians and intervals over
+its repeats, what sets it apart from its neighbours, speedups, scaling efficiency and each tracker's own columns."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import re
 from collections import Counter
@@ -12,17 +15,23 @@ import pandas as pd
 from bench import cost, isa, records, schema, stats, trackers
 from bench.precision import PRECISIONS
 from bench.spec.cell import RECIPE
+from bench.spec.settings import CONFIG_KEY, STEP_KEY
 
 # A row's repeats are unstable from these: the median repeat's p90 step ÷ median step, and the coefficient of
 # variation of its steady segments' samples/s (docs/methodology.md, Stable repeats).
 UNSTABLE_P90 = 1.5
 UNSTABLE_CV = 0.15
-ROW = ["workload", "host", "hardware", "backend", "stack", "nodes", "device_count", "precision", "mode", "input"]
+# Where and how a row ran: what a comparison may set side by side (two hosts, fp32 against bf16-mixed).
+AXES = ["workload", "host", "hardware", "backend", "stack", "nodes", "device_count", "precision", "mode", "input"]
+# The settings that change what is measured (bench.spec.settings, ``key``): records that differ in one are different
+# configurations, never repeats of one, and are compared with nothing but their own kind. The allocator is the one
+# the cell ran with (env), not the setting ("auto" resolves per host).
+CONFIG = list(CONFIG_KEY)
+STEP = list(STEP_KEY)  # what a step costs: a framework and its plain-PyTorch reference share these to be compared
+ROW = [*AXES, *CONFIG]  # one configuration: the repeats of one row differ in their seed and nothing else
 # The software a row ran on: the packages that put the recipe on the device (the env section's versions). Rows of
 # different stacks are kept apart, and compared only as such.
 STACK = {"torch": "torch", "torch-xla": "torch_xla", "torch-tpu": "torch_tpu"}
-# must match for figures to compare
-CONFIG = ["batch_size", "lr", "epochs", "limit_train", "limit_test", "num_workers", "pretrained"]
 
 
 def row_without(*names: str) -> list[str]:
@@ -51,6 +60,10 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     df["input"] = df["input"].astype(object).fillna("loader")
     df["mode"] = df["mode"].astype(object).fillna("eager")  # and the seed's eager code
     df["nodes"] = df["nodes"].fillna(1).astype(int)  # and one node
+    for c in CONFIG:  # as text, alike in every frame: two sides of a comparison hold None, 3840 or 3840.0
+        df[c] = df[c].map(setting_text)
+    df["block"] = list(zip(df["run_id"].map(norm), df["repeat"].map(norm)))  # bench.stats.compare pairs by it
+    df["diverged_before"] = [int(r.get("_diverged_before") or 0) for r in recs]  # records.latest
     # a repeat measured on a busy host (bench.trackers.contention); records from before the tracker: not known
     contention = [c if isinstance(c, dict) else {} for c in df["contention"]]
     df["busy"] = [bool(c.get("busy")) for c in contention]
@@ -81,6 +94,18 @@ def as_recipe(s: pd.DataFrame) -> pd.Series:
 
 def norm(value: object) -> str:
     return "none" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def setting_text(value: object) -> str:
+    """A setting's value as the configuration key holds it: ``none``, ``true``, ``3840``, ``0.0209``, ``find``; a
+    whole number the same whether a frame held it as an int or a float."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "none"
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return str(bool(value)).lower()
+    if isinstance(value, numbers.Real):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
 
 
 def median(values) -> float | None:
@@ -201,10 +226,24 @@ def _left_out(ok: pd.DataFrame) -> str:
     return f"a graph compiled after warmup: {median(steps):.0f} steps left out of steady samples/s" if steps else ""
 
 
+def _sample(g: pd.DataFrame, values: list) -> dict:
+    """``values`` of ``g``'s records by block (run id, repeat: bench.stats.compare pairs on them), gaps left out."""
+    return {b: float(v) for b, v in zip(g["block"], values) if v is not None and not pd.isna(v)}
+
+
+def _tta(g: pd.DataFrame, dropped: pd.Index) -> stats.TTA:
+    """The row's time-to-accuracy by MLPerf's rule (bench.stats.tta). A run is a training that ended ok, diverged or
+    ran out of time (a crash is no run); a diverged run retried since counts still (records.latest), as a run that did
+    not reach the target. ``dropped``: ok repeats measured on a busy host where the row's figures leave them out."""
+    runs = g[g["status"].isin(["ok", "diverged", "timeout"])].drop(dropped)
+    seconds = [None if s != "ok" else t for s, t in zip(runs["status"], pd.to_numeric(runs["tta_seconds"]))]
+    return stats.tta(seconds + [None] * int(g["diverged_before"].sum()))
+
+
 def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd.DataFrame:
-    """One row per workload × hardware × node and device count × precision, with medians and spreads over repeats.
-    Repeats measured on a busy host are flagged; the row's figures come from its quiet repeats where it has some,
-    and its comparisons only from those (``include_busy``: from all)."""
+    """One row per configuration (``ROW``), with medians and intervals over its repeats. Repeats measured on a busy
+    host are flagged; the row's figures come from its quiet repeats where it has some, and its comparisons only from
+    those (``include_busy``: from all). Every comparison joins rows of one configuration (``CONFIG``)."""
     rows = []
     for key, g in df.groupby(ROW, sort=False, dropna=False):
         ok_all = g[g["status"] == "ok"]
@@ -214,42 +253,34 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
         others = g[g["status"] != "ok"]
         row = dict(zip(ROW, key))
         tput = pd.to_numeric(ok["throughput_samples_per_s"])
-        full = [
-            v for v in (full_network_throughput(r) for _, r in compared.iterrows()) if v is not None and not pd.isna(v)
-        ]
-        # MLPerf counts a run that diverged as one that never reached the target; a crash is not such a run. The
-        # repeats on a busy host count where the row's figures come from them.
-        runs = g[g["status"].isin(["ok", "diverged"])].drop(ok_all.index.difference(ok.index))
-        tta = stats.tta(pd.to_numeric(runs["tta_seconds"]).tolist())
+        tta = _tta(g, ok_all.index.difference(ok.index))
         row.update(
             status="ok" if len(ok) else others["status"].iloc[0],
             repeats_ok=len(ok_all),
             repeats=len(g),
             repeats_busy=int(ok_all["busy"].sum()),
-            # what every comparison uses: the quiet repeats (all of them with include_busy)
-            throughputs=[float(x) for x in pd.to_numeric(compared["throughput_samples_per_s"]).dropna()],
+            # what every comparison uses: the quiet repeats (all of them with include_busy), by block
+            throughputs=_sample(compared, list(pd.to_numeric(compared["throughput_samples_per_s"]))),
             throughput_median=tput.median() if len(tput.dropna()) else None,
             throughput_min=tput.min(),
             throughput_max=tput.max(),
             step_ms_median=pd.to_numeric(ok["step_time_ms_median"]).median(),
             step_ms_p90=pd.to_numeric(ok["step_time_ms_p90"]).median(),
             accuracy_median=pd.to_numeric(ok["final_accuracy"]).median(),
-            tta_target=g["tta_target"].iloc[0],
             tta_s=tta.seconds,
             tta_reached=tta.reached,
             tta_runs=tta.runs,
             tta_method=tta.method,
+            tta_why=tta.why,
             warmup_s_median=pd.to_numeric(ok["warmup_seconds"]).median(),
             setup_s_median=pd.to_numeric(ok["setup_seconds"]).median(),
             loader_median=median(ok["loader_samples_per_s"]),
-            full_network=full,
-            full_network_median=median(full),
+            full_network=_sample(compared, [full_network_throughput(r) for _, r in compared.iterrows()]),
             phases=_phases(ok),
             lr_found_median=median(ok["lr_found"]),
             weights=",".join(sorted({w for w in map(_weights, ok["weights"]) if w})),
             artifacts=_files(ok),
             precision_effective=",".join(sorted(set(ok["precision_effective"].dropna()))),
-            allocator=",".join(sorted(set(g["allocator"].dropna()))),
             reason="; ".join(sorted({f"{s}: {r}" for s, r in zip(others["status"], others["reason"])})),
             emulated=_emulated(g),
             busy=_busy_note(ok_all, include_busy),
@@ -257,59 +288,68 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
             left_out=_left_out(ok),
             tracked=_tracker_columns(g),
             profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
-            **{c: g[c].dropna().iloc[0] if g[c].notna().any() else None for c in CONFIG},
         )
+        row["full_network_median"] = median(row["full_network"].values())
         price, why = _price(g)
         row.update(price=cost.label(price) if price else why, **_cost(row, price))
         rows.append(row)
     s = pd.DataFrame(rows)
     if s.empty:
         return s
-    s["comparable"] = ""
-    b_backend, _, b_precision = baseline.partition("/")
-    s["speedup"] = None  # the estimate of speedup_stats, for sorting and plots
-    s["speedup_stats"] = None  # stats.Ratio against the baseline; the baseline's own row: None
-    s["is_baseline"] = False
-    for _, g in s.groupby("workload", sort=False):
-        configs = {i: {c: norm(r[c]) for c in CONFIG} for i, r in g.iterrows()}
-        ok = [tuple(configs[i].items()) for i in g.index if g.loc[i, "status"] == "ok"]
-        usual = dict(Counter(ok).most_common(1)[0][0]) if ok else {}
-        for i in g.index[g["status"] == "ok"]:
-            diff = [f"{c} {v} (usual {usual[c]})" for c, v in configs[i].items() if v != usual[c]]
-            s.loc[i, "comparable"] = "not comparable: " + ", ".join(diff) if diff else "yes"
-        base = g[
-            (g["backend"] == b_backend)
-            & (g["precision"] == b_precision)
-            & (g["device_count"] == 1)
-            & (g["nodes"] == 1)
-            & as_recipe(g)
-            & (s.loc[g.index, "comparable"] == "yes")
-            & g["throughput_median"].notna()
-            & g["throughputs"].map(bool)
-        ]
-        if len(base):
-            ref = base.iloc[0]
-            s.loc[base.index[0], "is_baseline"] = True
-            for i in g.index[g["throughput_median"].notna()]:
-                if i != base.index[0]:
-                    s.at[i, "speedup_stats"] = r = stats.ratio(s.at[i, "throughputs"], ref["throughputs"])
-                    s.at[i, "speedup"] = r.estimate
-            s.loc[base.index[0], "speedup"] = 1.0
-            s.loc[g.index, "baseline"] = f"{ref['hardware']} {b_precision} on {ref['host']} ({ref['stack']})"
-    same = row_without("precision")
-    s["vs_fp32"] = _against(s, same, s["precision"] == "fp32")
+    s["configuration"] = _differences(s)
+    s["speedup_stats"], s["baseline"], s["is_baseline"] = _speedups(s, baseline)
+    s["speedup"] = [r.estimate if r is not None else None for r in s["speedup_stats"]]
+    s.loc[s["is_baseline"], "speedup"] = 1.0
+    s["vs_fp32"] = _against(s, row_without("precision"), s["precision"] == "fp32")
     s["scaling_stats"] = _scaling(s)
     s["scaling"] = [r.estimate if r is not None else None for r in s["scaling_stats"]]
     return s
 
 
+def _differences(s: pd.DataFrame) -> list[str]:
+    """What sets each row's configuration apart from its workload's other rows: each setting whose value is not the
+    one most of them hold (``limit_train 1280, allocator glibc``), or ""."""
+    out = pd.Series("", index=s.index, dtype=object)
+    for _, g in s.groupby("workload", sort=False):
+        usual = {c: Counter(g[c]).most_common(1)[0][0] for c in CONFIG}
+        for i, r in g.iterrows():
+            out[i] = ", ".join(f"{c} {r[c]}" for c in CONFIG if r[c] != usual[c])
+    return list(out)
+
+
+def _speedups(s: pd.DataFrame, baseline: str) -> tuple[list, list, list]:
+    """Each row against the baseline of its configuration (the same workload and ``CONFIG``): the baseline's
+    backend and precision (``cpu/fp32``) on one device, the seed's way; with several such rows, the first."""
+    b_backend, _, b_precision = baseline.partition("/")
+    base = s[
+        (s["backend"] == b_backend)
+        & (s["precision"] == b_precision)
+        & (s["device_count"] == 1)
+        & (s["nodes"] == 1)
+        & as_recipe(s)
+        & s["throughputs"].map(bool)
+    ]
+    first: dict[tuple, int] = {}
+    for i, r in base.iterrows():
+        first.setdefault(tuple(r[["workload", *CONFIG]]), i)
+    ratios, labels, is_base = [], [], []
+    for i, r in s.iterrows():
+        b = first.get(tuple(r[["workload", *CONFIG]]))
+        ref = s.loc[b] if b is not None else None
+        usable = ref is not None and i != b and r["throughputs"]
+        ratios.append(stats.compare(r["throughputs"], ref["throughputs"]) if usable else None)
+        labels.append(f"{ref['hardware']} {b_precision} on {ref['host']} ({ref['stack']})" if ref is not None else None)
+        is_base.append(i == b)
+    return ratios, labels, is_base
+
+
 def _against(s: pd.DataFrame, keys: list[str], is_reference: pd.Series) -> list[stats.Ratio | None]:
-    """Each ok row's throughput against the reference row (``is_reference``) that shares its ``keys`` and its
-    configuration: the precision speedup (against fp32 on the same hardware, mode and input)."""
-    usable = (s["status"] == "ok") & (s["comparable"] == "yes") & s["throughputs"].map(bool)
+    """Each ok row's throughput against the reference row (``is_reference``) that shares its ``keys`` (its
+    configuration among them): the precision speedup (against fp32 on the same hardware, mode and input)."""
+    usable = (s["status"] == "ok") & s["throughputs"].map(bool)
     refs = {tuple(r[keys]): r["throughputs"] for _, r in s[usable & is_reference].iterrows()}
     return [
-        stats.ratio(r["throughputs"], refs[tuple(r[keys])])
+        stats.compare(r["throughputs"], refs[tuple(r[keys])])
         if usable[i] and not is_reference[i] and tuple(r[keys]) in refs
         else None
         for i, r in s.iterrows()
@@ -327,7 +367,7 @@ def _scaling(s: pd.DataFrame) -> list[stats.Ratio | None]:
     for _, r in s.iterrows():
         base, world = one.get(tuple(r[keys])), r["device_count"] * r["nodes"]
         ok = world > 1 and base and r["throughputs"]
-        out.append(stats.ratio(r["throughputs"], base).scaled(1 / world) if ok else None)
+        out.append(stats.compare(r["throughputs"], base).scaled(1 / world) if ok else None)
     return out
 
 

@@ -20,10 +20,10 @@ from bench.report import aggregate, render
 from bench.report.verdicts import fmt
 
 # What may differ between the two sides and still match: when each side has one value and they differ (two hosts,
-# fp32 against bf16-mixed, eager against compile), that axis is what is compared. The workload and the configuration
-# (aggregate.CONFIG) must always match.
-AXES = tuple(aggregate.row_without("workload"))
-FILTERABLE = ("workload", *AXES, "run_id", "commit", "image")
+# fp32 against bf16-mixed, eager against compile), that axis is what is compared. The workload and every setting that
+# changes what is measured (aggregate.CONFIG) must always match.
+AXES = tuple(a for a in aggregate.AXES if a != "workload")
+FILTERABLE = ("workload", *AXES, *aggregate.CONFIG, "run_id", "commit", "image")
 
 
 class CompareError(ValueError):
@@ -113,18 +113,24 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
     if not matched:
         raise CompareError(
             f"no cell of B matches one of A ({len(ca)} ok cells in A, {len(cb)} in B): they must share the workload "
-            f"and its configuration ({', '.join(aggregate.CONFIG)}); select each side with --a/--b KEY=VALUE"
+            f"and every setting that changes what is measured{_differing(da, db)}; select each side with --a/--b "
+            "KEY=VALUE"
         )
     shown = [c for c in key if len({k[key.index(c)] for k in matched}) > 1 or c == "workload"]
-    rows, regressions = [], []
+    ratios = {}
     for k in matched:
-        ga, gb = ca[k], cb[k]
+        ta, tb = (dict(zip(g["block"], pd.to_numeric(g["throughput_samples_per_s"]))) for g in (ca[k], cb[k]))
+        ratios[k] = stats.compare(tb, ta)
+    tests = stats.adjust(ratios.values())
+    rows, regressions, methods = [], [], set()
+    for k in matched:
+        ga, gb, r = ca[k], cb[k], ratios[k]
         ta, tb = (pd.to_numeric(g["throughput_samples_per_s"]).dropna().tolist() for g in (ga, gb))
-        r = stats.ratio(tb, ta)
+        methods.add(r.method)
         verdict, regressed = _verdict(r, threshold)
         if regressed:
             regressions.append(f"{' '.join(k[key.index(c)] for c in shown)}: {r.text()}")
-        tta_a, tta_b = (stats.tta(pd.to_numeric(g["tta_seconds"]).tolist()).text() for g in (ga, gb))
+        tta_a, tta_b = (_tta(g) for g in (ga, gb))
         rows.append(
             {
                 **{c: k[key.index(c)] for c in shown},
@@ -146,9 +152,10 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
         f"A: {a}{where(a_filters)}; B: {b}{where(b_filters)}.",
         "Compared: " + ("; ".join(f"{c} {x} (A) against {y} (B)" for c, x, y in varying) or "the same cells") + ".",
         f"{len(matched)} matched cells; {len(ca) - len(matched)} only in A, {len(cb) - len(matched)} only in B.",
-        "B ÷ A = the ratio of geometric mean throughputs over repeats with Welch's 95% interval on log throughput "
-        "(docs/methodology.md#comparisons-intervals-and-flags). A cell fails the comparison when it is significantly "
-        f"slower by more than {threshold:.0%}.",
+        "B ÷ A = the ratio of geometric mean throughputs over repeats with its 95% interval on log throughput: "
+        f"{_METHODS[frozenset(methods)]} (docs/methodology.md#comparisons-intervals-and-flags). Significance is "
+        f"adjusted for the {tests} cells compared (Benjamini–Hochberg, false discovery rate 5%). A cell fails the "
+        f"comparison when it is significantly slower by more than {threshold:.0%}.",
     ]
     stacks = [", ".join(sorted(set(d["stack"]))) for d in (da, db)]
     header.append(f"Stack: A {stacks[0]}; B {stacks[1]}.")
@@ -160,6 +167,30 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
         header.append(f"{busy} repeats measured on a busy host are left out (--include-busy compares them).")
     left_out = list(dict.fromkeys([*left_a, *left_b]))  # A and B may be the same folder
     return Result(pd.DataFrame(rows), header, regressions, left_out)
+
+
+_METHODS = {
+    frozenset({"paired"}): "paired by block (the repeats of A and B ran side by side in one run)",
+    frozenset({"Welch"}): "Welch's (A and B ran apart)",
+    frozenset({"paired", "Welch"}): "paired by block where A and B ran side by side, else Welch's",
+    frozenset(): "",
+}
+
+
+def _tta(g: pd.DataFrame) -> str:
+    """One side's time-to-accuracy by MLPerf's rule over its ok runs (bench.stats.tta)."""
+    return stats.tta(pd.to_numeric(g["tta_seconds"]).tolist()).text()
+
+
+def _differing(da: pd.DataFrame, db: pd.DataFrame) -> str:
+    """``: they differ in limit_train (A 1280; B 3840)``: the settings of aggregate.CONFIG whose values on the ok
+    records of A and B have nothing in common, or ""."""
+    found = []
+    for c in aggregate.CONFIG:
+        va, vb = (set(d.loc[d["status"] == "ok", c]) for d in (da, db))
+        if va and vb and not va & vb:
+            found.append(f"{c} (A {', '.join(sorted(va))}; B {', '.join(sorted(vb))})")
+    return f": they differ in {', '.join(found)}" if found else ""
 
 
 _RUN = re.compile(r"^(\d{4})_.*\.json$")
@@ -197,8 +228,9 @@ def compare_micro(storage: Path, runs: int, baseline: list[str] | None = None, t
         return None
     ma, mb = _medians(base), _medians(new)
     rows, regressions = [], []
-    for name in (n for n in mb if n in ma):
-        r = stats.ratio([1 / m for m in mb[name]], [1 / m for m in ma[name]])
+    ratios = {name: stats.ratio([1 / m for m in mb[name]], [1 / m for m in ma[name]]) for name in mb if name in ma}
+    tests = stats.adjust(ratios.values())
+    for name, r in ratios.items():
         verdict, regressed = _verdict(r, threshold)
         if regressed:
             regressions.append(f"{name}: {r.text()}")
@@ -215,8 +247,9 @@ def compare_micro(storage: Path, runs: int, baseline: list[str] | None = None, t
         f"Baseline: runs {', '.join(p.name[:4] for p in base)}; new: runs {', '.join(p.name[:4] for p in new)} "
         f"under {storage}.",
         "Speed = 1 / the median step time of each run; the ratio of geometric means over runs with Welch's 95% "
-        "interval (docs/methodology.md#comparisons-intervals-and-flags). A benchmark fails when significantly slower "
-        f"by more than {threshold:.0%}.",
+        f"interval (docs/methodology.md#comparisons-intervals-and-flags), significance adjusted for the {tests} "
+        "benchmarks compared (Benjamini–Hochberg, false discovery rate 5%). A benchmark fails when significantly "
+        f"slower by more than {threshold:.0%}.",
     ]
     return Result(pd.DataFrame(rows), header, regressions)
 

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 
-def accuracy(df: pd.DataFrame, workload: str, target: float) -> plt.Figure:
+def accuracy(df: pd.DataFrame, workload: str, targets: list[float]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 4))
     ok = df[(df["workload"] == workload) & (df["status"] == "ok")]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -25,7 +25,8 @@ def accuracy(df: pd.DataFrame, workload: str, target: float) -> plt.Figure:
                 x, y = zip(*pts)
                 label = _text(f"{key[1]} x{key[2]} {key[3]}") if j == 0 else None
                 ax.plot(x, y, marker=".", color=colors[n % len(colors)], alpha=0.8, label=label)
-    ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target}")
+    for target in targets:  # each configuration's own
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set(xlabel="wall-clock seconds since the first training step", ylabel="test accuracy", title=workload)
     ax.legend(fontsize=7)
     fig.tight_layout()

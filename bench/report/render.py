@@ -56,14 +56,14 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             **tracked(s),
             **costs(s),
             "allocator": s["allocator"],
-            "comparable": s["comparable"],
+            "configuration": s["configuration"],  # what sets the row apart from its workload's others
             "notes": [
                 "; ".join(n for n in notes if n)
                 for notes in zip(s["busy"], s["unstable"], s["left_out"], s["emulated"], s["reason"])
             ],
         }
     )
-    optional = ("vs fp32 [95% CI]", "scaling eff. [95% CI]")  # shown where some row has one
+    optional = ("vs fp32 [95% CI]", "scaling eff. [95% CI]", "configuration")  # shown where some row has one
     return t.drop(columns=[c for c in optional if not any(t[c])])
 
 
@@ -117,7 +117,7 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
     """Every workload's rows in one table, so that frameworks on the same hardware sit side by side.
     ``link(path, text)`` formats a link for the output format."""
     tracked_columns = tracked(s)
-    return pd.DataFrame(
+    t = pd.DataFrame(
         {
             "workload": s["workload"],
             "hardware": s["hardware"] + " @" + s["host"].astype(str),
@@ -126,6 +126,7 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
             "precision": s["precision"],
             "mode": s["mode"],
             "input": s["input"],
+            "configuration": s["configuration"],
             "status": s["status"],
             "samples/s": [fmt(x) for x in s["throughput_median"]],
             "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
@@ -136,6 +137,7 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
             "files": [" ".join(link(os.path.relpath(a, out), name(a)) for a in arts) for arts in s["artifacts"]],
         }
     )
+    return t if any(t["configuration"]) else t.drop(columns="configuration")
 
 
 _MARKDOWN = re.compile(r"([\\`|\[\]])")  # what would end a cell, start code or a link, or escape the next

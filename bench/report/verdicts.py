@@ -22,62 +22,83 @@ def fmt(x: float | None, spec: str = ",.0f") -> str:
 
 
 def tta_text(r: pd.Series) -> str:
-    """``12.3 (4 of 5 reached)``: the MLPerf summary of the repeats that reached the target (bench.stats)."""
+    """``60.0 (2 of 3 reached)`` or ``no TTA (2 not reached; 1 of 3 reached)``: MLPerf's score of the row's runs
+    (bench.stats.tta)."""
     if r["status"] != "ok" or not r["tta_runs"]:
         return ""
-    return stats.TTA(None if pd.isna(r["tta_s"]) else r["tta_s"], r["tta_reached"], r["tta_runs"], "").text()
+    seconds = None if pd.isna(r["tta_s"]) else r["tta_s"]
+    return stats.TTA(seconds, r["tta_reached"], r["tta_runs"], r["tta_method"], r["tta_why"]).text()
 
 
 def overhead(s: pd.DataFrame) -> pd.DataFrame:
-    """Each framework workload against its plain-PyTorch reference on the same hardware, devices and precision.
+    """Each framework workload against its plain-PyTorch reference on the same hardware, devices, precision, mode and
+    input, where the two share every setting that changes what a step costs (aggregate.STEP); its interval pairs the
+    repeats run in the same blocks (bench.stats.compare).
 
     With the loader in the training process (num_workers = 0) a step costs loader time plus compute time, so
     ``loader share`` = training samples/s ÷ loader-only samples/s is the fraction of each step spent loading,
     and the framework's speed without it is 1 / (1/training − 1/loader).
     """
-    keys = aggregate.row_without("workload")
+    keys = [*aggregate.row_without("workload", *aggregate.CONFIG), *aggregate.STEP]
     rows = []
     for workload, reference in workloads.REFERENCE.items():
-        refs = s[(s["workload"] == reference) & (s["status"] == "ok")].set_index(keys)
-        ref, ref_repeats = refs["full_network_median"], refs["full_network"]
+        refs = s[(s["workload"] == reference) & (s["status"] == "ok")]
         for _, r in s[(s["workload"] == workload) & (s["status"] == "ok")].iterrows():
-            k = tuple(r[keys])
-            t, loader = r["full_network_median"], r["loader_median"]
-            # a side measured only on a busy host is not compared (aggregate.summarise)
-            if k not in ref.index or pd.isna(t) or pd.isna(ref[k]) or not r["full_network"] or not ref_repeats[k]:
-                continue
-            ratio = t / ref[k]
-            interval = stats.ratio(r["full_network"], ref_repeats[k])
-            share = t / loader if loader and not pd.isna(loader) else None
-            without = 1 / (1 / t - 1 / loader) / ref[k] if share is not None and share < 1 else None
-            if ratio >= WITHIN:
-                verdict = f"within {1 - WITHIN:.0%} of plain PyTorch"
-            elif share is not None and share >= INPUT_BOUND:
-                verdict = f"input-bound: the loader takes {share:.0%} of each step"
-            elif without is not None and without >= WITHIN and r["num_workers"] == 0:
-                verdict = (
-                    f"input pipeline: loading takes {share:.0%} of each step; without it the ratio is {without:.2f}"
-                )
-            else:
-                verdict = "framework overhead"
-            rows.append(
-                {
-                    "workload": f"{workload} vs {reference}",
-                    "hardware": f"{r['hardware']} @{r['host']}",
-                    "devices": aggregate.devices_label(r["nodes"], r["device_count"]),
-                    "precision": r["precision"],
-                    "mode": r["mode"],
-                    "input": r["input"],
-                    "framework samples/s": fmt(t),
-                    "plain torch samples/s": fmt(ref[k]),
-                    "ratio": f"{ratio:.3f}",
-                    "ratio [95% CI]": interval.text("", ".3f"),
-                    "loader-only samples/s": fmt(loader),
-                    "loader share": fmt(share, ".0%"),
-                    "verdict": verdict,
-                }
-            )
+            for _, ref in refs[(refs[keys] == r[keys]).all(axis=1)].iterrows():
+                # a side measured only on a busy host is not compared (aggregate.summarise)
+                if not r["full_network"] or not ref["full_network"]:
+                    continue
+                rows.append(_overhead_row(r, ref, stats.compare(r["full_network"], ref["full_network"])))
     return pd.DataFrame(rows)
+
+
+def _overhead_row(r: pd.Series, ref: pd.Series, interval: stats.Ratio) -> dict:
+    t, loader, base = r["full_network_median"], r["loader_median"], ref["full_network_median"]
+    ratio = t / base
+    share = t / loader if loader and not pd.isna(loader) else None
+    without = 1 / (1 / t - 1 / loader) / base if share is not None and share < 1 else None
+    if ratio >= WITHIN:
+        verdict = f"within {1 - WITHIN:.0%} of plain PyTorch"
+    elif share is not None and share >= INPUT_BOUND:
+        verdict = f"input-bound: the loader takes {share:.0%} of each step"
+    elif without is not None and without >= WITHIN and r["num_workers"] == "0":
+        verdict = f"input pipeline: loading takes {share:.0%} of each step; without it the ratio is {without:.2f}"
+    else:
+        verdict = "framework overhead"
+    return {
+        "workload": f"{r['workload']} vs {ref['workload']}",
+        "hardware": f"{r['hardware']} @{r['host']}",
+        "devices": aggregate.devices_label(r["nodes"], r["device_count"]),
+        "precision": r["precision"],
+        "mode": r["mode"],
+        "input": r["input"],
+        "framework samples/s": fmt(t),
+        "plain torch samples/s": fmt(base),
+        "ratio": f"{ratio:.3f}",
+        "ratio [95% CI]": Shown(interval, "", ".3f"),
+        "loader-only samples/s": fmt(loader),
+        "loader share": fmt(share, ".0%"),
+        "verdict": verdict,
+    }
+
+
+class Shown:
+    """A comparison in a table cell, formatted when the table is written: its flag may still change when the
+    report's comparisons are adjusted together (bench.stats.adjust)."""
+
+    def __init__(self, ratio: stats.Ratio, unit: str = "x", spec: str = ".2f") -> None:
+        self.ratio, self.unit, self.spec = ratio, unit, spec
+
+    def __str__(self) -> str:
+        return self.ratio.text(self.unit, self.spec)
+
+    def __bool__(self) -> bool:
+        return self.ratio.estimate is not None
+
+
+def ratios(t: pd.DataFrame) -> list[stats.Ratio]:
+    """The comparisons a table holds (its ``Shown`` cells)."""
+    return [v.ratio for column in t.columns for v in t[column] if isinstance(v, Shown)]
 
 
 def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
@@ -160,12 +181,13 @@ def _bound(end: float | None, compute: float, loader: float | None, framework: b
 
 def fastest(s: pd.DataFrame) -> pd.DataFrame:
     """What the hardware does with each workload's recipe: the seed's way (eager code, its DataLoader) against the
-    fastest mode and input that ran the same configuration on the same hardware and precision, with the compile
+    fastest mode and input that ran the same configuration (aggregate.ROW but the mode and input) on the same
+    hardware and precision, with the compile
     seconds it costs and the device's busy share before and after.
     The speedup has its 95% interval (bench.stats)."""
     if not len(s):
         return pd.DataFrame()
-    ok = s[(s["status"] == "ok") & (s["comparable"] == "yes") & s["throughputs"].map(bool)]
+    ok = s[(s["status"] == "ok") & s["throughputs"].map(bool)]
     rows = []
     for _, g in ok.groupby(aggregate.row_without("mode", "input"), sort=False):
         seeds = g[aggregate.as_recipe(g)]
@@ -177,7 +199,7 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
         def busy(r) -> str:
             return fmt(r["profile_busy"], ".0f") + "%" if r is not None and not pd.isna(r["profile_busy"]) else ""
 
-        speedup = stats.ratio(best["throughputs"], seed["throughputs"]).text() if seed is not None else ""
+        speedup = Shown(stats.compare(best["throughputs"], seed["throughputs"])) if seed is not None else ""
         rows.append(
             {
                 "workload": best["workload"],

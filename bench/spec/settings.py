@@ -88,6 +88,11 @@ class Setting:
     choices: tuple[str, ...] | None = None  # the valid values (of each entry, for a list)
     words: tuple[str, ...] = ()  # the words a number setting takes as well (lr: "find")
     field: bool = False  # a Cell field of the same name: each cell carries the value (bench.suite.expand)
+    # What the setting changes in a measurement, so that records differing in it are different configurations, never
+    # repeats of one (the report's rows, bench compare's match): "step" what a training step costs (a framework and
+    # its plain-PyTorch reference must share these to be compared), "recipe" what trains (accuracy, TTA); None: no
+    # measurement (the timeout, the profile after training). Only a cell field can be one.
+    key: str | None = None
 
 
 AT_LEAST_0, AT_LEAST_1 = Range(0), Range(1)
@@ -97,7 +102,10 @@ LR_FIND = Range(10, why="the finder suggests from the steps between its first te
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 LIMITS = {split: Range(1, size, why=f"the {split} split's images to use (unset: all of them)")
           for split, size in SPLIT_SIZES.items()}  # fmt: skip
-AUTO_FIRST, AUTO_MAX = 3, 10  # repeats = "auto": interleaved repeats before the interval decides, and the cap
+# repeats = "auto": the first interleaved repeats, the fewest quiet ones before the rule may stop (fewer do not keep
+# the intervals covering the truth 93% of the time when the interval decides when to stop: tests/test_stats.py), and
+# the cap
+AUTO_FIRST, AUTO_MAX = 5, 10
 INPUTS = ("loader", "device")  # where batches come from: the seed's DataLoader, or data on the device (bench.inputs)
 ORDERS = ("interleaved", "random")
 MODES = ("eager", "compile", "graphs")  # how the training step executes (bench.adapters)
@@ -119,11 +127,11 @@ SETTINGS: dict[str, Setting] = {
                 help="comma-separated inputs: loader (the seed's DataLoader), device"),
     "modes": S(list, ["eager"], per_workload=True, flag="--mode", parse=csv, choices=MODES,
                help="comma-separated execution modes: eager (the seed), compile, graphs"),
-    # a number, or "auto" / "auto:MAX": AUTO_FIRST repeats, then more of the cells whose interval is wider than
-    # target_ci, up to MAX (default AUTO_MAX) (bench.runner.Auto)
+    # a number, or "auto" / "auto:MAX": AUTO_FIRST repeats, then rounds of one more of every configuration until each
+    # one's interval is within target_ci, up to MAX (default AUTO_MAX) (bench.runner.Auto)
     "repeats": S((int, str), 1, AT_LEAST_1, flag="--repeats", parse=repeats,
-                 help="repeats of every cell, or auto[:MAX]: 3, then more where the 95%% interval is wider than "
-                 "--target-ci, up to MAX (default 10)"),
+                 help="repeats of every cell, or auto[:MAX]: 5, then rounds of one more repeat of every cell until "
+                 "each 95%% interval is within --target-ci, up to MAX (default 10)"),
     "target_ci": S((int, float), 0.05, Range(0, 1, open_low=True), flag="--target-ci", parse=fraction,
                    help="--repeats auto: the interval's half-width to reach (default 5%%)"),
     "order": S(str, "interleaved", flag="--order", parse=str, choices=ORDERS,
@@ -133,33 +141,34 @@ SETTINGS: dict[str, Setting] = {
                     help="the seed of --order random (default 0: the same order every run)"),
     "seed": S(int, 0, SEED),
     "epochs": S(int, None, AT_LEAST_1, per_workload=True, flag="--epochs", parse=int,
-                help="epochs of every cell (default: the suite's, else each workload's)", field=True),
-    "batch_size": S(int, None, AT_LEAST_1, per_workload=True, field=True),
+                help="epochs of every cell (default: the suite's, else each workload's)", field=True, key="recipe"),
+    "batch_size": S(int, None, AT_LEAST_1, per_workload=True, field=True, key="step"),
     # unset: the whole split
     "limit_train": S(int, None, LIMITS["train"], per_workload=True, flag="--limit-train", parse=int,
-                     help="train on the first N training images", field=True),
-    "limit_test": S(int, None, LIMITS["test"], per_workload=True, field=True),
+                     help="train on the first N training images", field=True, key="step"),
+    "limit_test": S(int, None, LIMITS["test"], per_workload=True, field=True, key="recipe"),
     "num_workers": S(int, None, AT_LEAST_0, per_workload=True, flag="--num-workers", parse=int,
-                     help="DataLoader worker processes", field=True),
+                     help="DataLoader worker processes", field=True, key="step"),
     # DataLoader settings users tune; persistent_workers acts with num_workers > 0
-    "pin_memory": S(bool, False, per_workload=True, field=True),
-    "persistent_workers": S(bool, True, per_workload=True, field=True),
+    "pin_memory": S(bool, False, per_workload=True, field=True, key="step"),
+    "persistent_workers": S(bool, True, per_workload=True, field=True, key="step"),
     # a number, or "find": the workload's finder picks it
     "lr": S((int, float, str), None, Range(0, open_low=True), per_workload=True, flag="--lr", parse=lr, words=("find",),
-            help='learning rate, or "find" (the workload\'s learning-rate finder picks it)', field=True),
+            help='learning rate, or "find" (the workload\'s learning-rate finder picks it)', field=True,
+            key="recipe"),
     # workloads that fine-tune pretrained weights; false trains from random init
     "pretrained": S(bool, None, per_workload=True, flag="--no-pretrained", switch=False,
-                    help="train from random initialisation (no pretrained weights)", field=True),
+                    help="train from random initialisation (no pretrained weights)", field=True, key="recipe"),
     # steps of the workload's learning-rate finder (fastai's lr_find num_it)
-    "lr_find_steps": S(int, None, LR_FIND, per_workload=True, field=True),
-    "tta_target": S((int, float), 0.99, Range(0, 1, open_low=True), per_workload=True, field=True),
-    "stop_at_target": S(bool, False, per_workload=True, field=True),
-    "warmup_steps": S(int, 50, AT_LEAST_0, per_workload=True, field=True),
+    "lr_find_steps": S(int, None, LR_FIND, per_workload=True, field=True, key="recipe"),
+    "tta_target": S((int, float), 0.99, Range(0, 1, open_low=True), per_workload=True, field=True, key="recipe"),
+    "stop_at_target": S(bool, False, per_workload=True, field=True, key="recipe"),
+    "warmup_steps": S(int, 50, AT_LEAST_0, per_workload=True, field=True, key="step"),
     "profile_steps": S(int, 30, AT_LEAST_0, per_workload=True, flag="--profile-steps", parse=int, field=True,
                        help="steps profiled after training (default 30; 0: no profile)"),  # bench.trackers.profile
     "timeout_s": S(int, 3600, AT_LEAST_1, per_workload=True, field=True),
     "allocator": S(str, "auto", flag="--allocator", parse=str, help=", ".join(ALLOCATORS), choices=ALLOCATORS,
-                   field=True),
+                   field=True, key="step"),
     # run precisions the CPU only emulates (bf16 without oneDNN kernels: 6-35x slower than fp32), labelled emulated
     "allow_emulated": S(bool, False, flag="--allow-emulated", switch=True,
                         help="run precisions this CPU only emulates (bf16 without bf16 kernels: slow), labelled "
@@ -175,3 +184,6 @@ SETTINGS: dict[str, Setting] = {
 }  # fmt: skip
 PER_WORKLOAD = tuple(key for key, s in SETTINGS.items() if s.per_workload)
 CELL_FIELDS = tuple(key for key, s in SETTINGS.items() if s.field)
+# The configuration key beyond the axes (workload, hardware, precision, mode, input, ...): what a row holds once.
+CONFIG_KEY = tuple(key for key, s in SETTINGS.items() if s.key)
+STEP_KEY = tuple(key for key, s in SETTINGS.items() if s.key == "step")
