@@ -341,3 +341,16 @@ def test_a_diverged_run_retried_still_counts_in_time_to_accuracy(tmp_path):
     (row,) = aggregate.summarise(aggregate.frame(recs), "cpu/fp32").to_dict("records")
     assert (row["tta_reached"], row["tta_runs"]) == (3, 4)  # the draw it replaced is still a run that missed
     assert row["tta_s"] == pytest.approx(55.0)  # 40, 50, 60 and the miss: drop 40 and the miss
+
+
+def test_a_row_that_reached_the_cap_of_auto_repeats_with_a_wide_interval_says_so():
+    def auto(tput: float, repeat: int) -> dict:
+        r = schema.upgrade(rec(tput=tput, repeat=repeat))
+        r["run"] = {"auto": {"target": 0.05, "cap": 5}}
+        return r
+
+    (row,) = aggregate.summarise(aggregate.frame([auto(t, i) for i, t in enumerate([9e2, 1e3, 13e2, 7e2, 11e2])]),
+                                 "cpu/fp32").to_dict("records")  # fmt: skip
+    assert row["cap"].startswith("repeats = auto: target ±5.0% not reached at the cap (5 repeats): ±")
+    (row,) = aggregate.summarise(aggregate.frame([auto(1e3 + i, i) for i in range(5)]), "cpu/fp32").to_dict("records")
+    assert row["cap"] == ""

@@ -240,6 +240,20 @@ def _tta(g: pd.DataFrame, dropped: pd.Index) -> stats.TTA:
     return stats.tta(seconds + [None] * int(g["diverged_before"].sum()))
 
 
+def _cap_note(g: pd.DataFrame, rates: list[float]) -> str:
+    """Where ``repeats = auto`` ran the row to its cap with its interval still wider than its target, that (the
+    record's ``run.auto``); else ""."""
+    auto = next((a for a in g["auto"] if isinstance(a, dict)), None)
+    if auto is None or len(g) < auto["cap"] or stats.settled([rates], auto["target"]):
+        return ""
+    spread = stats.spread(rates)
+    reached = f"±{spread:.1%}" if spread is not None else "no interval"
+    return (
+        f"repeats = auto: target ±{auto['target']:.1%} not reached at the cap ({auto['cap']} repeats): {reached} over "
+        f"{len(rates)} quiet repeats"
+    )
+
+
 def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd.DataFrame:
     """One row per configuration (``ROW``), with medians and intervals over its repeats. Repeats measured on a busy
     host are flagged; the row's figures come from its quiet repeats where it has some, and its comparisons only from
@@ -290,6 +304,7 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
             profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
         )
         row["full_network_median"] = median(row["full_network"].values())
+        row["cap"] = _cap_note(g, list(row["throughputs"].values()))
         price, why = _price(g)
         row.update(price=cost.label(price) if price else why, **_cost(row, price))
         rows.append(row)

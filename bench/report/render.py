@@ -59,7 +59,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "configuration": s["configuration"],  # what sets the row apart from its workload's others
             "notes": [
                 "; ".join(n for n in notes if n)
-                for notes in zip(s["busy"], s["unstable"], s["left_out"], s["emulated"], s["reason"])
+                for notes in zip(s["busy"], s["cap"], s["unstable"], s["left_out"], s["emulated"], s["reason"])
             ],
         }
     )

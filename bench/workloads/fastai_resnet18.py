@@ -137,6 +137,24 @@ class Timing(Callback):
             raise CancelFitException()
 
 
+class EpochTensorBoard(TensorBoardCallback):
+    """fastai's TensorBoard logging, once per epoch: its ``after_batch`` writes the smoothed loss and every
+    hyper-parameter of every parameter group at every step, a dozen scalars serialised by the host inside the
+    timed steps (and, before fastai 2.8's Recorder moved the loss to the host, a read of the device). Here the
+    epoch's last values are written when the epoch ends, after its evaluation, as the plain loops and the Lightning
+    workload log (docs/workloads.md)."""
+
+    def after_batch(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        self.writer.add_scalar("train_loss", self.smooth_loss, self.train_iter)
+        for i, hypers in enumerate(self.opt.hypers):
+            for k, v in hypers.items():
+                self.writer.add_scalar(f"{k}_{i}", v, self.train_iter)
+        super().after_epoch()
+
+
 def _save(path: Path) -> None:
     plt.gcf().savefig(path, dpi=80, bbox_inches="tight")
     plt.close("all")
@@ -188,8 +206,8 @@ def run(ctx) -> dict:
         (ctx.cell_dir / "models").rmdir()  # lr_find's scratch folder, empty again: the seed keeps no checkpoint
     lr = found.valley if cell.lr == "find" else cell.lr
     timing = Timing(meter, cell.stop_at_target)
-    # fastai's own TensorBoard logging; trace_model and log_preds would add model runs inside the epochs
-    tensorboard = TensorBoardCallback(ctx.cell_dir / "tensorboard", trace_model=False, log_preds=False)
+    # fastai's own TensorBoard logging, per epoch; trace_model and log_preds would add model runs inside the epochs
+    tensorboard = EpochTensorBoard(ctx.cell_dir / "tensorboard", trace_model=False, log_preds=False)
     learn.add_cbs([timing, tensorboard])
     learn.fine_tune(cell.epochs, base_lr=lr, freeze_epochs=SPEC.freeze_epochs)
     learn.remove_cbs([timing, tensorboard])
