@@ -33,6 +33,8 @@ from bench import files
 from bench.backends import Backend, now
 from bench.trackers import Tracker
 
+CALIBRATION_STEPS = 2000  # steps of the burst that times the meter's own work per step (``Meter.own_cost``)
+
 
 @dataclass
 class Window:
@@ -82,6 +84,7 @@ class Meter:
     _warming: dict | None = None  # the left_out entry the current warmup (after the first) counts its steps in
     _compiled: int = 0  # the compilation count as last read
     _segment_rates: list[float] = field(default_factory=list)  # samples/s of each steady segment kept
+    _steady_count: int = 0  # steps in the steady segments kept (on every backend, where step times are not)
 
     def __post_init__(self) -> None:
         self._warm_left = self.warmup_steps
@@ -220,6 +223,7 @@ class Meter:
             for tracker in self.trackers:
                 tracker.steady_end(self._seg_samples)
             marks = self._marks
+            self._steady_count += len(marks) - 1
             between = (self.backend.seconds_between(a, b) for a, b in itertools.pairwise(marks))
             self.step_times += [d for d in between if d is not None]  # None: the device has no step clock
             self._seg_t0 = None
@@ -287,6 +291,17 @@ class Meter:
                 for tracker in self.trackers:
                     tracker.window_end(error)
 
+    def own_cost(self) -> float:
+        """Seconds of the meter's own work per steady step (``step_end``'s: the compilation count, the device mark,
+        the bookkeeping), timed over a burst of ``CALIBRATION_STEPS`` steps of a meter of the same backend, after
+        training: what the harness adds inside every timed step. The trackers add nothing per step."""
+        probe = Meter(self.backend, 0, self.tta_target, compilations=self.compilations)
+        probe.epoch_start()  # no warmup: a steady segment from the first step
+        t0 = time.perf_counter()
+        for _ in range(CALIBRATION_STEPS):
+            probe.step_end(1)
+        return (time.perf_counter() - t0) / CALIBRATION_STEPS
+
     def sections(self) -> dict[str, dict]:
         """The record's ``timing`` and ``accuracy`` sections."""
         return {"timing": self.timing(), "accuracy": self.accuracy_section()}
@@ -316,6 +331,8 @@ class Meter:
         rates = self._segment_rates
         left_out = [e for e in self.left_out if e["steps"]]
         p50, p90 = (statistics.median(times), times[math.ceil(0.9 * len(times)) - 1]) if times else (None, None)
+        own = self.own_cost() if self._steady_count else None
+        step = steady_seconds / self._steady_count if self._steady_count else None
         return {
             "throughput_samples_per_s": steady_samples / steady_seconds if steady_seconds else None,
             "step_time_ms_median": 1000 * p50 if times else None,
@@ -338,4 +355,7 @@ class Meter:
             "phase_seconds": phase_seconds,
             "phase_throughput": {name: n / s for name, (s, n) in self._by_phase.items() if s},
             "loader_samples_per_s": self.loader_samples_per_s,
+            # the harness's own work per step, and its share of the mean steady step (the goal: under 1%)
+            "meter_us_per_step": own * 1e6 if own is not None else None,
+            "meter_share_of_step": own / step if own is not None and step else None,
         }

@@ -219,6 +219,8 @@ class Timing(Section):
     left_out_steps: Count | None = None
     left_out: list[LeftOut] | None = None
     compilations_after_warmup: Count | None = None
+    meter_us_per_step: NonNeg | None = None
+    meter_share_of_step: NonNeg | None = None
 
 
 class Epoch(Section):

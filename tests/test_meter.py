@@ -344,3 +344,20 @@ def test_a_segment_that_warmup_ends_at_the_epochs_last_step_is_no_segment(clock)
     s = summary(m)
     assert s["steady_segments"] == 0 and s["phase_throughput"] == {} and s["throughput_samples_per_s"] is None
     assert [e for e, _ in events.events] == ["steady_start", "steady_cancel"]
+
+
+def test_the_meters_own_work_per_step_is_measured_and_set_against_the_step():
+    """The harness's cost inside every timed step (the device mark, the compilation count, the bookkeeping), timed
+    in a burst after training on the real clock: recorded per step and as a share of the mean steady step."""
+    m = meter.Meter(backends.get("cpu"), warmup_steps=2, tta_target=0.5)
+    m.epoch_start()
+    for _ in range(50):
+        sum(range(20_000))  # a step of about a millisecond
+        m.step_end(32)
+    m.eval_start()
+    m.eval_end(0.9)
+    m.epoch_end(0, 0.1)
+    t = m.sections()["timing"]
+    assert 0 < t["meter_us_per_step"] < 100 and t["steady_steps"] == 48
+    assert t["meter_share_of_step"] == pytest.approx(t["meter_us_per_step"] / 1e6 / (t["train_seconds"] / 48))
+    assert t["meter_share_of_step"] < 0.01  # the goal on every backend

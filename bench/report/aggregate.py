@@ -302,6 +302,7 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
             left_out=_left_out(ok),
             tracked=_tracker_columns(g),
             profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
+            meter_share=median(t.get("meter_share_of_step") for t in ok["timing"] if isinstance(t, dict)),
         )
         row["full_network_median"] = median(row["full_network"].values())
         row["cap"] = _cap_note(g, list(row["throughputs"].values()))

@@ -50,6 +50,8 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
             "TTA s": [tta_text(r) for _, r in s.iterrows()],
             "loader samples/s": [fmt(x) for x in s["loader_median"]],
+            # the harness's own work inside each timed step (bench.meter.Meter.own_cost)
+            "meter % of step": ["" if x is None or pd.isna(x) else f"{x * 100:.2g}%" for x in s["meter_share"]],
             "phases s (median)": [
                 ", ".join(f"{k} {v:.1f}" for k, v in ph.items()) if isinstance(ph, dict) else "" for ph in s["phases"]
             ],
@@ -63,7 +65,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             ],
         }
     )
-    optional = ("vs fp32 [95% CI]", "scaling eff. [95% CI]", "configuration")  # shown where some row has one
+    optional = ("vs fp32 [95% CI]", "scaling eff. [95% CI]", "configuration", "meter % of step")  # where a row has one
     return t.drop(columns=[c for c in optional if not any(t[c])])
 
 
