@@ -273,3 +273,16 @@ def test_bench_list_names_what_there_is(capsys):
     assert "workloads:  fastai-resnet18, lightning-convnet, torch-convnet, torch-resnet18" in out
     assert "modes:      eager, compile, graphs" in out and "inputs:     loader, device" in out
     assert "backends:   cpu, cuda, xla, torchtpu (detected here: " in out and "gcp/n2-standard-8/us-central1" in out
+
+
+def test_the_configuration_key_is_declared_in_the_settings_table_and_listed_in_the_docs():
+    from bench.spec import settings
+    from tests.conftest import ROOT
+
+    keyed = [k for k, s in settings.SETTINGS.items() if s.key]
+    assert keyed == list(settings.CONFIG_KEY) and set(keyed) <= set(settings.CELL_FIELDS)  # a cell holds each
+    assert {settings.SETTINGS[k].key for k in keyed} <= set(settings.KEY_KINDS)
+    assert {"timeout_s", "profile_steps", "allow_emulated"}.isdisjoint(keyed)  # they change no measurement
+    docs = (ROOT / "docs" / "methodology.md").read_text()
+    listed = docs.split("<!-- key-table -->\n")[1].split("\n<!-- /key-table -->")[0]
+    assert listed == settings.key_table(), "docs/methodology.md: paste bench.spec.settings.key_table() there"

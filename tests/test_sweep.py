@@ -98,7 +98,8 @@ def test_auto_repeats_add_rounds_while_an_interval_is_wide_up_to_the_cap(tmp_pat
     assert [r["run"]["repeat_reason"].split(":")[0] for r in recs] == ["auto"] * 6
     assert recs[5]["run"]["repeat_reason"].startswith("auto: round 6, one more repeat of every configuration")
     assert recs[5]["run"]["auto"] == {"target": 0.001, "cap": 6}
-    assert "auto: target not reached at the cap (6 repeats): torch-convnet/cpux1/fp32: ±" in out.stdout
+    # ±x% over the quiet repeats, or too few of them where the tests busy the host
+    assert "auto: target not reached at the cap (6 repeats): torch-convnet/cpux1/fp32: " in out.stdout
 
 
 def auto_records(rates: dict[str, list], status: str = "ok", busy: tuple = ()) -> tuple[list, dict]:

@@ -187,3 +187,14 @@ CELL_FIELDS = tuple(key for key, s in SETTINGS.items() if s.field)
 # The configuration key beyond the axes (workload, hardware, precision, mode, input, ...): what a row holds once.
 CONFIG_KEY = tuple(key for key, s in SETTINGS.items() if s.key)
 STEP_KEY = tuple(key for key, s in SETTINGS.items() if s.key == "step")
+KEY_KINDS = {
+    "step": "what a training step costs (throughput)",
+    "recipe": "what trains and how it is scored (accuracy, TTA)",
+}
+
+
+def key_table() -> str:
+    """The settings of the configuration key as a Markdown table (docs/methodology.md holds it; a test keeps the two
+    alike)."""
+    rows = [f"| `{k}` | {KEY_KINDS[SETTINGS[k].key]} |" for k in CONFIG_KEY]
+    return "\n".join(["| setting | changes |", "|---|---|", *rows])
