@@ -54,12 +54,20 @@ SUPERSEDED_NOTE = (
 
 RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "scaling"}
 
-COMPARISONS = (
-    "Each comparison is a ratio of geometric means with its 95% interval, paired by block where the repeats ran "
-    "side by side (one repeat of every configuration per round), Welch's otherwise; its flag is adjusted for the "
-    "{tests} comparisons of this report (Benjamini–Hochberg, false discovery rate 5%): a ratio whose interval "
-    'excludes 1 but does not survive the adjustment reads "not significant after BH".'
-)
+
+def comparisons(tests: int) -> str:
+    """How the report's comparisons are made, and how many were adjusted together (bench.stats)."""
+    head = (
+        "Each comparison is a ratio of geometric means with its 95% interval, paired by block where the repeats ran "
+        "side by side (one repeat of every configuration per round), Welch's otherwise"
+    )
+    if not tests:
+        return f"{head}; none has the 3 repeats a side that a flag needs."
+    return (
+        f"{head}; its flag is adjusted for the {tests} comparisons of this report (Benjamini–Hochberg, false "
+        'discovery rate 5%): a ratio whose interval excludes 1 but does not survive the adjustment reads "not '
+        'significant after BH".'
+    )
 
 
 def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
@@ -100,7 +108,7 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
         "what is measured are rows of their own, each naming what sets it apart. Throughput counts steady-state "
         "training steps only (warmup and evaluation excluded); TTA is one clock from the first training step to the "
         "first evaluation at or above the target, scored by MLPerf's rule over the runs. Speedup is against "
-        f"{baseline} of the same workload and configuration. {COMPARISONS.format(tests=tests)} "
+        f"{baseline} of the same workload and configuration. {comparisons(tests)} "
         "See docs/methodology.md.",
         "",
         "## Overview",
