@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # The files that train end to end, longest first (make test's durations): make test hands whole files to its two
 # processes in collection order (--dist loadfile --no-loadscope-reorder), and the longest first finish together.
 LONGEST_FIRST = ("test_fastai.py", "test_distributed.py", "test_runner.py", "test_micro.py", "test_modes.py",
-                 "test_sweep.py", "test_schedulers.py", "test_schema.py", "test_hostile.py")  # fmt: skip
+                 "test_sweep.py", "test_host_reads.py", "test_schedulers.py", "test_schema.py",
+                 "test_hostile.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list) -> None:

@@ -62,7 +62,7 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     df["nodes"] = df["nodes"].fillna(1).astype(int)  # and one node
     for c in CONFIG:  # as text, alike in every frame: two sides of a comparison hold None, 3840 or 3840.0
         df[c] = df[c].map(setting_text)
-    df["block"] = list(zip(df["run_id"].map(norm), df["repeat"].map(norm)))  # bench.stats.compare pairs by it
+    df["block"] = list(zip(df["run_id"].map(norm), df["repeat"].map(setting_text)))  # bench.stats.compare pairs by it
     df["diverged_before"] = [int(r.get("_diverged_before") or 0) for r in recs]  # records.latest
     # a repeat measured on a busy host (bench.trackers.contention); records from before the tracker: not known
     contention = [c if isinstance(c, dict) else {} for c in df["contention"]]
