@@ -180,7 +180,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         args.include_busy,
     )
     out = Path(args.out) if args.out else (b if b.is_dir() else b.parent) / "compare"
-    return compare.finish(result, out)
+    return compare.finish(result, out, args.allow_missing)
 
 
 def cmd_compare_micro(args: argparse.Namespace) -> int:
@@ -220,7 +220,7 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_k8s(args: argparse.Namespace) -> int:
-    from bench import k8s, records
+    from bench import files, k8s, records
 
     run_args = _run_args(args)
     build_cells(parser().parse_args(["run", *run_args]))  # bad run options fail here, not in the pods
@@ -228,7 +228,7 @@ def cmd_k8s(args: argparse.Namespace) -> int:
     records.check_run_id(args.name)  # the run id in every pod
     text = k8s.render(job)
     if args.out:
-        Path(args.out).write_text(text)
+        files.own_file(Path(args.out), text, k8s.HEADER)
         print(f"TrainJob written to {args.out}: kubectl apply -f {args.out}")
     else:
         print(text, end="")
@@ -323,6 +323,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="folder for compare.md and compare.html (default: <B>/compare)")
     c.add_argument("--strict", action="store_true", help=STRICT)
     c.add_argument("--include-busy", action="store_true", help=INCLUDE_BUSY)
+    c.add_argument("--allow-missing", action="store_true",
+                   help="pass although a cell ok in A failed, timed out, diverged or has no record in B")  # fmt: skip
     c.set_defaults(func=cmd_compare)
 
     cm = sub.add_parser("compare-micro", help="the newest saved micro-benchmark runs against the ones before them")

@@ -1,17 +1,25 @@
-"""Writing under a results folder: files replaced whole, folders of bench's own, never through a symbolic link.
+"""Writing under a results folder: files replaced whole, folders of bench's own, never through a symbolic link, and
+never over what bench did not write.
 
 A results folder may be shared, or copied from elsewhere: a link planted in it (a cell's folder, result.json,
 bench.sbatch) must not turn one of bench's writes into a write of some other file. records.jsonl (bench.records)
-and the run's lock (bench.runlock) are opened with O_NOFOLLOW for the same reason."""
+and the run's lock (bench.runlock) are opened with O_NOFOLLOW for the same reason. An output that bench replaces (a
+report's folder, a comparison's, a cell's, a job file) is replaced only where it is bench's own: a folder that
+lists what bench wrote in it (``MARK``), a file that starts with bench's header; anything else there is the
+user's, and the write stops with one error naming it (``output``, ``own_file``, ``fresh_folder``)."""
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+MARK = ".bench-output"  # in each output folder bench writes: the names of the files it wrote there
 
 
 def replace(path: Path, text: str) -> None:
@@ -54,12 +62,81 @@ def folder(path: Path) -> Path:
     return path
 
 
-def fresh_folder(path: Path) -> Path:
+def fresh_folder(path: Path, own: str) -> Path:
     """An empty ``path``: what an interrupted run left there is removed first (a link itself, never what it points
-    to)."""
-    if path.is_symlink() or path.is_file():
+    to), where it is bench's: empty, or holding the file ``own`` that bench writes first (a cell's cell.json). A
+    folder of anyone else's stops it with ValueError."""
+    if path.is_symlink():
         path.unlink()
+    elif path.is_dir() and any(path.iterdir()) and not (path / own).is_file():
+        raise ValueError(f"{path} holds files bench did not write (no {own}): move them away, then run again")
+    elif path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file bench did not write where it makes a folder: move it away")
     elif path.exists():
         shutil.rmtree(path)
     path.mkdir()
     return path
+
+
+def _theirs(out: Path, legacy: tuple[str, ...]) -> list[str]:
+    """What in the folder ``out`` bench did not write: every entry unless ``MARK`` lists it (or, in a folder written
+    before the mark, its name matches one of ``legacy``, the names the writer gives its files)."""
+    mark = out / MARK
+    try:
+        mine = set(json.loads(mark.read_text())) if mark.is_file() and not mark.is_symlink() else None
+    except (OSError, ValueError, TypeError):
+        mine = None
+    found = []
+    for entry in sorted(out.iterdir()):
+        name = entry.name
+        if name == MARK and mine is not None:
+            continue
+        ours = name in mine if mine is not None else any(fnmatch.fnmatchcase(name, g) for g in legacy)
+        if not ours or entry.is_symlink() or not entry.is_file():
+            found.append(name)
+    return found
+
+
+@contextlib.contextmanager
+def output(out: Path, legacy: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A folder to write ``out``'s files into, put in place of ``out`` whole when the block ends without an error: a
+    reader never sees half of it, and an output that fails leaves the last one. ``out`` is new or bench's own (every
+    file in it listed in its ``MARK``, or, written before the mark, named as ``legacy`` names the writer's files);
+    anything else in it stops the write before it starts, naming what is in the way: bench never removes a file it
+    did not write."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ValueError(f"{out} is not a folder: move it away to write there")
+    if out.exists() and (theirs := _theirs(out, legacy)):
+        shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
+        raise ValueError(
+            f"{out} holds what bench did not write ({shown}): bench replaces only a folder of its own; name "
+            "another folder, or move those away"
+        )
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        tmp.chmod(0o755)
+        yield tmp
+        (tmp / MARK).write_text(json.dumps(sorted(p.name for p in tmp.iterdir())))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.with_name(f"{tmp.name}.old")
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def own_file(path: Path, text: str, header: str) -> None:
+    """``text`` (which holds ``header`` in its first two lines) into ``path`` as ``replace`` writes it, where nothing
+    is there or what is there is bench's own (``header`` in its first two lines); a file or link of anyone else's
+    stops it with ValueError."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ValueError(f"{path} is a link or not a file: bench writes over no one's; name another file")
+    if path.exists():
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace").splitlines()[:2]
+        if not any(header in line for line in head):
+            raise ValueError(f"{path} exists and bench did not write it: name another file, or move it away")
+    replace(path, text)

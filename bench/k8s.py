@@ -78,9 +78,12 @@ def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_pe
     }
 
 
+HEADER = "Written by `bench k8s`"  # the manifest's first line: bench replaces a file only where it has it
+
+
 def render(job: dict) -> str:
     command = shlex.join(job["spec"]["trainer"]["command"])
-    return f"# Written by `bench k8s`; each node's pod runs: {command}\n" + yaml.safe_dump(job, sort_keys=False)
+    return f"# {HEADER}; each node's pod runs: {command}\n" + yaml.safe_dump(job, sort_keys=False)
 
 
 def validate(job: dict) -> None:

@@ -16,9 +16,10 @@ from pathlib import Path
 from bench import schema
 
 # A run id names one folder under the results folder: one path component, and none the results tree uses for
-# something else (the committed references the report leaves out, the report's own folder, the micro-benchmarks').
+# something else (the committed references the report leaves out, the report's own folder, the micro-benchmarks',
+# bench compare's default output).
 RUN_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
-RESERVED = ("reference", "report", "micro")
+RESERVED = ("reference", "report", "micro", "compare")
 
 
 def check_run_id(run_id: str) -> str:

@@ -124,7 +124,7 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
     shown the epochs as they finish. On a node other than node 0 of a cell of several nodes, the record holds
     only this node's status and reason (bench.launch writes them)."""
     # what an interrupted run left there is removed: never mix its files with this one's
-    cell_dir = files.fresh_folder(files.folder(run_dir / "cells") / cell.dirname)
+    cell_dir = files.fresh_folder(files.folder(run_dir / "cells") / cell.dirname, own="cell.json")
     alloc_env, alloc_name = allocator.child_env(cell.allocator)
     rendezvous = cluster.rendezvous if cell.nodes > 1 else None
     job = Job(cell, run_id, data_dir, alloc_name, cluster.node_rank, rendezvous)

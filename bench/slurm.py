@@ -17,8 +17,9 @@ from pathlib import Path
 
 from bench import cluster, files
 
+HEADER = "Written by `bench slurm`"  # the script's second line: bench replaces a file only where it has it
 TEMPLATE = """#!/bin/bash
-# Written by `bench slurm`: {tasks} bench run processes (tasks), one node of the run each; node 0 writes the records.
+# {header}: {tasks} bench run processes (tasks), one node of the run each; node 0 writes the records.
 #SBATCH --job-name={job_name}
 #SBATCH --nodes={nodes}
 #SBATCH --ntasks-per-node={tasks_per_node}
@@ -82,6 +83,7 @@ def render(run_args: list[str], nodes: int = 1, tasks_per_node: int = 1, sbatch:
         bench = bench or str(Path(sys.executable).with_name("bench"))  # this environment's, on every node
         command = shlex.join([bench, "run", *run_args])
     return TEMPLATE.format(
+        header=HEADER,
         tasks=tasks,
         job_name="bench",
         nodes=nodes,
@@ -103,7 +105,7 @@ def submit(script: str, folder: Path, wait: bool) -> int:
     """Write the script into ``folder`` and give it to sbatch (``--wait``: until the job ends, with its exit status)."""
     folder.mkdir(parents=True, exist_ok=True)  # the user's --results-dir: a link to another disk is theirs to make
     path = folder / "bench.sbatch"
-    files.replace(path, script)
+    files.own_file(path, script, HEADER)
     try:
         out = subprocess.run(["sbatch", *(["--wait"] if wait else []), str(path)], text=True)
     except FileNotFoundError:

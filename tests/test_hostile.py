@@ -28,6 +28,7 @@ NEWLINE = "/x\n---\nkind: ClusterRoleBinding\n---\n#"
         ([*RUN, "--run-id", ".."], "neither '.' nor '..'"),
         ([*RUN, "--run-id", "reference"], "nor reference, report, micro"),
         ([*RUN, "--run-id", "report"], "nor reference, report, micro"),
+        ([*RUN, "--run-id", "compare"], "nor reference, report, micro, compare"),
         ([*RUN, "--run-id", "x" * 101], "(at most 100)"),
         (["slurm", "--print", "--sbatch=--gpus=1\ntouch X", "--", "--suite", "smoke"], "should be one option"),
         (["slurm", "--print", "--sbatch=--gpus=1 --wrap=x", "--", "--suite", "smoke"], "should be one option"),
@@ -94,7 +95,7 @@ def test_links_planted_in_a_results_folder_are_never_written_through(tmp_path, c
     assert not link.is_symlink() and link.read_text() == "new"
     cell = tmp_path / "cell"  # a cell's folder that an interrupted run left: the link goes, not what it points to
     cell.symlink_to(elsewhere)
-    assert not list(files.fresh_folder(cell).iterdir()) and not cell.is_symlink()
+    assert not list(files.fresh_folder(cell, own="cell.json").iterdir()) and not cell.is_symlink()
     run = tmp_path / "results" / "r"
     run.mkdir(parents=True)
     monkeypatch.setenv("BENCH_DATA_DIR", str(mnist_dir))
@@ -163,3 +164,83 @@ def test_a_suite_file_that_is_not_utf8_and_a_corrupt_gzip_are_one_line(tmp_path,
     bad.write_bytes(good[:12] + bytes([good[12] ^ 0xFF]) + good[13:])  # a flipped bit inside, not truncated
     with pytest.raises(data.DataError, match="not a readable gzip file"):
         data.read_idx(bad)
+
+
+def test_bench_never_removes_or_overwrites_a_file_it_did_not_write(tmp_path, capsys):
+    two = tmp_path / "results"
+    from tests.test_stats import two_precisions
+
+    two_precisions(two / "run")
+    out = tmp_path / "mine"  # a folder of the user's, named as --out
+    (out / "sub").mkdir(parents=True)
+    (out / "important.txt").write_text("keep")
+    (out / "sub" / "more.txt").write_text("keep")
+    args = ["compare", str(two), str(two), "--a", "precision=fp32", "--b", "precision=fp32"]
+    assert cli.main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench: error: {out} holds what bench did not write (important.txt, sub)"), err
+    assert (out / "important.txt").read_text() == "keep" and (out / "sub" / "more.txt").read_text() == "keep"
+    # bench's own folder is replaced, and stays bench's: a file the user puts in it later is not removed either
+    assert cli.main([*args, "--out", str(tmp_path / "cmp")]) == 0
+    assert cli.main([*args, "--out", str(tmp_path / "cmp")]) == 0
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == [files.MARK, "compare.html", "compare.md"]
+    (tmp_path / "cmp" / "notes.txt").write_text("mine")
+    assert cli.main([*args, "--out", str(tmp_path / "cmp")]) == 2
+    assert (tmp_path / "cmp" / "notes.txt").read_text() == "mine"
+    capsys.readouterr()
+    # a report folder written before the mark holds only the report's own names: replaced, then marked
+    legacy = two / "report"
+    legacy.mkdir()
+    (legacy / "REPORT.md").write_text("old")
+    (legacy / "torch-convnet-accuracy.png").write_bytes(b"old")
+    report.write(two)
+    assert (legacy / files.MARK).is_file() and (legacy / "REPORT.md").read_text() != "old"
+    (legacy / "my-notes.md").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds what bench did not write \(my-notes\.md\)"):
+        report.write(two)
+    assert (legacy / "my-notes.md").read_text() == "mine"
+    # a job file: bench's own is replaced, anyone else's is not
+    mine = tmp_path / "job.yaml"
+    mine.write_text("apiVersion: v1\nkind: Secret\n")
+    assert cli.main(["k8s", "--out", str(mine), "--", "--suite", "smoke"]) == 2
+    assert "exists and bench did not write it" in capsys.readouterr().err and mine.read_text().startswith("apiVersion")
+    assert cli.main(["k8s", "--out", str(tmp_path / "trainjob.yaml"), "--", "--suite", "smoke"]) == 0
+    assert cli.main(["k8s", "--out", str(tmp_path / "trainjob.yaml"), "--", "--suite", "smoke"]) == 0
+    sbatch = tmp_path / "bench.sbatch"
+    sbatch.write_text("#!/bin/bash\necho mine\n")
+    with pytest.raises(ValueError, match="exists and bench did not write it"):
+        files.own_file(sbatch, slurm.render(["--suite", "smoke"]), slurm.HEADER)
+    files.own_file(tmp_path / "new.sbatch", slurm.render(["--suite", "smoke"]), slurm.HEADER)
+    files.own_file(tmp_path / "new.sbatch", slurm.render(["--suite", "smoke"]), slurm.HEADER)
+    # a cell's folder that is not bench's
+    cell = tmp_path / "cells" / "x.r0"
+    cell.mkdir(parents=True)
+    (cell / "thesis.tex").write_text("mine")
+    with pytest.raises(ValueError, match="holds files bench did not write"):
+        files.fresh_folder(cell, own="cell.json")
+    (cell / "cell.json").write_text("{}")  # an interrupted run's: bench's to clear
+    assert not list(files.fresh_folder(cell, own="cell.json").iterdir())
+
+
+def test_the_gate_fails_when_a_cell_ok_in_a_failed_or_is_missing_in_b(tmp_path, capsys):
+    from tests.test_report import rec, write
+
+    a = [rec(tput=t, repeat=i) for i, t in enumerate([1000.0, 1010.0, 990.0])]
+    a += [rec(workload="lightning-convnet", tput=t, repeat=i) for i, t in enumerate([800.0, 810.0, 790.0])]
+    write(tmp_path / "a" / "records.jsonl", a)
+    b = [rec(tput=t, repeat=i) for i, t in enumerate([1000.0, 1010.0, 990.0])]
+    b += [rec(workload="lightning-convnet", status="failed", reason="CUDA error", repeat=i) for i in range(3)]
+    write(tmp_path / "b" / "records.jsonl", b)
+    args = ["compare", str(tmp_path / "a"), str(tmp_path / "b")]
+    assert cli.main(args) == 1
+    out = capsys.readouterr()
+    assert "1 cells ok in A are lost in B, the comparison fails" in out.err
+    assert "lightning-convnet torch-convnet" not in out.err and "failed in B" in out.err
+    assert "## Cells lost in B" in (tmp_path / "b" / "compare" / "compare.md").read_text()
+    assert cli.main([*args, "--allow-missing"]) == 0
+    write(tmp_path / "c" / "records.jsonl", b[:3])  # no record at all of lightning-convnet
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "c")]) == 1
+    assert "no record in B" in capsys.readouterr().err
+    write(tmp_path / "d" / "records.jsonl",
+          [*b[:3], rec(workload="lightning-convnet", status="unsupported", reason="not here")])  # fmt: skip
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "d")]) == 0  # unsupported in B: no loss

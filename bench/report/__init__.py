@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import micro, records, stats
+from bench import files, micro, records, stats
 from bench.report import aggregate, benchmarks, plots, render, verdicts
 
 PROFILE_NOTE = (
@@ -52,6 +52,9 @@ SUPERSEDED_NOTE = (
 )
 
 
+# What a report's folder holds (bench.files.output replaces a folder of these that bench wrote before it marked them).
+FILES = ("REPORT.md", "report.html", "summary.csv", "*-accuracy.png", "*-throughput.png")
+
 RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "scaling"}
 
 
@@ -89,7 +92,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
     recs, left_out, superseded = records.load(results_dir, strict)
     df = aggregate.frame(recs)
     s = aggregate.summarise(df, baseline, include_busy)
-    with render.staged(Path(results_dir) / "report") as staging:
+    with files.output(Path(results_dir) / "report", FILES) as staging:
         _write(staging, df, s, left_out, superseded, baseline, results_dir)
     return Path(results_dir) / "report" / "REPORT.md"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import records, stats
+from bench import files, records, schema, stats
 from bench.report import aggregate, render
 from bench.report.verdicts import fmt
 
@@ -24,6 +24,12 @@ from bench.report.verdicts import fmt
 # changes what is measured (aggregate.CONFIG) must always match.
 AXES = tuple(a for a in aggregate.AXES if a != "workload")
 FILTERABLE = ("workload", *AXES, *aggregate.CONFIG, "run_id", "commit", "image")
+
+
+LOST_NOTE = (
+    "These cells ran ok in A and failed, timed out or diverged in B, or have no record in B: a regression that "
+    "crashes is a regression, so the comparison fails (bench compare --allow-missing lets it pass)."
+)
 
 
 class CompareError(ValueError):
@@ -36,15 +42,24 @@ class Result:
     header: list[str]  # what was compared, in sentences
     regressions: list[str]  # the cells significantly slower than the threshold
     left_out: list[str] = dataclasses.field(default_factory=list)  # records that failed their schema (bench.schema)
+    lost: list[str] = dataclasses.field(default_factory=list)  # cells ok in A that failed or are missing in B
+
+    def _sections(self) -> list[tuple[list[str], str]]:
+        out = []
+        if self.lost:
+            out.append(render.left_out(self.lost, LOST_NOTE, "Cells lost in B"))
+        if self.left_out:
+            out.append(render.left_out(self.left_out))
+        return out
 
     def markdown(self) -> str:
         body = render.markdown(self.table) if len(self.table) else "(no matched cells)"
-        left = ["", *render.left_out(self.left_out)[0]] if self.left_out else [""]
+        left = [line for md, _ in self._sections() for line in ["", *md]] or [""]
         return "\n".join(["# Comparison", "", *map(render.md_text, self.header), "", body, *left])
 
     def html(self) -> str:
         head = "".join(f"<p>{html.escape(line)}</p>" for line in self.header)
-        left = render.left_out(self.left_out)[1] if self.left_out else ""
+        left = "".join(h for _, h in self._sections())
         return (
             "<!doctype html><html><head><meta charset='utf-8'><title>Comparison</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
@@ -110,6 +125,7 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
 
     ca, cb = cells(da), cells(db)
     matched = [k for k in ca if k in cb]
+    lost = _lost([k for k in ca if k not in cb], db, key)
     if not matched:
         raise CompareError(
             f"no cell of B matches one of A ({len(ca)} ok cells in A, {len(cb)} in B): they must share the workload "
@@ -165,8 +181,25 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
                       "the stack's.")  # fmt: skip
     if busy:
         header.append(f"{busy} repeats measured on a busy host are left out (--include-busy compares them).")
+    if lost:
+        header.append(f"{len(lost)} cells ok in A failed or are missing in B (listed below).")
     left_out = list(dict.fromkeys([*left_a, *left_b]))  # A and B may be the same folder
-    return Result(pd.DataFrame(rows), header, regressions, left_out)
+    return Result(pd.DataFrame(rows), header, regressions, left_out, lost)
+
+
+def _lost(only_a: list[tuple], db: pd.DataFrame, key: list[str]) -> list[str]:
+    """Of the cells ok in A and not in B's ok ones, those that failed, timed out or diverged in B, or that B has no
+    record of (unsupported in B, or measured there only on a busy host: not a loss)."""
+    statuses: dict[tuple, set[str]] = {}
+    for k, status in zip(zip(*(db[c].map(aggregate.norm) for c in key)), db["status"]):
+        statuses.setdefault(k, set()).add(status)
+    out = []
+    for k in only_a:
+        found = statuses.get(k, set())
+        bad = sorted(found & set(schema.FAILED))
+        if bad or not found:
+            out.append(f"{' '.join(v for v in k if v != 'none')}: {', '.join(bad) if bad else 'no record'} in B")
+    return out
 
 
 _METHODS = {
@@ -254,19 +287,26 @@ def compare_micro(storage: Path, runs: int, baseline: list[str] | None = None, t
     return Result(pd.DataFrame(rows), header, regressions)
 
 
-def finish(result: Result, out: Path | None) -> int:
-    """Print the table, write compare.md and compare.html into ``out``, and return the exit status."""
+def finish(result: Result, out: Path | None, allow_missing: bool = False) -> int:
+    """Print the table, write compare.md and compare.html into ``out``, and return the exit status: 1 where a cell
+    is significantly slower than the threshold, or (unless ``allow_missing``) lost in B."""
     print(result.markdown())
     if out is not None:
-        with render.staged(out) as staging:
+        with files.output(out, ("compare.md", "compare.html")) as staging:
             (staging / "compare.md").write_text(result.markdown())
             (staging / "compare.html").write_text(result.html())
         print(f"written: {out / 'compare.md'}, {out / 'compare.html'}")
+    failed = 0
     if result.regressions:
         print(
             f"Performance has regressed: {len(result.regressions)} significantly slower beyond the threshold:\n  "
             + "\n  ".join(result.regressions),
             file=sys.stderr,
         )
-        return 1
-    return 0
+        failed = 1
+    if result.lost:
+        said = "allowed (--allow-missing)" if allow_missing else "the comparison fails (--allow-missing lets it pass)"
+        print(f"{len(result.lost)} cells ok in A are lost in B, {said}:\n  " + "\n  ".join(result.lost),
+              file=sys.stderr)  # fmt: skip
+        failed = failed or not allow_missing
+    return int(failed)

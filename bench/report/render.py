@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import html
 import math
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -171,27 +167,6 @@ def csv_safe(t: pd.DataFrame) -> pd.DataFrame:
     prefixed with ', as OWASP's CSV-injection guidance says; numbers stay numbers."""
     risky = ("=", "+", "-", "@", "\t", "\r")
     return t.apply(lambda column: column.map(lambda v: f"'{v}" if isinstance(v, str) and v.startswith(risky) else v))
-
-
-@contextlib.contextmanager
-def staged(out: Path) -> Iterator[Path]:
-    """A folder to write ``out``'s files into, put in place of ``out`` whole when the block ends without an error:
-    a reader never sees half a report, and a report that fails leaves the last one."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise ValueError(f"{out} is not a folder: move it away to write the report there")
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        tmp.chmod(0o755)
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out.with_name(f"{tmp.name}.old")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def html_table(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
