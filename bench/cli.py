@@ -13,6 +13,7 @@ from pathlib import Path
 from bench import precision, process
 from bench.spec import settings as spec_settings
 from bench.spec.settings import PER_WORKLOAD, SETTINGS
+from bench.text import shown
 
 DEFAULT_RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR", "results"))
 
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, OSError) as e:  # bad input of every kind (bench.errors), a folder it cannot write: one line
-        print(f"bench: error: {_reason(e)}", file=sys.stderr)
+        print(f"bench: error: {shown(_reason(e), keep=chr(10))}", file=sys.stderr)
         return 2
 
 

@@ -60,15 +60,6 @@ class Cluster:
 ONE_NODE = Cluster()
 
 
-def plain_text(values: list[str], where: str) -> list[str]:
-    """``values`` when none holds a control character (a newline would start a line of its own in a job script or a
-    manifest); else ValueError naming the value."""
-    for value in values:
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError(f"{where}: {value[:80]!r} holds a control character (a newline?); give it without")
-    return values
-
-
 # bench run's options as a scheduler's job passes them through (bench.slurm, bench.k8s): argparse's two spellings,
 # ``--name value`` and ``--name=value``.
 def option(args: list[str], name: str) -> str | None:

@@ -13,7 +13,7 @@ import shlex
 
 import yaml
 
-from bench import cluster
+from bench import cluster, text
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 RUNTIME = "torch-distributed"  # Kubeflow Trainer's PyTorch runtime; its replicated job and container are "node"
@@ -35,7 +35,7 @@ def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_pe
                          "(RFC 1123: lower-case letters, digits, '-' and '.')")  # fmt: skip
     if nodes < 1 or gpus_per_node < 1:
         raise ValueError("bench k8s: --nodes and --gpus-per-node must be at least 1")
-    cluster.plain_text([*run_args, image], "bench k8s")
+    text.plain([*run_args, image], "bench k8s")
     given = cluster.option(run_args, "--run-id")
     if given not in (None, name):
         raise ValueError(f"bench k8s: --run-id {given!r} and --name {name!r}: the TrainJob's name is its run id; "

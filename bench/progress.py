@@ -16,6 +16,7 @@ from typing import TextIO
 
 from bench import estimate
 from bench.estimate import Eta
+from bench.text import shown
 
 
 def epoch_text(rows: list[dict], epochs: int) -> str:
@@ -65,7 +66,9 @@ class Progress:
             )  # fmt: skip
 
     def line(self, text: str) -> None:
-        """A line that stays (above the bars in a terminal)."""
+        """A line that stays (above the bars in a terminal); what a record or a host holds is shown, never obeyed
+        (bench.text.shown: escape sequences, bidi overrides)."""
+        text = shown(text, keep="\n")
         if self.live:
             self._tqdm.write(text, file=self.out)
         else:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bench import schema
+from bench.text import shown
 
 # A run id names one folder under the results folder: one path component, and none the results tree uses for
 # something else (the committed references the report leaves out, the report's own folder, the micro-benchmarks',
@@ -81,7 +82,8 @@ def flat(record: dict) -> dict:
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    """A warning on stderr, what a record or file name holds shown, never obeyed (bench.text.shown)."""
+    print(f"warning: {shown(message, keep=chr(10))}", file=sys.stderr)
 
 
 def repair(path: Path) -> None:

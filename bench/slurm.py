@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import cluster, files
+from bench import cluster, files, text
 
 HEADER = "Written by `bench slurm`"  # the script's second line: bench replaces a file only where it has it
 TEMPLATE = """#!/bin/bash
@@ -59,11 +59,12 @@ def render(run_args: list[str], nodes: int = 1, tasks_per_node: int = 1, sbatch:
     tasks = nodes * tasks_per_node
     if nodes < 1 or tasks_per_node < 1:
         raise ValueError("bench slurm: --nodes and --ntasks-per-node must be at least 1")
-    cluster.plain_text([*run_args, *(docker_flags or []), image or "", docker, str(workdir or "")], "bench slurm")
+    text.plain([*run_args, *(docker_flags or []), image or "", docker, str(workdir or "")], "bench slurm")
     for opt in sbatch or []:
         if not SBATCH_OPTION.fullmatch(opt):
             raise ValueError(f"bench slurm: --sbatch {opt[:80]!r} should be one option, --name or --name=value, "
                              "without spaces or control characters (give each option its own --sbatch)")  # fmt: skip
+    text.plain([*(sbatch or []), log], "bench slurm")  # what the pattern lets through: U+2028, a bidi override
     if not re.fullmatch(r"[^\s\x00-\x1f\x7f]+", log):  # an #SBATCH line is not shell: nothing can quote it
         raise ValueError(f"bench slurm: the job log {log[:80]!r} (in --results-dir) cannot hold spaces or control "
                          "characters: give --results-dir a folder without them")  # fmt: skip

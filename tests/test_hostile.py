@@ -33,9 +33,25 @@ NEWLINE = "/x\n---\nkind: ClusterRoleBinding\n---\n#"
         (["slurm", "--print", "--sbatch=--gpus=1\ntouch X", "--", "--suite", "smoke"], "should be one option"),
         (["slurm", "--print", "--sbatch=--gpus=1 --wrap=x", "--", "--suite", "smoke"], "should be one option"),
         (["slurm", "--print", "--", "--suite", "smoke", "--results-dir", "/tmp/a b"], "cannot hold spaces"),
-        (["slurm", "--print", "--", "--suite", "smoke", "--data-dir", NEWLINE], "holds a control character"),
+        (["slurm", "--print", "--", "--suite", "smoke", "--data-dir", NEWLINE], "holds a line break (U+000A)"),
+        (
+            ["slurm", "--print", "--", "--suite", "smoke", "--data-dir", "/x\u2028kind: Secret"],
+            "holds a line break (U+2028 LINE SEPARATOR)",
+        ),
+        (["slurm", "--print", "--sbatch=--comment=a\u2029b", "--", "--suite", "smoke"], "should be one option"),
+        (["slurm", "--print", "--sbatch=--comment=a\u202eb", "--", "--suite", "smoke"], "holds a format character"),
+        (
+            ["slurm", "--print", "--", "--suite", "smoke", "--data-dir", "/x\u202etxt.exe"],
+            "holds a format character (U+202E RIGHT-TO-LEFT OVERRIDE)",
+        ),
         (["slurm", "--print", "--", "--suite", "smoke", "--run-id", "../x"], "a run id is one folder name"),
-        (["k8s", "--", "--suite", "smoke", "--data-dir", NEWLINE], "holds a control character"),
+        (["k8s", "--", "--suite", "smoke", "--data-dir", NEWLINE], "holds a line break (U+000A)"),
+        (
+            ["k8s", "--", "--suite", "smoke", "--data-dir", "/x\u2028---\u2028kind: ClusterRoleBinding"],
+            "holds a line break (U+2028 LINE SEPARATOR)",
+        ),
+        (["k8s", "--", "--suite", "smoke", "--data-dir", "/x\x85kind: Secret"], "holds a line break (U+0085"),
+        (["k8s", "--", "--suite", "smoke", "--data-dir", "/x\u200b"], "holds a format character (U+200B"),
         (["k8s", "--name", "../../etc/x", "--", "--suite", "smoke"], "RFC 1123"),
         (["k8s", "--name", "Bench", "--", "--suite", "smoke"], "RFC 1123"),
         (["k8s", "--nodes", "0", "--", "--suite", "smoke"], "must be at least 1"),
@@ -244,3 +260,24 @@ def test_the_gate_fails_when_a_cell_ok_in_a_failed_or_is_missing_in_b(tmp_path, 
     write(tmp_path / "d" / "records.jsonl",
           [*b[:3], rec(workload="lightning-convnet", status="unsupported", reason="not here")])  # fmt: skip
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "d")]) == 0  # unsupported in B: no loss
+
+
+def test_characters_that_reorder_or_hide_text_are_shown_escaped_everywhere(tmp_path, capsys):
+    from tests.test_report import rec, write
+
+    env = {"host": "box\u202egnp.exe", "allocator": {"name": "glibc-tuned"}, "packages": {}}
+    rows = [rec(tput=1000.0 + i, repeat=i, env=env, device_name=" =HYPERLINK(1)") for i in range(3)]
+    rows.append(rec(precision="bf16-true", status="failed", reason="\x1bc\x07 crashed\u200b", env=env))
+    write(tmp_path / "run" / "records.jsonl", rows)
+    md = report.write(tmp_path).read_text()
+    page = (tmp_path / "report" / "report.html").read_text()
+    for text, slash in ((md, "\\\\"), (page, "\\")):  # Markdown escapes the backslash it shows
+        assert "\u202e" not in text and "\x1b" not in text and "\u200b" not in text
+        assert f"box{slash}u202egnp.exe" in text and f"{slash}x1bc{slash}x07 crashed{slash}u200b" in text
+    assert "<bdi>" in page
+    rows = list(csv.reader((tmp_path / "report" / "summary.csv").open()))
+    assert rows[1][rows[0].index("hardware")] == "' =HYPERLINK(1)"  # a formula after a space, neutralised
+    raw = (tmp_path / "report" / "summary.csv").read_text().splitlines()
+    assert all(line.startswith('"') for line in raw)  # every field quoted
+    records.warn("a record says \x1b[2J\u202e")
+    assert capsys.readouterr().err == "warning: a record says \\x1b[2J\\u202e\n"

@@ -16,8 +16,8 @@ from tests.conftest import ROOT
 
 # Lowest first. A module not listed here fails the test: a new one takes its place on purpose.
 LAYERS = {
-    "spec": ["bench.errors", "bench.process", "bench.spec", "bench.precision", "bench.isa", "bench.allocator",
-             "bench.cost"],
+    "spec": ["bench.errors", "bench.process", "bench.text", "bench.spec", "bench.precision", "bench.isa",
+             "bench.allocator", "bench.cost"],
     "records": ["bench.schema", "bench.records", "bench.files", "bench.stats"],
     "run": ["bench.trackers", "bench.backends", "bench.ddp", "bench.inputs", "bench.data", "bench.weights",
             "bench.adapters", "bench.micro", "bench.meter", "bench.env", "bench.launch", "bench.workloads",

@@ -252,7 +252,7 @@ def hostile_records(draw) -> object:
 
 
 TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "table", "thead", "tbody", "tr", "th", "td",
-        "img", "a", "ul", "li", "pre"}  # fmt: skip
+        "img", "a", "ul", "li", "pre", "bdi"}  # fmt: skip
 
 
 class Markup(HTMLParser):

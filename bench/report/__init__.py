@@ -8,7 +8,6 @@ workload's others. Records of schema 2 are read too.
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import pandas as pd
@@ -102,7 +101,7 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
     """The report's files, into ``out``."""
     peak, ov = verdicts.fastest(s), verdicts.overhead(s)
     tests = stats.adjust([*(r for c in RATIOS for r in s[c]), *verdicts.ratios(peak), *verdicts.ratios(ov)])
-    render.csv_safe(csv_frame(s)).to_csv(out / "summary.csv", index=False)
+    render.csv_safe(csv_frame(s)).to_csv(out / "summary.csv", index=False, quoting=render.CSV_QUOTING)
     md = [
         "# Benchmark report",
         "",
@@ -122,7 +121,8 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
         "",
     ]
     body = [
-        f"<h1>Benchmark report</h1><p>{html.escape(md[2])}</p><h2>Overview</h2><p>{html.escape(PROFILE_NOTE)}</p>",
+        f"<h1>Benchmark report</h1><p>{render.html_text(md[2])}</p>",
+        f"<h2>Overview</h2><p>{render.html_text(PROFILE_NOTE)}</p>",
         render.html_table(render.overview(s, out, render.html_link), raw=("files",)),
     ]
     versions = aggregate.torch_versions(df)
@@ -132,15 +132,15 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
             "of its own, and a speedup across them measures the stack as well as the hardware."
         )
         md[3:3] = ["", warning]
-        body.insert(1, f"<p>{html.escape(warning)}</p>")
+        body.insert(1, f"<p>{render.html_text(warning)}</p>")
     if s["usd_per_hour"].notna().any():
         md[-2:-2] = [COST_NOTE, ""]
-        body.insert(1, f"<p>{html.escape(COST_NOTE)}</p>")
+        body.insert(1, f"<p>{render.html_text(COST_NOTE)}</p>")
     if len(peak):
         md += ["## What the hardware can do", "", FASTEST_NOTE, "", render.markdown(peak), ""]
         body += [
-            f"<h2>What the hardware can do</h2><p>{html.escape(FASTEST_NOTE)}</p>",
-            peak.to_html(index=False, border=0),
+            f"<h2>What the hardware can do</h2><p>{render.html_text(FASTEST_NOTE)}</p>",
+            render.html_table(peak),
         ]
     for workload, g in s.groupby("workload", sort=False):
         table = render.table(g)
@@ -161,8 +161,8 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
             "",
         ]
         body += [
-            f"<h2>{html.escape(workload)}</h2><p>Speedup baseline: {html.escape(base)}.</p>",
-            table.to_html(index=False, border=0),
+            f"<h2>{render.html_text(workload)}</h2><p>Speedup baseline: {render.html_text(base)}.</p>",
+            render.html_table(table),
             f'<img src="data:image/png;base64,{acc}">',
             f'<img src="data:image/png;base64,{tput}">',
         ]
@@ -174,7 +174,9 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
             ]
             md += [""]
             items = "".join(
-                f"<li>{html.escape(label)}: " + " · ".join(render.html_link(a, render.name(a)) for a in paths) + "</li>"
+                f"<li>{render.html_text(label)}: "
+                + " · ".join(render.html_link(a, render.name(a)) for a in paths)
+                + "</li>"
                 for label, paths in arts
             )
             body.append(f"<p>Files saved by each cell (first repeat):</p><ul>{items}</ul>")
@@ -191,7 +193,7 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
             render.markdown(ov),
             "",
         ]
-        body += ["<h2>Framework overhead against the plain-PyTorch loop</h2>", ov.to_html(index=False, border=0)]
+        body += ["<h2>Framework overhead against the plain-PyTorch loop</h2>", render.html_table(ov)]
     dec = verdicts.decomposition(s, benchmarks.read(results_dir))
     if len(dec):
         md += [
@@ -215,12 +217,12 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
         ]
         body += [
             "<h2>Where the time goes: step micro-benchmarks</h2>",
-            f"<p>{html.escape(md[-3])}</p>",
-            dec.to_html(index=False, border=0),
+            f"<p>{render.html_text(md[-3])}</p>",
+            render.html_table(dec),
         ]
     envs = render.environments(df)
     md += ["## Environments", "", render.markdown(envs), ""]
-    body += ["<h2>Environments</h2>", envs.to_html(index=False, border=0)]
+    body += ["<h2>Environments</h2>", render.html_table(envs)]
     if left_out:
         left_md, left_html = render.left_out(left_out, LEFT_OUT_NOTE)
         md += left_md

@@ -6,7 +6,6 @@ more than a threshold, so that they can gate CI."""
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import re
 import sys
@@ -58,13 +57,13 @@ class Result:
         return "\n".join(["# Comparison", "", *map(render.md_text, self.header), "", body, *left])
 
     def html(self) -> str:
-        head = "".join(f"<p>{html.escape(line)}</p>" for line in self.header)
+        head = "".join(f"<p>{render.html_text(line)}</p>" for line in self.header)
         left = "".join(h for _, h in self._sections())
         return (
             "<!doctype html><html><head><meta charset='utf-8'><title>Comparison</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
             "td,th{padding:3px 8px;border-bottom:1px solid #ddd}</style></head><body><h1>Comparison</h1>"
-            f"{head}{self.table.to_html(index=False, border=0)}{left}</body></html>"
+            f"{head}{render.html_table(self.table)}{left}</body></html>"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import html
 import math
 import os
@@ -13,6 +14,7 @@ import pandas as pd
 
 from bench.report import aggregate
 from bench.report.verdicts import fmt, tta_text
+from bench.text import shown
 
 
 def table(s: pd.DataFrame) -> pd.DataFrame:
@@ -139,17 +141,28 @@ def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
 
 
 _MARKDOWN = re.compile(r"([\\`|\[\]])")  # what would end a cell, start code or a link, or escape the next
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_BREAKS = re.compile(r"[\n\r\t]+")  # a text's own line breaks and tabs: a space in a cell
 
 
-def md_text(value: object) -> str:
-    """A value as Markdown that stays in its table cell and shows as written: markup escaped as HTML, ``|``, backticks,
-    brackets and backslashes escaped, line breaks and other control characters a space. Floats as tabulate shows
-    them (``g``)."""
+def plain(value: object) -> str:
+    """A value as text for a table cell: floats as tabulate shows them (``g``), line breaks a space, and every other
+    control, format or separator character escaped visibly (bench.text.shown: a bidi override or an escape
+    sequence shows as ``\\u202e``, ``\\x1b``, never acts)."""
     if value is None:
         return ""
     text = f"{value:g}" if isinstance(value, float) else str(value)
-    return _MARKDOWN.sub(r"\\\1", html.escape(_CONTROL.sub(" ", text), quote=False))
+    return shown(_BREAKS.sub(" ", text))
+
+
+def html_text(value: object) -> str:
+    """A value as HTML text that shows as written (``plain``), markup escaped."""
+    return html.escape(plain(value))
+
+
+def md_text(value: object) -> str:
+    """A value as Markdown that stays in its table cell and shows as written (``plain``): markup escaped as HTML,
+    ``|``, backticks, brackets and backslashes escaped."""
+    return _MARKDOWN.sub(r"\\\1", html.escape(plain(value), quote=False))
 
 
 def markdown(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
@@ -162,11 +175,28 @@ def markdown(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
     return "\n".join(lines)
 
 
+# What a spreadsheet reads as the start of a formula (OWASP's CSV-injection list, and the full-width signs some read
+# as theirs), and what it skips before one (spaces, quotes).
+FORMULA = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+SKIPPED = " \"'\u3000"
+
+
 def csv_safe(t: pd.DataFrame) -> pd.DataFrame:
-    """``t`` with every text value that a spreadsheet would run as a formula (starting with =, +, -, @, tab or CR)
-    prefixed with ', as OWASP's CSV-injection guidance says; numbers stay numbers."""
-    risky = ("=", "+", "-", "@", "\t", "\r")
-    return t.apply(lambda column: column.map(lambda v: f"'{v}" if isinstance(v, str) and v.startswith(risky) else v))
+    """``t`` with every text value that a spreadsheet would run as a formula (starting with =, +, -, @, tab, CR or
+    a full-width sign, after any spaces or quotes) prefixed with ', as OWASP's CSV-injection guidance says; other
+    control and format characters escaped visibly; numbers stay numbers. Write it with every field quoted
+    (``CSV_QUOTING``)."""
+
+    def safe(v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        v = shown(v, keep="\t\r\n")
+        return f"'{v}" if v.lstrip(SKIPPED).startswith(FORMULA) else v
+
+    return t.apply(lambda column: column.map(safe))
+
+
+CSV_QUOTING = csv.QUOTE_ALL
 
 
 def html_table(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
@@ -174,18 +204,18 @@ def html_table(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
     ``html_link`` from paths inside the results folder."""
     safe = t.copy()
     for column in safe.columns:
-        if column not in raw:
-            safe[column] = ["" if v is None or (isinstance(v, float) and pd.isna(v)) else html.escape(str(v))
-                            for v in safe[column]]  # fmt: skip
+        if column not in raw:  # each value isolated (<bdi>): its own text direction never reorders the row's
+            safe[column] = ["" if v is None or (isinstance(v, float) and pd.isna(v)) else
+                            f"<bdi>{html_text(v)}</bdi>" for v in safe[column]]  # fmt: skip
     return safe.to_html(index=False, border=0, escape=False)
 
 
 def left_out(lines: list[str], note: str = "", heading: str = "Records left out") -> tuple[list[str], str]:
     """Records left out (failing their schema, bench.schema; or superseded), under their own heading: markdown
     lines (an indented block, which nothing in a line can end) and HTML (escaped, in a <pre>)."""
-    md = [f"## {heading}", "", *([note, ""] if note else []), *(f"    {_CONTROL.sub(' ', line)}" for line in lines), ""]
-    text = "\n".join(html.escape(line) for line in lines)
-    return md, f"<h2>{heading}</h2>{f'<p>{html.escape(note)}</p>' if note else ''}<pre>{text}</pre>"
+    md = [f"## {heading}", "", *([note, ""] if note else []), *(f"    {plain(line)}" for line in lines), ""]
+    text = "\n".join(html_text(line) for line in lines)
+    return md, f"<h2>{heading}</h2>{f'<p>{html_text(note)}</p>' if note else ''}<pre>{text}</pre>"
 
 
 def name(path: str) -> str:
@@ -198,7 +228,7 @@ def md_link(path: str, text: str) -> str:
 
 
 def html_link(path: str, text: str) -> str:
-    return f'<a href="{html.escape(path)}">{html.escape(text)}</a>'
+    return f'<a href="{html.escape(path)}">{html_text(text)}</a>'
 
 
 def environments(df: pd.DataFrame) -> pd.DataFrame:
