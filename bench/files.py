@@ -15,11 +15,25 @@ import fnmatch
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 MARK = ".bench-output"  # in each output folder bench writes: the names of the files it wrote there
+
+
+def open_own(path: Path, flags: int, mode: int = 0o644) -> int:
+    """A descriptor of ``path`` for writing, opened without following a link (O_NOFOLLOW), that is a regular file
+    with one name: a hard link to a file elsewhere (which O_NOFOLLOW cannot see) would turn bench's write, truncation
+    or lock into a change of that file. Otherwise OSError (ELOOP) or ValueError naming the way out."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"one of {st.st_nlink} names of a file"
+        raise ValueError(f"{path} is {what}: bench writes only a file of its own there; move it away")
+    return fd
 
 
 def replace(path: Path, text: str) -> None:

@@ -13,7 +13,7 @@ import stat
 import sys
 from pathlib import Path
 
-from bench import schema
+from bench import files, schema
 from bench.text import shown
 
 # A run id names one folder under the results folder: one path component, and none the results tree uses for
@@ -92,12 +92,13 @@ def repair(path: Path) -> None:
         raise ValueError(f"{path} is a link or not a file: a run's records are a file of its own; move it away")
     if not path.exists() or path.stat().st_size == 0:
         return
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return
-    keep = data.rfind(b"\n") + 1
-    warn(f"{path}: dropping a torn last line ({len(data) - keep} bytes) left by an interrupted run")
-    with open(path, "r+b") as f:
+    fd = files.open_own(path, os.O_RDWR)  # never truncate a file that has another name elsewhere
+    with open(fd, "r+b") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        warn(f"{path}: dropping a torn last line ({len(data) - keep} bytes) left by an interrupted run")
         f.truncate(keep)
 
 
@@ -105,7 +106,7 @@ def append(path: Path, record: dict) -> None:
     check(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never through a link
+    fd = files.open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link, symbolic or hard
     try:
         written = os.write(fd, data)
         if written != len(data):

@@ -39,8 +39,8 @@ def hold(run_dir: Path, host: str, wait: bool = False) -> Iterator[bool]:
     ``RunLocked`` at once, or, ``wait``, block until the holder ends (Ctrl-C still stops the wait)."""
     run_dir = Path(run_dir)
     path = files.folder(run_dir) / NAME
-    # CLOEXEC: no cell inherits the lock; NOFOLLOW: a link there is an error, not the file it points to truncated
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    # CLOEXEC: no cell inherits the lock; a link there (symbolic or hard) is an error, not the file it names truncated
+    fd = files.open_own(path, os.O_RDWR | os.O_CREAT)
     waited = False
     try:
         try:

@@ -281,3 +281,20 @@ def test_characters_that_reorder_or_hide_text_are_shown_escaped_everywhere(tmp_p
     assert all(line.startswith('"') for line in raw)  # every field quoted
     records.warn("a record says \x1b[2J\u202e")
     assert capsys.readouterr().err == "warning: a record says \\x1b[2J\\u202e\n"
+
+
+def test_a_hard_link_planted_in_a_run_folder_is_never_written_through(tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep, no newline at the end")
+    run = tmp_path / "results" / "r"
+    run.mkdir(parents=True)
+    (run / runlock.NAME).hardlink_to(victim)
+    with pytest.raises(ValueError, match="one of 2 names of a file"), runlock.hold(run, "box"):
+        pass
+    (run / runlock.NAME).unlink()
+    (run / "records.jsonl").hardlink_to(victim)
+    with pytest.raises(ValueError, match="one of 2 names of a file"):
+        records.repair(run / "records.jsonl")  # would cut the victim's last line
+    with pytest.raises(ValueError, match="one of 2 names of a file"):
+        records.append(run / "records.jsonl", valid())
+    assert victim.read_text() == "keep, no newline at the end"
