@@ -154,3 +154,68 @@ def own_file(path: Path, text: str, header: str) -> None:
         if not any(header in line for line in head):
             raise ValueError(f"{path} exists and bench did not write it: name another file, or move it away")
     replace(path, text)
+
+
+# ---- Reading what a results folder holds: regular files only, never through a link, capped before parsing -------
+MAX_DEPTH = 32  # nesting of any JSON bench reads (a record's is 5, a micro-benchmark run's 4)
+MAX_TREE = 32  # folders below a results folder where bench looks for runs (a run's records sit 1 or 2 deep)
+
+
+def depth_ok(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` (parsed JSON) nests no deeper than ``limit``: checked with a stack, not recursion, so that a
+    deep value is refused here rather than stopping whatever walks it next with a RecursionError."""
+    stack = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            if d >= limit:
+                return False
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return True
+
+
+def read_json(path: Path, cap: int) -> object:
+    """The JSON value of the file ``path``, read only where it is a regular file (not a link, a FIFO or a device:
+    a link to /dev/zero would never end) of at most ``cap`` bytes, nesting no deeper than ``MAX_DEPTH``. Anything
+    else is ValueError naming the file and what is wrong with it, never an exception of the parser's."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror} (a link is not followed)") from None
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path}: not a regular file")
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise ValueError(f"{path}: over {cap:,} bytes")
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, nested past the parser's own limit
+        raise ValueError(f"{path}: not readable JSON ({type(e).__name__})") from None
+    if not depth_ok(value):
+        raise ValueError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def find(root: Path, match) -> list[Path]:
+    """What under ``root`` is not a folder and has a name ``match(name)`` accepts, sorted, found without recursion
+    and without following a link, at most ``MAX_TREE`` folders deep (a deeper tree is cut there, with a warning): a
+    folder tree of any depth never stops a reader."""
+    import sys
+
+    found, stack = [], [(Path(root), 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if depth + 1 < MAX_TREE:
+                    stack.append((Path(entry.path), depth + 1))
+                else:
+                    print(f"warning: {entry.path}: not searched, over {MAX_TREE} folders deep", file=sys.stderr)
+            elif match(entry.name):  # a link or a FIFO too: its reader refuses it, with a warning
+                found.append(Path(entry.path))
+    return sorted(found)

@@ -159,7 +159,9 @@ def numbered(path: Path) -> list[tuple[int, dict]]:
             except (ValueError, RecursionError):  # torn, not JSON, not UTF-8, an integer of over 4,300 digits
                 warn(f"{path}:{number}: skipping a torn or corrupt line")
                 continue
-            if isinstance(record, dict):
+            if not files.depth_ok(record):  # before anything walks it: valid_text, the schema
+                warn(f"{path}:{number}: skipping a line nested deeper than {files.MAX_DEPTH} levels")
+            elif isinstance(record, dict):
                 out.append((number, valid_text(record)))
             else:
                 warn(f"{path}:{number}: skipping a line that is not a JSON object")
@@ -250,7 +252,7 @@ def read_all(results_dir: Path) -> list[dict]:
     it in or by pointing ``results_dir`` at it.
     """
     out = []
-    for path in sorted(Path(results_dir).rglob("records.jsonl")):
+    for path in files.find(Path(results_dir), lambda name: name == "records.jsonl"):
         if "reference" in path.relative_to(results_dir).parts:
             continue
         out += located(path)

@@ -298,3 +298,78 @@ def test_a_hard_link_planted_in_a_run_folder_is_never_written_through(tmp_path, 
     with pytest.raises(ValueError, match="one of 2 names of a file"):
         records.append(run / "records.jsonl", valid())
     assert victim.read_text() == "keep, no newline at the end"
+
+
+def test_a_hostile_micro_benchmark_file_is_left_out_with_a_warning_never_a_stop(tmp_path, capsys):
+    import os
+
+    from bench.report import benchmarks
+    from tests.test_report import micro_run, rec, write
+
+    write(tmp_path / "run" / "records.jsonl", [rec()])
+    micro = tmp_path / "micro" / "box-cpu"
+    good = [("train", "torch-convnet", "fp32", 0.01, 32, 1e6, "box", "Test CPU", "cpu")]
+    micro_run(micro / "0001_good.json", "2026-12-01T00:00:00", good)
+    os.mkfifo(micro / "0002_fifo.json")  # would hang a reader that opens it
+    (micro / "0003_zero.json").symlink_to("/dev/zero")  # would never end
+    bad = {
+        "0004_ints.json": {"benchmarks": [1]},
+        "0005_string_median.json": {"benchmarks": [{"name": "x", "stats": {"median": "fast"}}]},
+        "0006_list_host.json": {
+            "benchmarks": [
+                {
+                    "name": "x",
+                    "stats": {"median": 0.1},
+                    "extra_info": {
+                        "kind": "train",
+                        "workload": "torch-convnet",
+                        "precision": "fp32",
+                        "host": ["a"],
+                        "device_name": "d",
+                        "backend": "cpu",
+                        "samples_per_call": 32,
+                    },
+                }
+            ]
+        },
+        "0007_not_a_list.json": {"benchmarks": "all of them"},
+    }
+    for name, content in bad.items():
+        (micro / name).write_text(json.dumps(content))
+    (micro / "0008_deep.json").write_text('{"benchmarks": ' + "[" * 900 + "]" * 900 + "}")
+    found = benchmarks.read(tmp_path)
+    assert [b["workload"] for b in found] == ["torch-convnet"]  # the good one
+    err = capsys.readouterr().err
+    for name in ("0002_fifo.json: not a regular file", "0003_zero.json: Too many levels of symbolic links",
+                 "0004_ints.json: benchmark 0: skipped", "0005_string_median.json: benchmark 0: skipped",
+                 "0006_list_host.json: benchmark x: skipped", "0007_not_a_list.json: skipping",
+                 "0008_deep.json: nested deeper than 32 levels"):  # fmt: skip
+        assert name in err, (name, err)
+    assert report.write(tmp_path).is_file()
+    assert cli.main(["compare-micro", str(micro), "--runs", "1"]) == 0  # the newest against the one before: read
+    assert cli.main(["compare-micro", str(tmp_path / "none"), "--runs", "1"]) == 2
+    assert "no such folder of saved micro-benchmark runs" in capsys.readouterr().err
+
+
+def test_nesting_deeper_than_any_record_and_a_deep_folder_tree_never_stop_a_reader(tmp_path, capsys):
+    import os
+
+    deep = valid()
+    deep["env"]["extra"] = json.loads("[" * 700 + "]" * 700)
+    path = tmp_path / "a" / "records.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps(valid()) + "\n" + json.dumps(deep) + "\n")
+    recs, _, _ = records.load(tmp_path)
+    assert len(recs) == 1 and "records.jsonl:2: skipping a line nested deeper than 32 levels" in capsys.readouterr().err
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for _ in range(1100):  # by relative steps: the whole path is longer than a path may be
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+        os.close(parent)
+    out = os.open("records.jsonl", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(out, (json.dumps(valid()) + "\n").encode())
+    os.close(out)
+    os.close(fd)
+    assert len(records.read_all(tmp_path)) == 1  # the one 1,100 folders deep is not searched
+    assert "not searched, over 32 folders deep" in capsys.readouterr().err
+    assert report.write(tmp_path).is_file()

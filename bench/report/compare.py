@@ -6,7 +6,6 @@ more than a threshold, so that they can gate CI."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import files, records, schema, stats
-from bench.report import aggregate, render
+from bench.report import aggregate, benchmarks, render
 from bench.report.verdicts import fmt
 
 # What may differ between the two sides and still match: when each side has one value and they differ (two hosts,
@@ -230,17 +229,19 @@ _RUN = re.compile(r"^(\d{4})_.*\.json$")
 
 def micro_runs(storage: Path) -> list[Path]:
     """pytest-benchmark's saved runs under ``storage``, oldest first (their numbers count up per machine folder)."""
-    runs = [p for p in Path(storage).rglob("*.json") if _RUN.match(p.name)]
+    if not Path(storage).is_dir():
+        raise CompareError(f"{storage}: no such folder of saved micro-benchmark runs; run make bench-micro first")
+    runs = files.find(Path(storage), lambda name: bool(_RUN.match(name)))
     return sorted(runs, key=lambda p: (p.parent, p.name))
 
 
 def _medians(paths: list[Path]) -> dict[str, list[float]]:
+    """Each benchmark's median seconds per run, read as the report reads them (benchmarks.run_file: a file or a
+    benchmark that cannot be read is left out with a warning)."""
     out: dict[str, list[float]] = {}
     for path in paths:
-        for b in json.loads(path.read_text()).get("benchmarks", []):
-            median = (b.get("stats") or {}).get("median")
-            if median:
-                out.setdefault(b.get("name") or b["fullname"], []).append(float(median))
+        for b in benchmarks.run_file(path)[1]:
+            out.setdefault(b["name"], []).append(b["median_s"])
     return out
 
 
@@ -248,6 +249,8 @@ def compare_micro(storage: Path, runs: int, baseline: list[str] | None = None, t
     """The newest ``runs`` saved micro-benchmark runs against the ``runs`` before them (or the runs numbered in
     ``baseline``): per benchmark, the speed ratio (inverse of the medians) with its interval. None when there is no
     earlier run yet."""
+    if runs < 1:
+        raise CompareError(f"--runs {runs}: compare at least 1 run a side")
     saved = micro_runs(storage)
     new = saved[-runs:]
     if baseline:
