@@ -87,10 +87,8 @@ def label(price: dict) -> str:
     usd = f"${price['usd_per_hour']:,.2f}/h"
     if not price.get("entry"):
         return f"{usd} as given"
-    return (
-        f"{price['provider']} {price['instance']} {price['region']}, {price['plan']} {usd}, "
-        f"list price of {price['retrieved']}"
-    )
+    where = " ".join(str(price.get(k) or "?") for k in ("provider", "instance", "region"))
+    return f"{where}, {price.get('plan')} {usd}, list price of {price.get('retrieved') or '?'}"
 
 
 def to_target(tta_seconds: float | None, usd_per_hour: float, nodes: int) -> float | None:

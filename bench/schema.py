@@ -45,6 +45,8 @@ Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 AtLeastOne = Annotated[int, Field(ge=1, le=MAX_INT)]
 Setting = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a setting as it ran (a learning rate): no measurement
+Rate = Annotated[float, Field(gt=0, le=MAX_NUMBER, allow_inf_nan=False)]  # samples/s: none measured is null, never 0
+Version = Annotated[str, Field(max_length=100)]  # a package's version ("2.14.1+cu130"): text a report sorts and shows
 
 
 def _inside(path: str) -> str:
@@ -89,6 +91,9 @@ class WithStatus(Section):
     def _names_its_status(self) -> WithStatus:
         if self.status is None and (self.model_fields_set or self.model_extra):
             raise ValueError("a section with fields needs its status")
+        # what did not measure says why (the report shows it): a section that has a reason field
+        if self.status not in (None, "ok") and "reason" in type(self).model_fields and not self.reason:
+            raise ValueError(f"a section with status {self.status[:40]!r} needs its reason")
         return self
 
 
@@ -154,6 +159,13 @@ class Price(Section):
     region: str | None = None
     retrieved: str | None = None
 
+    @model_validator(mode="after")
+    def _an_entry_names_its_list_price(self) -> Price:
+        missing = [k for k in ("provider", "instance", "region", "retrieved") if getattr(self, k) is None]
+        if self.entry is not None and missing:
+            raise ValueError(f"a price table entry needs {', '.join(missing)}")
+        return self
+
 
 class AutoRepeats(Section):
     """``repeats = auto``'s settings for the sweep that ran the record: the interval's half-width to reach and the
@@ -200,9 +212,9 @@ class LeftOut(Section):
 
 
 class Timing(Section):
-    throughput_samples_per_s: NonNeg | None = None
-    phase_throughput: dict[str, NonNeg | None] | None = None
-    loader_samples_per_s: NonNeg | None = None
+    throughput_samples_per_s: Rate | None = None
+    phase_throughput: dict[str, Rate | None] | None = None
+    loader_samples_per_s: Rate | None = None
     step_time_ms_median: NonNeg | None = None
     step_time_ms_p90: NonNeg | None = None
     steady_steps: Count | None = None
@@ -289,6 +301,12 @@ class Energy(WithStatus):
     steady: EnergyWindow | None = None
     tta: EnergyWindow | None = None
 
+    @model_validator(mode="after")
+    def _ok_names_its_counters(self) -> Energy:
+        if self.status == "ok" and not self.method:
+            raise ValueError("an ok energy section needs its method (the counters read)")
+        return self
+
 
 class Other(Section):
     pid: Count | None = None
@@ -336,12 +354,12 @@ class Env(Section):
     cpu_count: Count | None = None
     cpu_isa: dict[str, bool | None] | None = None
     backend: Accelerator | None = None
-    packages: dict[str, str | None] | None = None
+    packages: dict[str, Version | None] | None = None
     python: str | None = None
     allocator: Allocator | None = None
     container_image: str | None = None
     git_commit: str | None = None
-    lock_differences: dict[str, str | None] | None = None
+    lock_differences: dict[str, Version | None] | None = None
 
 
 # The record's sections, in order, each with its model: what the runner knows (cell, run), the workload's own fields

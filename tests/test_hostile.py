@@ -370,6 +370,34 @@ def test_nesting_deeper_than_any_record_and_a_deep_folder_tree_never_stop_a_read
     os.write(out, (json.dumps(valid()) + "\n").encode())
     os.close(out)
     os.close(fd)
-    assert len(records.read_all(tmp_path)) == 1  # the one 1,100 folders deep is not searched
-    assert "not searched, over 32 folders deep" in capsys.readouterr().err
-    assert report.write(tmp_path).is_file()
+    try:
+        assert len(records.read_all(tmp_path)) == 1  # the one 1,100 folders deep is not searched
+        assert "not searched, over 32 folders deep" in capsys.readouterr().err
+        assert report.write(tmp_path).is_file()
+    finally:
+        _remove_deep(tmp_path / "d")  # pytest's own clean-up of old temporary folders recurses: it would stop
+
+
+def _remove_deep(top: Path) -> None:
+    """Remove a chain of folders of any depth without recursion: down by chdir, removing on the way back up."""
+    import os
+
+    start, names = os.getcwd(), []
+    os.chdir(top)
+    try:
+        while True:
+            for e in os.scandir("."):
+                if not e.is_dir(follow_symlinks=False):
+                    os.unlink(e.name)
+            sub = next((e.name for e in os.scandir(".") if e.is_dir(follow_symlinks=False)), None)
+            if sub is not None:
+                os.chdir(sub)
+                names.append(sub)
+            elif names:
+                os.chdir("..")
+                os.rmdir(names.pop())
+            else:
+                break
+    finally:
+        os.chdir(start)
+    top.rmdir()

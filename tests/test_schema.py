@@ -184,28 +184,59 @@ FIELDS = [
 ]
 
 
+# versions as long as the schema lets them be, all digits too (the report sorts them as numbers)
+versions = st.one_of(st.none(), st.from_regex(r"[0-9][0-9.a-z+]{0,99}", fullmatch=True), st.just("9" * 100))
+
+
+def entry(usd: float, t: str) -> dict:
+    """A price of the price table's, each of its fields any text."""
+    return {"usd_per_hour": usd, "plan": t, "entry": t, "provider": t, "instance": t, "region": t, "retrieved": t}
+
+
 @st.composite
 def valid_records(draw) -> dict:
     """Records the schema must accept: measured values in their ranges, any text where text is free."""
     nodes = draw(st.integers(1, 2))
     r = valid(
         **{
-            "cell.workload": draw(st.sampled_from(["torch-convnet", "lightning-convnet", "fastai-resnet18"])),
+            "cell.workload": draw(
+                st.sampled_from(["torch-convnet", "lightning-convnet", "fastai-resnet18", "torch-resnet18"])
+            ),
             "cell.precision": draw(st.sampled_from(["fp32", "bf16-mixed", "fp16-mixed", "new-precision"])),
             "cell.repeat": draw(st.integers(0, 3)),
             "cell.nodes": nodes,
             "cell.mode": draw(st.sampled_from(["eager", "compile", None])),
-            "timing.throughput_samples_per_s": draw(st.one_of(st.none(), st.floats(0, 1e7))),
+            # a rate down to the smallest a float holds, beside the others of its row and workload (a division)
+            "timing.throughput_samples_per_s": draw(st.one_of(st.none(), st.floats(5e-324, 1e7))),
+            "timing.loader_samples_per_s": draw(st.one_of(st.none(), st.floats(5e-324, 1e7))),
             "accuracy.final_accuracy": draw(st.floats(0, 1)),
             "accuracy.tta_seconds": draw(st.one_of(st.none(), st.floats(0, 1e6))),
             "env.host": draw(text),
             "env.device_name": draw(st.one_of(st.none(), text)),
             "run.price": draw(
-                st.one_of(st.none(), st.builds(lambda u: {"usd_per_hour": u, "plan": "given"}, st.floats(0.01, 1e3)))
+                st.one_of(
+                    st.none(),
+                    st.builds(lambda u: {"usd_per_hour": u, "plan": "given"}, st.floats(0.01, 1e3)),
+                    st.builds(entry, st.floats(0.01, 1e3), text),
+                )
             ),
-            "profile.status": draw(st.sampled_from(["ok", "unsupported"])),
+            "env.packages": {"torch": draw(versions)},
         }
     )
+    status = draw(st.sampled_from(["ok", "unsupported", "failed", "off", "a status of a newer tracker"]))
+    r["profile"] = r["profile"] if status == "ok" else {"status": status, "reason": draw(text) or "why"}
+    r["energy"] = draw(st.sampled_from([
+        r["energy"],
+        {"status": "ok", "method": {"cpu": "rapl"}, "samples_per_joule": 12.5,
+         "steady": {"seconds": 1.0, "samples": 10, "total_joules": 2.0}, "tta": None},
+        {"status": "ok", "method": {"gpu": "nvml"}},  # ok, and nothing else measured
+    ]))  # fmt: skip
+    if draw(st.booleans()):
+        busy = draw(st.booleans())
+        r["contention"] = {"status": "ok", "busy": busy, "why": draw(text) if busy else None,
+                           "other_cpu_pct": draw(st.floats(0, 100))}  # fmt: skip
+    if draw(st.booleans()):
+        r["run"]["auto"] = {"target": draw(st.floats(1e-6, 1)), "cap": draw(st.integers(1, 12))}
     r["status"] = draw(st.sampled_from(schema.STATUSES))
     r["reason"] = None if r["status"] == "ok" else draw(text)
     r["accuracy"]["curve"][0]["train_loss"] = draw(st.floats(allow_nan=True))  # NaN: a diverged run's loss
@@ -319,9 +350,7 @@ def test_compare_leaves_out_and_lists_what_fails_its_schema(tmp_path):
         [valid(**{"env.host": "other"}), valid(**{"env.host": "other", "timing.throughput_samples_per_s": -1.0})],
     )
     result = compare.compare(a.parent.parent, b.parent.parent)
-    assert result.left_out == [
-        f"{b}:2: timing.throughput_samples_per_s: Input should be greater than or equal to 0 (got -1.0)"
-    ]
+    assert result.left_out == [f"{b}:2: timing.throughput_samples_per_s: Input should be greater than 0 (got -1.0)"]
     assert "## Records left out" in result.markdown() and "Records left out" in result.html()
     with pytest.raises(ValueError, match="1 of 2 records cannot be used"):
         compare.compare(a.parent.parent, b.parent.parent, strict=True)

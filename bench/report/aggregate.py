@@ -83,7 +83,7 @@ def stack(packages: dict) -> str:
 
 def torch_versions(df: pd.DataFrame) -> list[str]:
     """The torch versions of ``df``'s records, where they differ: a comparison across them measures the stack too."""
-    found = sorted(set(df["torch"].dropna().map(str)), key=lambda v: [int(n) for n in re.findall(r"\d+", v)])
+    found = sorted(set(df["torch"].dropna().map(str)), key=lambda v: [int(n[:18]) for n in re.findall(r"\d+", v)])
     return found if len(found) > 1 else []
 
 
@@ -227,8 +227,9 @@ def _left_out(ok: pd.DataFrame) -> str:
 
 
 def _sample(g: pd.DataFrame, values: list) -> dict:
-    """``values`` of ``g``'s records by block (run id, repeat: bench.stats.compare pairs on them), gaps left out."""
-    return {b: float(v) for b, v in zip(g["block"], values) if v is not None and not pd.isna(v)}
+    """``values`` of ``g``'s records by block (run id, repeat: bench.stats.compare pairs on them), gaps left out (and
+    a rate of 0, which measures nothing: a record of schema 2 may hold one)."""
+    return {b: float(v) for b, v in zip(g["block"], values) if v is not None and not pd.isna(v) and v > 0}
 
 
 def _tta(g: pd.DataFrame, dropped: pd.Index) -> stats.TTA:

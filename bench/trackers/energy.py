@@ -166,7 +166,7 @@ def report(sections: list[dict]) -> dict[str, str]:
         return {"samples/J": "not measured"} if sections else {}
     per_joule = [s["samples_per_joule"] for s in ok if s.get("samples_per_joule")]
     to_target = [s["tta"]["total_joules"] for s in ok if s.get("tta") and s["tta"].get("total_joules")]
-    parts = "+".join(k for k in COMPONENTS if k in ok[0].get("method", {}))
+    parts = "+".join(k for k in COMPONENTS if k in (ok[0].get("method") or {}))
     return {
         "samples/J": f"{statistics.median(per_joule):,.1f}" if per_joule else "",
         "J to target": f"{statistics.median(to_target):,.0f}" if to_target else "not reached",

@@ -196,7 +196,7 @@ def report(sections: list[dict]) -> dict[str, str]:
     ok = [s for s in sections if s and s.get("status") == "ok"]
     if not ok:
         first = next((s for s in sections if s), None)
-        return {"profile": f"{first['status']}: {first['reason']}" if first else "not recorded"}
+        return {"profile": f"{first.get('status')}: {first.get('reason')}" if first else "not recorded"}
 
     def median(key: str) -> float:
         return statistics.median(s[key] for s in ok)
