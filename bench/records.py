@@ -197,7 +197,9 @@ def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:
     ``recs`` are readable (bench.schema)."""
     ups = [schema.upgrade(r) for r in recs]
     keys = [
-        ((u.get("env") or {}).get("host"), (u.get("cell") or {}).get("run_id"), fp)
+        # a fingerprint its fields give (schema.problems held it to them) apart from one no field can check: a
+        # record that omits a field of the identity supersedes no record that holds them all
+        ((u.get("env") or {}).get("host"), u["cell"].get("run_id"), fp, schema.own_fingerprint(u["cell"]) is None)
         if (fp := (u.get("cell") or {}).get("fingerprint"))
         else None  # nothing to tell it by
         for u in ups

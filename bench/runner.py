@@ -334,9 +334,15 @@ def plan(
     path = Path(results_dir) / run_id / "records.jsonl"
     recorded = {}
     readable, _ = schema.usable(records.located(path)) if path.exists() else ([], [])  # the others: warned, left out
+    checked: set[str] = set()  # fingerprints a record's own fields gave (schema.problems held it to them)
     for r in readable:
         r = schema.upgrade(r)  # a run started by an older version resumes too
-        recorded[(r["cell"] or {}).get("fingerprint")] = r  # the newest record of a cell is the one that stands
+        fp = (r["cell"] or {}).get("fingerprint")
+        if schema.own_fingerprint(r["cell"]) is not None:
+            checked.add(fp)
+        elif fp in checked:
+            continue  # a record without the fields to check it never stands for one that has them
+        recorded[fp] = r  # the newest record of a cell is the one that stands
     cell_of = {c.fingerprint: c for c in cells}
     retried = {fp: why for fp, r in recorded.items() if fp in cell_of and (why := retry.why(r, cell_of[fp]))}
     done = {fp: r for fp, r in recorded.items() if fp not in retried}

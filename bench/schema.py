@@ -11,6 +11,7 @@ lifts them into sections.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import operator
@@ -464,7 +465,33 @@ def problems(record: object) -> list[str]:
             model.model_validate(value)
         except ValidationError as e:
             out += _messages(name, e)
+    cell = upgraded.get("cell")
+    if not out and isinstance(cell, dict) and cell.get("fingerprint") is not None:
+        own = own_fingerprint(cell)
+        if own is not None and own != cell["fingerprint"]:
+            out.append(f"cell.fingerprint: {_show(cell['fingerprint'])} is not this cell's (its fields give {own})")
     return out
+
+
+def own_fingerprint(cell: dict) -> str | None:
+    """The fingerprint a record's ``cell`` section has by its own fields (bench.spec.cell's identity rule), so that
+    no record can pass for another cell's; None where the section lacks a field of the identity (a record from
+    before that field was recorded: schema 2, the committed references)."""
+    from bench.spec.cell import BEFORE, NOT_IDENTITY, Cell
+
+    fields = {}
+    for f in dataclasses.fields(Cell):
+        key = "device_count" if f.name == "devices" else f.name
+        if key in cell:
+            fields[f.name] = cell[key]
+        elif f.name in BEFORE:  # what every cell had before the field existed: out of the hash
+            fields[f.name] = BEFORE[f.name][0]
+        elif f.name not in NOT_IDENTITY:
+            return None
+    try:
+        return Cell(**{"suite": None, "timeout_s": None, "profile_steps": None, **fields}).fingerprint
+    except (TypeError, ValueError):  # a value JSON cannot hold again
+        return None
 
 
 def admit(record: dict) -> dict:

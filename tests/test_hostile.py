@@ -3,6 +3,7 @@ where it must not be, and no gate switched off by accident."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import gzip
 import json
@@ -401,3 +402,22 @@ def _remove_deep(top: Path) -> None:
     finally:
         os.chdir(start)
     top.rmdir()
+
+
+def test_a_record_cannot_pass_for_another_cells_measurement(tmp_path, capsys):
+    """A fingerprint is recomputed from the cell's own fields: a record claiming another cell's is left out, and
+    one that omits a field of the identity (so that none can be recomputed) supersedes no record that holds them."""
+    cell = expand("t", validate("t", {"backend": "cpu", "workloads": ["torch-convnet"]}))[0]
+    real = valid(cell=runner.cell_section(cell, "r"), **{"env.host": "box"})
+    forged = copy.deepcopy(real)
+    forged["cell"]["epochs"] = 1  # another configuration, claiming the measured one's fingerprint
+    forged["run"]["started_at"] = "2030-01-01T00:00:00+00:00"  # newer: it would have superseded the real one
+    omitted = copy.deepcopy(forged)
+    del omitted["cell"]["warmup_steps"]  # nothing to recompute from
+    path = tmp_path / "r" / "records.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps(r) + "\n" for r in (real, forged, omitted)))
+    recs, left_out, superseded = records.load(tmp_path)
+    assert len(left_out) == 1 and "is not this cell's" in left_out[0] and ":2:" in left_out[0]
+    assert superseded == [] and len(recs) == 2  # the real record stands beside the unverifiable one
+    assert runner.plan([cell], tmp_path, "r").done[cell.fingerprint]["cell"]["epochs"] == 10  # resume: the real one

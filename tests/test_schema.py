@@ -128,7 +128,12 @@ def test_the_cell_section_is_typed_from_the_settings_table():
         "cell.lr",
         "cell.allocator",
     ]
-    assert not schema.problems(valid(**{"cell.lr": "find", "cell.allocator": "tcmalloc", "cell.warmup_steps": 0}))
+    whole = valid(**{"cell.lr": "find", "cell.allocator": "tcmalloc", "cell.warmup_steps": 0})
+    own = schema.own_fingerprint(whole["cell"])  # every field of the identity there: the fingerprint is checked
+    wrong = f"cell.fingerprint: '0123456789abcdef' is not this cell's (its fields give {own})"
+    assert schema.problems(whole) == [wrong]
+    whole["cell"]["fingerprint"] = own
+    assert not schema.problems(whole)
 
 
 def test_a_sections_own_invariants_need_their_values():
