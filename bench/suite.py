@@ -8,6 +8,7 @@ Names are validated before anything runs; an unknown key or name fails with the 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import re
 import tomllib
@@ -23,7 +24,10 @@ from bench.spec.settings import (
     AUTO_FIRST,
     AUTO_MAX,
     CELL_FIELDS,
+    COUNTS,
+    MAX_CELLS,
     PER_WORKLOAD,
+    REPEATS,
     SETTINGS,
 )
 
@@ -75,11 +79,10 @@ def _check(where: str, key: str, value: object) -> None:
         if setting.choices and entry not in setting.choices:
             what = f"{key} entry" if isinstance(value, list) else key
             raise SuiteError(f"{where}: {what} {entry!r}; valid: {', '.join(setting.choices)}")
-        whole = type(entry) is int and entry >= 1  # not a bool
+        whole = type(entry) is int and entry in COUNTS  # not a bool
         if key in ("devices", "nodes") and not whole and not (key == "devices" and entry == "all"):
-            raise SuiteError(
-                f"{where}: {key} entry {entry!r} should be an integer >= 1" + ' or "all"' * (key == "devices")
-            )
+            also = ' or "all"' if key == "devices" else ""
+            raise SuiteError(f"{where}: {key} entry {entry!r} should be {COUNTS.text('an integer')}{also}")
     if setting.words and isinstance(value, str) and value not in setting.words:
         words = " or ".join(f'"{w}"' for w in setting.words)
         raise SuiteError(f"{where}: {key} = {value!r} should be {valid.text()} or {words}")
@@ -109,13 +112,13 @@ def repeats_plan(value: int | str, where: str = "repeats") -> tuple[int, int | N
     "auto:MAX"."""
     if not isinstance(value, str):
         return value, None
-    m = re.fullmatch(r"auto(?::(\d+))?", value)
+    m = re.fullmatch(r"auto(?::(\d{1,9}))?", value)
     cap = int(m.group(1)) if m and m.group(1) else AUTO_MAX
-    if not m or cap < 1:
+    if not m or cap not in REPEATS:
         raise SuiteError(
-            f'{where}: repeats = {value!r} should be a number >= 1, "auto" (at first {AUTO_FIRST} repeats, then rounds '
-            f'of one more of every cell until each interval is within target_ci, up to {AUTO_MAX}) or "auto:MAX" '
-            "with MAX >= 1"
+            f'{where}: repeats = {value[:40]!r} should be a number >= 1, "auto" (at first {AUTO_FIRST} repeats, then '
+            f"rounds of one more of every cell until each interval is within target_ci, up to {AUTO_MAX}) or "
+            f'"auto:MAX" with MAX {REPEATS.text("")[1:]}'
         )
     return min(AUTO_FIRST, cap), cap
 
@@ -188,6 +191,10 @@ def expand(name: str, s: dict) -> list[Cell]:
         if not spec.lr_finder:  # likewise the finder's steps
             carried["lr_find_steps"] = None
         each[w] = carried, (dict.fromkeys(s["nodes"]), counts, merged["precisions"], merged["modes"], merged["inputs"])
+    count = s["repeats"] * sum(math.prod(map(len, axes)) for _, axes in each.values())
+    if count > MAX_CELLS:
+        raise SuiteError(f"suite {name}: {count:,} cells, more than a suite may expand to ({MAX_CELLS:,}): fewer "
+                         "workloads, precisions, modes, inputs, devices or repeats")  # fmt: skip
     cells = []
     for repeat in range(s["repeats"]):
         for w in s["workloads"]:

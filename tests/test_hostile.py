@@ -421,3 +421,30 @@ def test_a_record_cannot_pass_for_another_cells_measurement(tmp_path, capsys):
     assert len(left_out) == 1 and "is not this cell's" in left_out[0] and ":2:" in left_out[0]
     assert superseded == [] and len(recs) == 2  # the real record stands beside the unverifiable one
     assert runner.plan([cell], tmp_path, "r").done[cell.fingerprint]["cell"]["epochs"] == 10  # resume: the real one
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epochs", str(10**23)], "epochs = 100000000000000000000000 should be an integer in [1, 10,000]"),
+        (["--repeats", "auto:999999999999"], "with MAX in [1, 1,000]"),
+        (["--repeats", "100000"], "repeats = 100000 should be a number in [1, 1,000]"),
+        (["--profile-steps", str(10**9)], "profile_steps = 1000000000 should be an integer in [0, 1,000,000]"),
+        (["--price-per-hour", "1e300"], "price_per_hour = 1e+300 should be a number in (0, 1,000,000]"),
+        (
+            [
+                "--devices",
+                ",".join(map(str, range(1, 200))),
+                "--repeats",
+                "1000",
+                "--precision",
+                "fp32,bf16-mixed,bf16-true",
+            ],
+            "cells, more than a suite may expand to (10,000)",
+        ),
+    ],
+)
+def test_every_setting_has_a_most_and_a_suite_a_most_cells(args, message, capsys):
+    assert cli.main([*RUN, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ") and message in err and err.count("\n") == 1, err

@@ -95,9 +95,20 @@ class Setting:
     key: str | None = None
 
 
-AT_LEAST_0, AT_LEAST_1 = Range(0), Range(1)
+# Every number has a most, far beyond any run and well inside what the harness computes with: a suite can never ask
+# for a run that outlives its machine or a plan that takes minutes to make.
+EPOCHS = Range(1, 10_000, why="a hundred times the longest recipe's")
+BATCH = Range(1, 1 << 20)
+WORKERS = Range(0, 1024)
+STEPS = Range(0, 1_000_000, why="steps; an epoch of the whole training split is 1,875 at the recipes' batch")
+REPEATS = Range(1, 1000)
+TIMEOUT = Range(1, 30 * 86_400, why="seconds: 30 days")
+LR = Range(0, 1_000, open_low=True)
+PRICE = Range(0, 1_000_000, open_low=True, why="US dollars per node-hour")
+COUNTS = Range(1, 4096, why="devices or nodes of one cell")
+MAX_CELLS = 10_000  # cells one suite expands to (the cpu suite: 180); more is refused with its count
 SEED = Range(0, 2**31 - 1, why="numpy's seeds stop at 2**32 - 1, and a cell's seed is the suite's plus its repeat")
-LR_FIND = Range(10, why="the finder suggests from the steps between its first tenth and its last five")
+LR_FIND = Range(10, 100_000, why="the finder suggests from the steps between its first tenth and its last five")
 # The splits' sizes bound the limits: more than a split holds would train on less than the record says.
 SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 LIMITS = {split: Range(1, size, why=f"the {split} split's images to use (unset: all of them)")
@@ -129,7 +140,7 @@ SETTINGS: dict[str, Setting] = {
                help="comma-separated execution modes: eager (the seed), compile, graphs"),
     # a number, or "auto" / "auto:MAX": AUTO_FIRST repeats, then rounds of one more of every configuration until each
     # one's interval is within target_ci, up to MAX (default AUTO_MAX) (bench.runner.Auto)
-    "repeats": S((int, str), 1, AT_LEAST_1, flag="--repeats", parse=repeats,
+    "repeats": S((int, str), 1, REPEATS, flag="--repeats", parse=repeats,
                  help="repeats of every cell, or auto[:MAX]: 5, then rounds of one more repeat of every cell until "
                  "each 95%% interval is within --target-ci, up to MAX (default 10)"),
     "target_ci": S((int, float), 0.05, Range(0, 1, open_low=True), flag="--target-ci", parse=fraction,
@@ -140,20 +151,20 @@ SETTINGS: dict[str, Setting] = {
     "order_seed": S(int, 0, SEED, flag="--order-seed", parse=int,
                     help="the seed of --order random (default 0: the same order every run)"),
     "seed": S(int, 0, SEED),
-    "epochs": S(int, None, AT_LEAST_1, per_workload=True, flag="--epochs", parse=int,
+    "epochs": S(int, None, EPOCHS, per_workload=True, flag="--epochs", parse=int,
                 help="epochs of every cell (default: the suite's, else each workload's)", field=True, key="recipe"),
-    "batch_size": S(int, None, AT_LEAST_1, per_workload=True, field=True, key="step"),
+    "batch_size": S(int, None, BATCH, per_workload=True, field=True, key="step"),
     # unset: the whole split
     "limit_train": S(int, None, LIMITS["train"], per_workload=True, flag="--limit-train", parse=int,
                      help="train on the first N training images", field=True, key="step"),
     "limit_test": S(int, None, LIMITS["test"], per_workload=True, field=True, key="recipe"),
-    "num_workers": S(int, None, AT_LEAST_0, per_workload=True, flag="--num-workers", parse=int,
+    "num_workers": S(int, None, WORKERS, per_workload=True, flag="--num-workers", parse=int,
                      help="DataLoader worker processes", field=True, key="step"),
     # DataLoader settings users tune; persistent_workers acts with num_workers > 0
     "pin_memory": S(bool, False, per_workload=True, field=True, key="step"),
     "persistent_workers": S(bool, True, per_workload=True, field=True, key="step"),
     # a number, or "find": the workload's finder picks it
-    "lr": S((int, float, str), None, Range(0, open_low=True), per_workload=True, flag="--lr", parse=lr, words=("find",),
+    "lr": S((int, float, str), None, LR, per_workload=True, flag="--lr", parse=lr, words=("find",),
             help='learning rate, or "find" (the workload\'s learning-rate finder picks it)', field=True,
             key="recipe"),
     # workloads that fine-tune pretrained weights; false trains from random init
@@ -163,10 +174,10 @@ SETTINGS: dict[str, Setting] = {
     "lr_find_steps": S(int, None, LR_FIND, per_workload=True, field=True, key="recipe"),
     "tta_target": S((int, float), 0.99, Range(0, 1, open_low=True), per_workload=True, field=True, key="recipe"),
     "stop_at_target": S(bool, False, per_workload=True, field=True, key="recipe"),
-    "warmup_steps": S(int, 50, AT_LEAST_0, per_workload=True, field=True, key="step"),
-    "profile_steps": S(int, 30, AT_LEAST_0, per_workload=True, flag="--profile-steps", parse=int, field=True,
+    "warmup_steps": S(int, 50, STEPS, per_workload=True, field=True, key="step"),
+    "profile_steps": S(int, 30, STEPS, per_workload=True, flag="--profile-steps", parse=int, field=True,
                        help="steps profiled after training (default 30; 0: no profile)"),  # bench.trackers.profile
-    "timeout_s": S(int, 3600, AT_LEAST_1, per_workload=True, field=True),
+    "timeout_s": S(int, 3600, TIMEOUT, per_workload=True, field=True),
     "allocator": S(str, "auto", flag="--allocator", parse=str, help=", ".join(ALLOCATORS), choices=ALLOCATORS,
                    field=True, key="step"),
     # run precisions the CPU only emulates (bf16 without oneDNN kernels: 6-35x slower than fp32), labelled emulated
@@ -179,7 +190,7 @@ SETTINGS: dict[str, Setting] = {
                help="bill each node-hour at this entry of the price table (bench list: prices)"),
     "price_plan": S(str, "on-demand", flag="--price-plan", parse=str,
                     help="the entry's on-demand (default) or spot list price"),
-    "price_per_hour": S((int, float), None, Range(0, open_low=True), flag="--price-per-hour", parse=float,
+    "price_per_hour": S((int, float), None, PRICE, flag="--price-per-hour", parse=float,
                         help="bill each node-hour at this many US dollars instead"),
 }  # fmt: skip
 PER_WORKLOAD = tuple(key for key, s in SETTINGS.items() if s.per_workload)
