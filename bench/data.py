@@ -60,18 +60,33 @@ def _candidates(data_dir: str | os.PathLike | None) -> list[Path]:
     return [*dirs, default_data_dir()]
 
 
+MAX_INFLATED = 64 << 20  # the largest of the four, train-images, is 47,040,016 bytes inflated
+
+
+def _inflate(path: Path) -> bytes:
+    """One gzip file's content, decompressed as a stream and stopped at ``MAX_INFLATED`` (a gzip bomb of 300 kB would
+    otherwise take 655 MB); anything unreadable is one DataError naming the fix."""
+    out, size = [], 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_INFLATED:
+                    raise DataError(f"{path}: inflates to more than {MAX_INFLATED >> 20} MiB, which no MNIST file "
+                                    "does; delete it and run `bench data` again")  # fmt: skip
+                out.append(chunk)
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: corrupt inside (a flipped bit), not truncated
+        raise DataError(f"{path}: not a readable gzip file ({e}); delete it and run `bench data` again") from e
+    return b"".join(out)
+
+
 def _content_sha256(path: Path) -> str:
-    with gzip.open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return hashlib.sha256(_inflate(path)).hexdigest()
 
 
 def read_idx(path: Path) -> np.ndarray:
     """Read one gzip IDX file, checking magic number, dimensions and length."""
-    try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:  # zlib.error: corrupt inside (a flipped bit), not truncated
-        raise DataError(f"{path}: not a readable gzip file ({e}); delete it and run `bench data` again") from e
+    raw = _inflate(path)
     if len(raw) < 8:
         raise DataError(f"{path}: truncated (only {len(raw)} bytes); delete it and run `bench data` again")
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])

@@ -100,6 +100,9 @@ def eta(cells: list[Cell], estimator: Estimator) -> Eta:
     return out
 
 
+FAR = 30 * 86_400  # seconds beyond which an ETA gives no time of day
+
+
 def duration(seconds: float) -> str:
     """Seconds as a person reads them: "45 s", "12 min", "1 h 20 min"."""
     seconds = round(seconds)
@@ -129,8 +132,12 @@ def eta_text(e: Eta, now: datetime.datetime | None = None) -> str:
         return "nothing left to run"
     if not e.known:
         return f"ETA unknown for {_cells(e.cells)}"
-    at = (now or datetime.datetime.now()) + datetime.timedelta(seconds=e.seconds)
-    text = f"ETA {duration(e.seconds)} (about {at:%H:%M}) {_which(e, 'left')}"
+    if e.seconds < FAR:
+        at = (now or datetime.datetime.now()) + datetime.timedelta(seconds=e.seconds)
+        when = f"about {at:%H:%M}"
+    else:  # an earlier record's seconds can be anything up to the schema's bound: no clock reaches it
+        when = f"more than {FAR // 86_400} days"
+    text = f"ETA {duration(e.seconds)} ({when}) {_which(e, 'left')}"
     return text + (f"; ETA unknown for {_cells(e.unknown)}" if e.unknown else "")
 
 

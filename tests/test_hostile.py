@@ -448,3 +448,28 @@ def test_every_setting_has_a_most_and_a_suite_a_most_cells(args, message, capsys
     assert cli.main([*RUN, *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bench: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_an_eta_from_a_record_of_a_thousand_millennia_is_one_line():
+    e = estimate.Eta(seconds=1e15, sources={estimate.REPEAT: 1})
+    assert estimate.eta_text(e).startswith("ETA 277777777777 h 47 min (more than 30 days)")
+
+
+def test_a_gzip_bomb_or_a_corrupt_gzip_in_the_data_folder_is_one_error(tmp_path):
+    import tracemalloc
+
+    from bench import data
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as f:
+        for _ in range(100):
+            f.write(bytes(8 << 20))  # 800 MB of zeros in under 1 MB
+    assert bomb.stat().st_size < 1 << 20
+    tracemalloc.start()
+    with pytest.raises(data.DataError, match="inflates to more than 64 MiB, which no MNIST file does"):
+        data.read_idx(bomb)
+    assert tracemalloc.get_traced_memory()[1] < 100 << 20  # stopped at the cap, not at the end
+    tracemalloc.stop()
+    bomb.write_bytes(b"\x1f\x8b\x08\x00garbage")  # a gzip header, then nothing gzip reads
+    with pytest.raises(data.DataError, match="not a readable gzip file"):
+        data.validate(tmp_path)  # the checksum's read too, not only read_idx's
