@@ -35,7 +35,8 @@ def trainjob(name: str, image: str, run_args: list[str], nodes: int = 1, gpus_pe
                          "(RFC 1123: lower-case letters, digits, '-' and '.')")  # fmt: skip
     if nodes < 1 or gpus_per_node < 1:
         raise ValueError("bench k8s: --nodes and --gpus-per-node must be at least 1")
-    text.plain([*run_args, image], "bench k8s")
+    text.plain(run_args, "bench k8s")
+    text.image(image, "bench k8s --image")
     given = cluster.option(run_args, "--run-id")
     if given not in (None, name):
         raise ValueError(f"bench k8s: --run-id {given!r} and --name {name!r}: the TrainJob's name is its run id; "

@@ -71,6 +71,7 @@ def render(run_args: list[str], nodes: int = 1, tasks_per_node: int = 1, sbatch:
     run_args = cluster.spanning(run_args, tasks)
     extra, setup = "".join(f"#SBATCH {opt}\n" for opt in sbatch or []), ""
     if image:
+        text.image(image, "bench slurm --image")
         if results is None:
             raise ValueError("bench slurm --image needs the results folder to mount")
         digest = shlex.join([docker, "image", "inspect", "-f", "{{.Id}}", image])

@@ -65,3 +65,16 @@ def shown(value: str, keep: str = "") -> str:
 def _escape(c: str) -> str:
     n = ord(c)
     return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+# A container image reference as Docker and Kubernetes read one (name[:tag][@digest]): it starts with a letter or a
+# digit, so that no image can be read as an option of the command it is given to (docker run --privileged).
+IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,499}")
+
+
+def image(value: str, where: str) -> str:
+    """``value`` when it is an image reference; else ValueError naming it and the rule."""
+    if not IMAGE.fullmatch(value):
+        raise ValueError(f"{where}: image '{shown(value[:80])}' is not an image reference (REGISTRY/NAME[:TAG]"
+                         "[@DIGEST]: a letter or digit first, no spaces)")  # fmt: skip
+    return value

@@ -40,6 +40,8 @@ NEWLINE = "/x\n---\nkind: ClusterRoleBinding\n---\n#"
             "holds a line break (U+2028 LINE SEPARATOR)",
         ),
         (["slurm", "--print", "--sbatch=--comment=a\u2029b", "--", "--suite", "smoke"], "should be one option"),
+        (["slurm", "--print", "--image=--privileged", "--", "--suite", "smoke"], "is not an image reference"),
+        (["k8s", "--image=--privileged", "--", "--suite", "smoke"], "is not an image reference"),
         (["slurm", "--print", "--sbatch=--comment=a\u202eb", "--", "--suite", "smoke"], "holds a format character"),
         (
             ["slurm", "--print", "--", "--suite", "smoke", "--data-dir", "/x\u202etxt.exe"],
