@@ -7,15 +7,17 @@ import copy
 import csv
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from bench import cli, estimate, files, k8s, records, report, runlock, runner, slurm
+from bench import cli, estimate, files, k8s, records, report, runlock, runner, schema, slurm
 from bench.report import compare
 from bench.suite import expand, validate
 from bench.trackers import contention
 from tests.test_schema import valid
+from tests.test_schema import write as _write_folder
 
 RUN = ["run", "--suite", "smoke", "--dry-run"]
 NEWLINE = "/x\n---\nkind: ClusterRoleBinding\n---\n#"
@@ -475,3 +477,19 @@ def test_a_gzip_bomb_or_a_corrupt_gzip_in_the_data_folder_is_one_error(tmp_path)
     bomb.write_bytes(b"\x1f\x8b\x08\x00garbage")  # a gzip header, then nothing gzip reads
     with pytest.raises(data.DataError, match="not a readable gzip file"):
         data.validate(tmp_path)  # the checksum's read too, not only read_idx's
+
+
+def test_a_report_grows_with_its_rows_not_with_what_one_record_holds(tmp_path):
+    r = valid()
+    r["outcome"]["artifacts"] = [f"cells/c/{i}.png" for i in range(45_000)]  # a line of most of the 1 MiB a line holds
+    r["reason"] = None
+    failed = valid(**{"cell.precision": "bf16-mixed", "cell.fingerprint": "1123456789abcdef"})
+    failed.update(status="failed", reason="y" * schema.MAX_TEXT)
+    rows = [r, failed]
+    path = _write_folder(tmp_path, rows)
+    assert path.stat().st_size > 800_000
+    md = report.write(tmp_path).read_text()
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert len(md) < 100_000 and len(page) < 300_000  # the plots are most of the page
+    assert "44,989 more files the cell saved, not linked" in md
+    assert re.search(r"y… \(9,\d{3} more characters\)", md)  # the failed row's reason, cut at 1,000

@@ -135,15 +135,20 @@ def _phases(ok: pd.DataFrame) -> dict[str, float]:
     return {n: m for n, m in found.items() if m is not None}
 
 
-def _files(ok: pd.DataFrame) -> list[str]:
-    """The first repeat's declared artifacts and profile trace, as paths (relative to where the report runs)."""
+MAX_FILES = 12  # files linked per row: a report grows with its rows, not with what one record lists
+
+
+def _files(ok: pd.DataFrame) -> tuple[list[str], str]:
+    """The first repeat's declared artifacts and profile trace, as paths (relative to where the report runs), at
+    most ``MAX_FILES``; and the note of those left unlinked, if any."""
     for _, r in ok.iterrows():
         arts = list(r["artifacts"]) if isinstance(r["artifacts"], list) else []
         trace = (r["profile"] or {}).get("trace") if isinstance(r["profile"], dict) else None
-        paths = [*arts, *([trace] if trace else [])]
+        paths = [*([trace] if trace else []), *arts]
         if paths:
-            return [os.path.join(r["_run_dir"], p) for p in paths]
-    return []
+            cut = f"{len(paths) - MAX_FILES:,} more files the cell saved, not linked" if len(paths) > MAX_FILES else ""
+            return [os.path.join(r["_run_dir"], p) for p in paths[:MAX_FILES]], cut
+    return [], ""
 
 
 def _emulated(g: pd.DataFrame) -> str:
@@ -269,6 +274,7 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
         row = dict(zip(ROW, key))
         tput = pd.to_numeric(ok["throughput_samples_per_s"])
         tta = _tta(g, ok_all.index.difference(ok.index))
+        files, files_cut = _files(ok)
         row.update(
             status="ok" if len(ok) else others["status"].iloc[0],
             repeats_ok=len(ok_all),
@@ -294,7 +300,8 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
             phases=_phases(ok),
             lr_found_median=median(ok["lr_found"]),
             weights=",".join(sorted({w for w in map(_weights, ok["weights"]) if w})),
-            artifacts=_files(ok),
+            artifacts=files,
+            files_cut=files_cut,
             precision_effective=",".join(sorted(set(ok["precision_effective"].dropna()))),
             reason="; ".join(sorted({f"{s}: {r}" for s, r in zip(others["status"], others["reason"])})),
             emulated=_emulated(g),

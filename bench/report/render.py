@@ -59,7 +59,9 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "configuration": s["configuration"],  # what sets the row apart from its workload's others
             "notes": [
                 "; ".join(n for n in notes if n)
-                for notes in zip(s["busy"], s["cap"], s["unstable"], s["left_out"], s["emulated"], s["reason"])
+                for notes in zip(
+                    s["busy"], s["cap"], s["unstable"], s["left_out"], s["emulated"], s["reason"], s["files_cut"]
+                )
             ],
         }
     )
@@ -144,13 +146,18 @@ _MARKDOWN = re.compile(r"([\\`|\[\]])")  # what would end a cell, start code or 
 _BREAKS = re.compile(r"[\n\r\t]+")  # a text's own line breaks and tabs: a space in a cell
 
 
+MAX_SHOWN = 1_000  # characters of one value in a table: the rest is counted, not shown (summary.csv holds it all)
+
+
 def plain(value: object) -> str:
-    """A value as text for a table cell: floats as tabulate shows them (``g``), line breaks a space, and every other
+    """A value as text for a table cell: floats as tabulate shows them (``g``), line breaks a space, every other
     control, format or separator character escaped visibly (bench.text.shown: a bidi override or an escape
-    sequence shows as ``\\u202e``, ``\\x1b``, never acts)."""
+    sequence shows as ``\\u202e``, ``\\x1b``, never acts), and at most ``MAX_SHOWN`` characters of it."""
     if value is None:
         return ""
     text = f"{value:g}" if isinstance(value, float) else str(value)
+    if len(text) > MAX_SHOWN:
+        text = f"{text[:MAX_SHOWN]}… ({len(text) - MAX_SHOWN:,} more characters)"
     return shown(_BREAKS.sub(" ", text))
 
 
