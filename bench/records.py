@@ -6,6 +6,7 @@ process leaves at most one torn last line; readers skip it with a warning, and t
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -162,20 +163,30 @@ def numbered(path: Path) -> list[tuple[int, dict]]:
             if not files.depth_ok(record):  # before anything walks it: valid_text, the schema
                 warn(f"{path}:{number}: skipping a line nested deeper than {files.MAX_DEPTH} levels")
             elif isinstance(record, dict):
-                out.append((number, valid_text(record)))
+                cut = [0]
+                out.append((number, valid_text(record, cut)))
+                if cut[0]:
+                    warn(f"{path}:{number}: {cut[0]:,} items beyond {MAX_ITEMS:,} a list or object dropped")
             else:
                 warn(f"{path}:{number}: skipping a line that is not a JSON object")
     return out
 
 
-def valid_text(value: object) -> object:
-    """``value`` with every string (and key) valid Unicode: lone surrogates become U+FFFD."""
+MAX_ITEMS = 10_000  # of one list or object in a record: a curve of the most epochs a suite may ask for
+
+
+def valid_text(value: object, cut: list[int] | None = None) -> object:
+    """``value`` with every string (and key) valid Unicode (lone surrogates become U+FFFD), and no list or object of
+    more than ``MAX_ITEMS`` items: the rest is dropped and counted in ``cut``, so that what a reader builds from a
+    record stays in proportion to what a record holds (a megabyte of empty lists is 30 MB of objects)."""
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _SURROGATE.search(value) else value
+    if isinstance(value, dict | list) and len(value) > MAX_ITEMS and cut is not None:
+        cut[0] += len(value) - MAX_ITEMS
     if isinstance(value, dict):
-        return {valid_text(k): valid_text(v) for k, v in value.items()}
+        return {valid_text(k): valid_text(v, cut) for k, v in itertools.islice(value.items(), MAX_ITEMS)}
     if isinstance(value, list):
-        return [valid_text(v) for v in value]
+        return [valid_text(v, cut) for v in value[:MAX_ITEMS]]
     return value
 
 

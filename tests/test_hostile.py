@@ -493,3 +493,12 @@ def test_a_report_grows_with_its_rows_not_with_what_one_record_holds(tmp_path):
     assert len(md) < 100_000 and len(page) < 300_000  # the plots are most of the page
     assert "44,989 more files the cell saved, not linked" in md
     assert re.search(r"y… \(9,\d{3} more characters\)", md)  # the failed row's reason, cut at 1,000
+
+
+def test_what_a_reader_builds_from_a_record_stays_in_proportion_to_it(tmp_path, capsys):
+    r = valid()
+    r["env"]["extra"] = [[]] * 25_000  # 100 kB of text, 25,000 objects once parsed
+    path = _write_folder(tmp_path, [r])
+    (kept,) = records.read(path)
+    assert len(kept["env"]["extra"]) == records.MAX_ITEMS
+    assert "records.jsonl:1: 15,000 items beyond 10,000 a list or object dropped" in capsys.readouterr().err
