@@ -31,6 +31,8 @@ from bench.spec.settings import (
     SETTINGS,
 )
 
+MAX_SUITE_BYTES = 1 << 20
+
 
 class SuiteError(ValueError):
     """A suite file that cannot be used; the message names the file and the key."""
@@ -49,8 +51,10 @@ def load(name_or_path: str) -> tuple[str, dict]:
         text = resources.files("bench.suites").joinpath(f"{name_or_path}.toml").read_text()
         name = name_or_path
     elif path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise SuiteError(f"suite file {path} not found")
+        if not path.is_file():  # a FIFO or a device is no suite file either: reading one would not end
+            raise SuiteError(f"suite file {path} not found (or not a regular file)")
+        if path.stat().st_size > MAX_SUITE_BYTES:
+            raise SuiteError(f"suite file {path} is over {MAX_SUITE_BYTES >> 10} KiB: a suite is a few lines")
         try:
             text, name = path.read_text(encoding="utf-8"), path.stem
         except UnicodeDecodeError as e:
