@@ -36,7 +36,7 @@ class Range(NamedTuple):
         """``an integer >= 1``, ``a number in (0, 1]``: what a value of ``kind`` in this range is."""
 
         def num(x: float) -> str:
-            return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+            return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
         if self.high is None:
             return f"{kind} {'>' if self.open_low else '>='} {num(self.low)}"
@@ -103,7 +103,7 @@ WORKERS = Range(0, 1024)
 STEPS = Range(0, 1_000_000, why="steps; an epoch of the whole training split is 1,875 at the recipes' batch")
 REPEATS = Range(1, 1000)
 TIMEOUT = Range(1, 30 * 86_400, why="seconds: 30 days")
-LR = Range(0, 1_000, open_low=True)
+LR = Range(0, 1e30, open_low=True, why="large enough to make any recipe diverge on purpose (the tests do)")
 PRICE = Range(0, 1_000_000, open_low=True, why="US dollars per node-hour")
 COUNTS = Range(1, 4096, why="devices or nodes of one cell")
 MAX_CELLS = 10_000  # cells one suite expands to (the cpu suite: 180); more is refused with its count
