@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,8 +202,6 @@ def find(root: Path, match) -> list[Path]:
     """What under ``root`` is not a folder and has a name ``match(name)`` accepts, sorted, found without recursion
     and without following a link, at most ``MAX_TREE`` folders deep (a deeper tree is cut there, with a warning): a
     folder tree of any depth never stops a reader."""
-    import sys
-
     found, stack = [], [(Path(root), 0)]
     while stack:
         folder, depth = stack.pop()
