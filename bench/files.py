@@ -16,10 +16,11 @@ import json
 import os
 import shutil
 import stat
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from bench.text import warn
 
 MARK = ".bench-output"  # in each output folder bench writes: the names of the files it wrote there
 
@@ -214,7 +215,7 @@ def find(root: Path, match) -> list[Path]:
                 if depth + 1 < MAX_TREE:
                     stack.append((Path(entry.path), depth + 1))
                 else:
-                    print(f"warning: {entry.path}: not searched, over {MAX_TREE} folders deep", file=sys.stderr)
+                    warn(f"{entry.path}: not searched, over {MAX_TREE} folders deep")
             elif match(entry.name):  # a link or a FIFO too: its reader refuses it, with a warning
                 found.append(Path(entry.path))
     return sorted(found)

@@ -11,11 +11,10 @@ import json
 import os
 import re
 import stat
-import sys
 from pathlib import Path
 
 from bench import files, schema
-from bench.text import shown
+from bench.text import warn  # records.warn: every reader's
 
 # A run id names one folder under the results folder: one path component, and none the results tree uses for
 # something else (the committed references the report leaves out, the report's own folder, the micro-benchmarks',
@@ -80,11 +79,6 @@ def flat(record: dict) -> dict:
     for name in schema.sections():
         out[name] = record.get(name)
     return out
-
-
-def warn(message: str) -> None:
-    """A warning on stderr, what a record or file name holds shown, never obeyed (bench.text.shown)."""
-    print(f"warning: {shown(message, keep=chr(10))}", file=sys.stderr)
 
 
 def repair(path: Path) -> None:
@@ -210,7 +204,7 @@ def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:
     keys = [
         # a fingerprint its fields give (schema.problems held it to them) apart from one no field can check: a
         # record that omits a field of the identity supersedes no record that holds them all
-        ((u.get("env") or {}).get("host"), u["cell"].get("run_id"), fp, schema.own_fingerprint(u["cell"]) is None)
+        ((u.get("env") or {}).get("host"), u["cell"].get("run_id"), fp, schema.checked(u["cell"]))
         if (fp := (u.get("cell") or {}).get("fingerprint"))
         else None  # nothing to tell it by
         for u in ups

@@ -338,7 +338,7 @@ def plan(
     for r in readable:
         r = schema.upgrade(r)  # a run started by an older version resumes too
         fp = (r["cell"] or {}).get("fingerprint")
-        if schema.own_fingerprint(r["cell"]) is not None:
+        if schema.checked(r["cell"]):
             checked.add(fp)
         elif fp in checked:
             continue  # a record without the fields to check it never stands for one that has them

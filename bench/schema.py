@@ -15,13 +15,13 @@ import dataclasses
 import functools
 import math
 import operator
-import sys
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from bench.spec.settings import CELL_FIELDS, SETTINGS
+from bench.text import warn
 
 SCHEMA_VERSION = 3  # 3: typed sections, one per tracker; 2: flat fields (still read, see upgrade)
 READABLE = (1, 2, 3)  # 1 had a subset of 2's flat fields
@@ -473,13 +473,12 @@ def problems(record: object) -> list[str]:
     return out
 
 
-def own_fingerprint(cell: dict) -> str | None:
-    """The fingerprint a record's ``cell`` section has by its own fields (bench.spec.cell's identity rule), so that
-    no record can pass for another cell's; None where the section lacks a field of the identity (a record from
-    before that field was recorded: schema 2, the committed references)."""
+def _identity(cell: dict) -> dict | None:
+    """The ``Cell`` fields a record's ``cell`` section gives, those out of the identity filled in; None where it lacks
+    a field of the identity (a record from before that field was recorded: schema 2, the committed references)."""
     from bench.spec.cell import BEFORE, NOT_IDENTITY, Cell
 
-    fields = {}
+    fields = {"suite": None, "timeout_s": None, "profile_steps": None}
     for f in dataclasses.fields(Cell):
         key = "device_count" if f.name == "devices" else f.name
         if key in cell:
@@ -488,10 +487,25 @@ def own_fingerprint(cell: dict) -> str | None:
             fields[f.name] = BEFORE[f.name][0]
         elif f.name not in NOT_IDENTITY:
             return None
+    return fields
+
+
+def own_fingerprint(cell: dict) -> str | None:
+    """The fingerprint a record's ``cell`` section has by its own fields (bench.spec.cell's identity rule), so that
+    no record can pass for another cell's; None where the section lacks a field of the identity."""
+    from bench.spec.cell import Cell
+
+    fields = _identity(cell)
     try:
-        return Cell(**{"suite": None, "timeout_s": None, "profile_steps": None, **fields}).fingerprint
+        return Cell(**fields).fingerprint if fields is not None else None
     except (TypeError, ValueError):  # a value JSON cannot hold again
         return None
+
+
+def checked(cell: dict) -> bool:
+    """Whether a usable record's fingerprint is one its own fields gave (``problems`` held it to them), without
+    hashing it again: its cell section holds every field of the identity."""
+    return _identity(cell) is not None
 
 
 def admit(record: dict) -> dict:
@@ -566,5 +580,5 @@ def usable(recs: list[dict], strict: bool = False) -> tuple[list[dict], list[str
             + "\n".join(bad)
         )
     for line in bad:
-        print(f"warning: left out: {line}", file=sys.stderr)
+        warn(f"left out: {line}")
     return good, bad

@@ -78,3 +78,8 @@ def image(value: str, where: str) -> str:
         raise ValueError(f"{where}: image '{shown(value[:80])}' is not an image reference (REGISTRY/NAME[:TAG]"
                          "[@DIGEST]: a letter or digit first, no spaces)")  # fmt: skip
     return value
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, what a record, a file's name or a host holds shown, never obeyed (``shown``)."""
+    print(f"warning: {shown(message, keep=chr(10))}", file=sys.stderr)
