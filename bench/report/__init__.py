@@ -145,7 +145,7 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
     for workload, g in s.groupby("workload", sort=False):
         table = render.table(g)
         targets = sorted({float(t) for t in g["tta_target"] if t != "none"})
-        acc = plots.png(plots.accuracy(df, workload, targets), out / f"{workload}-accuracy.png")
+        acc = plots.png(plots.accuracy(df, g, workload, targets), out / f"{workload}-accuracy.png")
         tput = plots.png(plots.throughput(s, workload), out / f"{workload}-throughput.png")
         base = "; ".join(dict.fromkeys(g["baseline"].dropna())) or "none found"
         md += [

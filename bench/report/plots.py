@@ -12,19 +12,23 @@ matplotlib.use("Agg")  # no display: plots go to files
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench.report import aggregate, render
 
-def accuracy(df: pd.DataFrame, workload: str, targets: list[float]) -> plt.Figure:
+
+def accuracy(df: pd.DataFrame, s: pd.DataFrame, workload: str, targets: list[float]) -> plt.Figure:
+    """Each row's accuracy curves (``df``'s records, by ``s``'s rows: one colour and label a configuration)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     ok = df[(df["workload"] == workload) & (df["status"] == "ok")]
+    labels = {tuple(r[aggregate.ROW]): _text(render.label(r)) for _, r in s.iterrows()}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for n, (key, g) in enumerate(ok.groupby(["host", "hardware", "device_count", "precision", "nodes"], sort=False)):
+    for n, (key, g) in enumerate(ok.groupby(aggregate.ROW, sort=False, dropna=False)):
         for j, curve in enumerate(g["curve"]):
             epochs = curve if isinstance(curve, list) else []  # a record from before curves, or with none
             pts = [(c["elapsed_seconds"], c["test_accuracy"]) for c in epochs if _point(c)]
             if pts:
                 x, y = zip(*pts)
-                label = _text(f"{key[1]} x{key[2]} {key[3]}") if j == 0 else None
-                ax.plot(x, y, marker=".", color=colors[n % len(colors)], alpha=0.8, label=label)
+                name = labels.get(key, "") if j == 0 else None
+                ax.plot(x, y, marker=".", color=colors[n % len(colors)], alpha=0.8, label=name)
     for target in targets:  # each configuration's own
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set(xlabel="wall-clock seconds since the first training step", ylabel="test accuracy", title=workload)
@@ -36,7 +40,7 @@ def accuracy(df: pd.DataFrame, workload: str, targets: list[float]) -> plt.Figur
 def throughput(s: pd.DataFrame, workload: str) -> plt.Figure:
     g = s[(s["workload"] == workload) & s["throughput_median"].notna()]
     fig, ax = plt.subplots(figsize=(7, 1.3 + 0.4 * max(len(g), 1)))
-    labels = [_text(f"{h} x{d} {p}") for h, d, p in zip(g["hardware"], g["device_count"], g["precision"])]
+    labels = [_text(render.label(r)) for _, r in g.iterrows()]  # one bar a row: bars of one label would be drawn as one
     med = g["throughput_median"].astype(float)
     err = [med - g["throughput_min"].astype(float), g["throughput_max"].astype(float) - med]
     ax.barh(labels, med, xerr=err, capsize=3)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from bench.report import aggregate
 from bench.report.verdicts import fmt, tta_text
+from bench.spec.cell import RECIPE
 from bench.text import shown
 
 
@@ -27,6 +28,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "precision": s["precision"],
             "mode": s["mode"],
             "input": s["input"],
+            "configuration": s["configuration"],  # what sets the row apart from its workload's others
             "status": [
                 st if st != "ok" else f"ok {r}/{n}" + (f", {b} busy" if b else "")
                 for st, r, n, b in zip(s["status"], s["repeats_ok"], s["repeats"], s["repeats_busy"])
@@ -56,7 +58,6 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             **tracked(s),
             **costs(s),
             "allocator": s["allocator"],
-            "configuration": s["configuration"],  # what sets the row apart from its workload's others
             "notes": [
                 "; ".join(n for n in notes if n)
                 for notes in zip(
@@ -103,13 +104,17 @@ def tracked(s: pd.DataFrame) -> dict[str, list[str]]:
     return {label: [cols.get(label, "") for cols in s["tracked"]] for label in labels}
 
 
+def label(r: pd.Series) -> str:
+    """A report row by name: hardware, devices and precision; the mode and input where they are not the seed's; and
+    what sets its configuration apart (aggregate's ``configuration``), so that no two rows of a workload share one."""
+    text = f"{r['hardware']} x{r['device_count']} {r['precision']}"
+    text += "".join(f" {k} {r[k]}" for k in ("mode", "input") if r[k] != RECIPE[k])
+    return text + (f" [{r['configuration']}]" if r["configuration"] else "")
+
+
 def artifacts(g: pd.DataFrame, out: Path) -> list[tuple[str, list[str]]]:
     """(row label, paths relative to the report folder) for the rows whose cells saved files (plots, traces)."""
-    return [
-        (f"{r['hardware']} x{r['device_count']} {r['precision']}", [os.path.relpath(a, out) for a in r["artifacts"]])
-        for _, r in g.iterrows()
-        if r["artifacts"]
-    ]
+    return [(label(r), [os.path.relpath(a, out) for a in r["artifacts"]]) for _, r in g.iterrows() if r["artifacts"]]
 
 
 OVERVIEW_TRACKED = ("host load", "compile s", "busy %", "host ms/step", "bound (profile)")
