@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bench import records, report, schema
-from bench.report import aggregate, benchmarks, verdicts
+from bench.report import aggregate, benchmarks, plots, verdicts
 from tests.conftest import ROOT
 
 
@@ -312,6 +312,8 @@ def test_a_setting_that_changes_the_measurement_makes_two_rows_and_never_one_com
     assert sorted(s["configuration"]) == ["", f"{setting} {aggregate.setting_text(b.get(setting, 'tcmalloc'))}"]
     md = report.write(tmp_path).read_text()
     assert "| configuration |" in md
+    bars = plots.throughput(s, "torch-convnet").axes[0].get_yticklabels()
+    assert len({t.get_text() for t in bars}) == 2  # a bar each: one label would draw them as one
     with pytest.raises(compare.CompareError, match=f"they differ in {setting} "):
         compare.compare(tmp_path, tmp_path, {"run_id": "fixture"}, {"run_id": "other"})
 
