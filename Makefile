@@ -28,6 +28,7 @@ XLA_LOCK := constraints-xla.txt
 XLA_PIN := torch-xla==2.9.0
 
 .PHONY: setup setup-xla setup-torchtpu lint test test-fast test-xla bench bench-xla-smoke report data lock lock-xla clean \
+	calibrate-quiet \
 	bench-micro bench-compare \
 	base-image images image-cpu image-cuda image-tpu image-torchtpu bench-cpu bench-gpu bench-tpu bench-tpu-stack \
 	docker-client docker-check gpu-runtime-check build-image FORCE
@@ -103,6 +104,11 @@ bench: setup
 		echo "make bench: so fastai-resnet18 trains from random initialisation (--no-pretrained)"; \
 		nopre=--no-pretrained; fi; \
 	$(BIN)/bench run --suite $(SUITE) --results-dir $(RESULTS) $$nopre $(ARGS)
+
+# The quiet-host thresholds' calibration (docs/methodology.md, A quiet host): real cells beside a neighbour of 0-50%
+# duty cycle, pinned and unpinned, three rounds (~20 min on 2 cores); the table goes into the docs. Run it alone.
+calibrate-quiet: setup
+	$(BIN)/python scripts/calibrate_quiet.py --write-docs $(ARGS)
 
 # ---- Step micro-benchmarks (tests/test_micro.py, pytest-benchmark) -------------------------------------------
 # Every workload × precision on the backend the environment detects (XLA=1: the XLA environment, PJRT_DEVICE
@@ -182,8 +188,11 @@ TPU_FLAGS ?= $(if $(filter torchtpu,$(TPU_STACK))$(filter TPU,$(PJRT_DEVICE)),--
 DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 && echo docker || { test -x /usr/bin/docker && echo /usr/bin/docker; } || echo docker)
 export DOCKER_BUILDKIT := 1
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
-# The container writes as the host user into the mounted results folder; the host name keeps runs apart.
+# The container writes as the host user into the mounted results folder; the host name keeps runs apart. The host's
+# lock folder (bench/hostlock.py: one bench run per host) is the containers' too, so that two runs see each other.
+HOST_LOCKS := /tmp/bench-locks
 RUN_FLAGS = --rm --network host --user $(RUN_USER) --shm-size $(SHM_SIZE) -v "$(abspath $(RESULTS))":/results \
+	-v $(HOST_LOCKS):/tmp/bench-locks \
 	-e BENCH_HOST=$$(hostname) -e BENCH_IMAGE_DIGEST=$$($(DOCKER) image inspect -f '{{.Id}}' $(IMAGE):$(FLAVOUR)) \
 	$(RAPL_MOUNT)
 # The host's RAPL counters, where it has them, read-only where zeus looks inside a container (Docker masks the
@@ -256,7 +265,7 @@ build-image:
 # Run SUITE in the image (results in $(RESULTS) on the host), then the report. Without pretrained weights in the
 # image and no way to download them, fastai trains from random initialisation, as `make bench` does.
 define bench_in
-	@mkdir -p $(RESULTS)
+	@mkdir -p $(RESULTS); test -d $(HOST_LOCKS) || { mkdir -p $(HOST_LOCKS) && chmod 1777 $(HOST_LOCKS); }
 	@if out=$$($(DOCKER) run $(RUN_FLAGS) $(2) $(IMAGE):$(FLAVOUR) weights 2>&1); then nopre=; else \
 		echo "make bench-$(FLAVOUR): $$out"; \
 		echo "make bench-$(FLAVOUR): so fastai-resnet18 trains from random initialisation"; nopre=--no-pretrained; fi; \

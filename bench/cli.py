@@ -86,7 +86,7 @@ def _copies_text(copies: list) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import backends, cluster, cost, env, estimate, records, runlock, runner
+    from bench import backends, cluster, cost, env, estimate, hostlock, records, runlock, runner
     from bench.trackers import contention
 
     check = None if args.dry_run else contention.HostCheck()  # measures the host while the run gets ready
@@ -126,8 +126,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     price = cost.resolve(settings["price"], settings["price_plan"], settings["price_per_hour"], cells[0].backend)
     run_dir = Path(args.results_dir) / run_id
     lock = runlock.hold(run_dir, host, args.wait) if nodes.node_rank == 0 else contextlib.nullcontext()
-    with lock as waited:  # one bench run per run folder, from its first look at the folder to its last record
-        if waited:  # the host while the other run ran is not the host now
+    gpus = hostlock.gpu_keys({cell.backend for cell in cells})
+    # one bench run per run folder, from its first look at the folder to its last record; one per host (or GPU)
+    with lock as waited, hostlock.hold_host(run_id, gpus, args.wait, args.share_host) as (waited_host, _):
+        if waited or waited_host:  # the host while the other run ran is not the host now
             check = contention.HostCheck()
         check.finish()  # warns, naming the busiest other processes, when the host is busy
         status = runner.sweep(
@@ -149,7 +151,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench import report
 
     out = report.write(
-        Path(args.results_dir), args.baseline, getattr(args, "strict", False), getattr(args, "include_busy", False)
+        Path(args.results_dir), args.baseline, getattr(args, "strict", False), getattr(args, "include_unquiet", False)
     )
     print(f"report: {out}")
     return 0
@@ -178,7 +180,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         compare.parse_filters(args.b_where),
         args.fail_slower,
         args.strict,
-        args.include_busy,
+        args.include_unquiet,
     )
     out = Path(args.out) if args.out else (b if b.is_dir() else b.parent) / "compare"
     return compare.finish(result, out, args.allow_missing)
@@ -259,7 +261,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-INCLUDE_BUSY = "compare the repeats measured on a busy host too (default: flagged and left out of speedups)"
+INCLUDE_UNQUIET = (
+    "compare the repeats not measured on a quiet host too, busy or undetermined (default: flagged and left out of "
+    "speedups)"
+)
 STRICT = "stop at a record that fails its schema (default: leave it out, warn, and list it in the report)"
 
 
@@ -291,14 +296,21 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     r.add_argument("--run-id", help="folder under the results dir (default: <suite>-<host>; same id resumes)")
     r.add_argument("--dry-run", action="store_true", help="list the cells and what is unsupported here")
-    r.add_argument("--wait", action="store_true", help="wait for another bench run holding this run folder to end")
+    r.add_argument(
+        "--wait", action="store_true", help="wait for another bench run holding this run folder or host to end"
+    )
     r.add_argument(
         "--retry",
         type=_statuses,
         metavar="STATUSES",
         help=f"run recorded cells of these statuses again (any of {','.join(RETRYABLE)}); the new record supersedes",
     )
-    r.add_argument("--include-busy", action="store_true", help=INCLUDE_BUSY)
+    r.add_argument(
+        "--share-host",
+        action="store_true",
+        help="run although another bench run holds this host (no cell of either run is then quiet)",
+    )
+    r.add_argument("--include-unquiet", "--include-busy", action="store_true", help=INCLUDE_UNQUIET)
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument("--baseline", default="cpu/fp32", help="the report's speedup baseline as backend/precision")
     r.set_defaults(func=cmd_run)
@@ -307,7 +319,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     rep.add_argument("--baseline", default="cpu/fp32", help="speedup baseline as backend/precision")
     rep.add_argument("--strict", action="store_true", help=STRICT)
-    rep.add_argument("--include-busy", action="store_true", help=INCLUDE_BUSY)
+    rep.add_argument("--include-unquiet", "--include-busy", action="store_true", help=INCLUDE_UNQUIET)
     rep.set_defaults(func=cmd_report)
 
     c = sub.add_parser(
@@ -323,7 +335,7 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--out", help="folder for compare.md and compare.html (default: <B>/compare)")
     c.add_argument("--strict", action="store_true", help=STRICT)
-    c.add_argument("--include-busy", action="store_true", help=INCLUDE_BUSY)
+    c.add_argument("--include-unquiet", "--include-busy", action="store_true", help=INCLUDE_UNQUIET)
     c.add_argument("--allow-missing", action="store_true",
                    help="pass although a cell ok in A failed, timed out, diverged or has no record in B")  # fmt: skip
     c.set_defaults(func=cmd_compare)

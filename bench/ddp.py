@@ -28,6 +28,12 @@ def init(backend, w: World) -> None:
         dist.init_process_group(backends.get(backend.name).collective, timeout=TIMEOUT)
 
 
+def barrier(w: World) -> None:
+    """Wait for every rank of the world (nothing in a world of one, or before the process group exists)."""
+    if w.distributed and dist.is_initialized():
+        dist.barrier()
+
+
 def all_sum(t: torch.Tensor, w: World) -> torch.Tensor:
     """``t`` summed over the world (in place), or ``t`` itself in a world of one."""
     if w.distributed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -83,6 +84,22 @@ def host() -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # bytes no UTF-8 decodes: U+FFFD
 
 
+def cpufreq() -> dict[str, str | bool | None]:
+    """The governor and whether turbo (boost) may run, as pyperf records them; None where the kernel does not say
+    (a VM has no cpufreq)."""
+
+    def read(path: str) -> str | None:
+        with contextlib.suppress(OSError):
+            return Path(path).read_text().strip()
+        return None
+
+    governor = read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    no_turbo = read("/sys/devices/system/cpu/intel_pstate/no_turbo")  # intel_pstate: 1 = turbo off
+    boost = read("/sys/devices/system/cpu/cpufreq/boost")  # acpi-cpufreq, amd-pstate: 1 = boost on
+    turbo = (no_turbo == "0") if no_turbo is not None else (boost == "1") if boost is not None else None
+    return {"governor": governor, "turbo": turbo}
+
+
 def collect(backend, allocator_name: str | None = None) -> dict:
     """Everything about where and how a cell ran. ``backend`` adds its device details; ``allocator_name`` is the
     allocator the runner put in force for the process (bench.allocator)."""
@@ -94,6 +111,7 @@ def collect(backend, allocator_name: str | None = None) -> dict:
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": cpu_model(),
         "cpu_isa": cpu_isa(),  # what explains a CPU's reduced-precision results (bench.isa.ISA_FLAGS)
+        "cpufreq": cpufreq(),  # the clock's policy; its frequency over the span is the contention section's
         "python": platform.python_version(),
         "packages": (versions := _versions()),
         "lock_differences": lock_differences(versions),

@@ -64,6 +64,9 @@ class Meter:
     curve: list[dict] = field(default_factory=list)
     curve_path: Path | None = None  # rewritten after every epoch: a killed cell keeps its finished epochs
     trackers: list[Tracker] = field(default_factory=list)
+    # whether this rank's trackers measure training (the writer's do; another rank's work at a segment's boundary
+    # would hold up a collective inside the writer's clock): the window after training is every rank's
+    measures: bool = True
     accuracy: float | None = None
     phases: dict[str, float] = field(default_factory=dict)  # named phases outside training, in seconds
     loader_samples_per_s: float | None = None
@@ -88,6 +91,11 @@ class Meter:
 
     def __post_init__(self) -> None:
         self._warm_left = self.warmup_steps
+
+    @property
+    def _measuring(self) -> list[Tracker]:
+        """The trackers whose hooks run in training (time to accuracy, steady segments)."""
+        return self.trackers if self.measures else []
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -126,7 +134,7 @@ class Meter:
         t = now(self.backend)
         if self.train_t0 is None:
             self.train_t0 = t
-            for tracker in self.trackers:
+            for tracker in self._measuring:
                 tracker.train_start()
         self._epoch = {"t0": t, "samples": 0}
         self._compiled = self._count()  # what evaluation compiled is not the training steps'
@@ -155,7 +163,7 @@ class Meter:
 
     def _begin_segment(self) -> None:
         """A steady segment starts, the device idle (just synchronised): the trackers first, then its clock."""
-        for tracker in self.trackers:
+        for tracker in self._measuring:
             tracker.steady_start()
         self._seg_samples, self._marks = 0, [self.backend.mark()]
         self._seg_t0 = time.perf_counter()
@@ -195,7 +203,7 @@ class Meter:
 
     def _drop_segment(self) -> None:
         """The steady segment under way is left out; the trackers drop what they measured of it."""
-        for tracker in self.trackers:
+        for tracker in self._measuring:
             tracker.steady_cancel()
         self._seg_t0 = None
 
@@ -220,7 +228,7 @@ class Meter:
             by_phase[1] += self._seg_samples
             if seconds > 0:
                 self._segment_rates.append(self._seg_samples / seconds)
-            for tracker in self.trackers:
+            for tracker in self._measuring:
                 tracker.steady_end(self._seg_samples)
             marks = self._marks
             self._steady_count += len(marks) - 1
@@ -237,7 +245,7 @@ class Meter:
         self._epoch["elapsed"] = t - self.train_t0
         if self.tta_seconds is None and accuracy >= self.tta_target:
             self.tta_seconds = t - self.train_t0
-            for tracker in self.trackers:
+            for tracker in self._measuring:
                 tracker.target_reached()
             return True
         return False

@@ -299,7 +299,7 @@ def _quiet_rates(members: list[tuple[Cell, dict]]) -> list[float]:
     return [
         (r.get("timing") or {}).get("throughput_samples_per_s")
         for _, r in members
-        if not (r.get("contention") or {}).get("busy")
+        if contention.verdict_of(r.get("contention"))[0] == "quiet"
     ]
 
 
@@ -511,4 +511,6 @@ def _summary(record: dict) -> str:
     if not r["throughput_samples_per_s"]:
         return f"ok, accuracy {r['final_accuracy']}, no steady-state steps (raise epochs or lower warmup_steps)"
     tta = f"{r['tta_seconds']:.1f} s" if r["tta_seconds"] is not None else "not reached"
-    return f"ok, {r['throughput_samples_per_s']:,.0f} samples/s, accuracy {r['final_accuracy']:.4f}, TTA {tta}"
+    verdict, why = contention.verdict_of(record.get("contention"))
+    host = "" if verdict == "quiet" else f"; host {verdict}: {why}"  # what the report will leave out, and why
+    return f"ok, {r['throughput_samples_per_s']:,.0f} samples/s, accuracy {r['final_accuracy']:.4f}, TTA {tta}{host}"

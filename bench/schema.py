@@ -315,22 +315,38 @@ class Other(Section):
     cpu_pct: NonNeg | None = None
 
 
+class Reading(Section):
+    value: NonNeg | None = None
+    resolution: NonNeg | None = None
+    reason: str | None = None
+
+
 class Contention(WithStatus):
     reason: str | None = None
-    busy: bool | None = None
+    verdict: Literal["quiet", "busy", "undetermined"] | None = None
     why: str | None = None
+    span_s: NonNeg | None = None
+    segments: Count | None = None
     cores: AtLeastOne | None = None
+    measures: dict[str, Reading] | None = None
+    cell_cpu_pct: Percent | None = None
+    cpu_mhz_min: NonNeg | None = None
+    cpu_mhz_median: NonNeg | None = None
+    top_others: list[Other] | None = None
+    shared_host: str | None = None
+    # a record of before the three verdicts: its one measure and whether it flagged the cell
+    busy: bool | None = None
     other_cpu_pct: Percent | None = None
     other_cpu_pct_max: Percent | None = None
     resolution_pct: Percent | None = None
     steal_pct: Percent | None = None
-    cell_cpu_pct: Percent | None = None
-    top_others: list[Other] | None = None
 
     @model_validator(mode="after")
-    def _ok_has_its_share(self) -> Contention:
-        if self.status == "ok" and self.other_cpu_pct is None:
-            raise ValueError("an ok contention section needs other_cpu_pct")
+    def _ok_has_its_verdict(self) -> Contention:
+        if self.status == "ok" and self.verdict is None and self.other_cpu_pct is None:
+            raise ValueError("an ok contention section needs its verdict")
+        if self.verdict in ("busy", "undetermined") and not self.why:
+            raise ValueError(f"a contention verdict of {self.verdict} needs its why")
         return self
 
 
@@ -354,6 +370,7 @@ class Env(Section):
     cpu_model: str | None = None
     cpu_count: Count | None = None
     cpu_isa: dict[str, bool | None] | None = None
+    cpufreq: dict[str, str | bool | None] | None = None
     backend: Accelerator | None = None
     packages: dict[str, Version | None] | None = None
     python: str | None = None

@@ -54,10 +54,12 @@ def run_cell(job: Job, cell_dir: Path, writer: bool = True) -> dict:
     tracking = trackers.create(job, backend, cell_dir)
     for tracker in tracking:
         tracker.start()
+    ddp.barrier(world)  # no rank trains before every rank's trackers are set up
     curve = cell_dir / "curve.csv" if writer else None  # one rank's file, as one rank's record
     compilations = compile_tracker.counter(cell, backend)
+    # in training only the writer's trackers measure (Meter.measures): its record is the cell's
     meter = Meter(backend, cell.warmup_steps, cell.tta_target, curve_path=curve, trackers=tracking,
-                  compilations=compilations)  # fmt: skip
+                  compilations=compilations, measures=writer)  # fmt: skip
     ctx = Context(cell, backend, meter, cell_dir, job.data_dir, world)
     try:
         result = workloads.load(cell.workload).run(ctx)

@@ -63,6 +63,22 @@ def compile_cache(request, tmp_path_factory) -> Iterator[Path]:
         yield path
 
 
+# A contention section of a repeat measured on a quiet host (bench.trackers.contention), for records built by hand:
+# a record without one was not measured, and the report compares only quiet repeats.
+QUIET = {"status": "ok", "verdict": "quiet", "why": None, "span_s": 5.0, "segments": 2, "cores": 2,
+         "measures": {"run_queue": {"value": 0.6, "resolution": 0.0}, "others_cpu": {"value": 0.6, "resolution": 0.45},
+                      "steal": {"value": 0.0, "resolution": 0.45}}}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def host_locks(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's bench runs take the one-run-per-host lock (bench.hostlock) in a folder of their own: the tests
+    that run in parallel would otherwise wait for each other. tests/test_hostlock.py shares one on purpose."""
+    path = tmp_path_factory.mktemp("locks")
+    monkeypatch.setenv("BENCH_LOCK_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def cache(session_cache, monkeypatch) -> Path:
     """Derived data goes to a folder of the test session, never to the user's cache."""

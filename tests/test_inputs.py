@@ -78,6 +78,6 @@ def test_the_report_keeps_inputs_apart_and_measures_speedups_from_the_loader(tmp
         r["cell"]["input"] = placement
         return r
 
-    s = aggregate.summarise(aggregate.frame([rec("device", 3000.0), rec("loader", 1000.0)]), "cpu/fp32")
+    s = aggregate.summarise(aggregate.frame([rec("device", 3000.0), rec("loader", 1000.0)]), "cpu/fp32", True)
     s = s.set_index("input")
     assert s.loc["loader", "speedup"] == 1.0 and s.loc["device", "speedup"] == pytest.approx(3.0)

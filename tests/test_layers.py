@@ -21,7 +21,7 @@ LAYERS = {
     "records": ["bench.schema", "bench.records", "bench.files", "bench.stats"],
     "run": ["bench.trackers", "bench.backends", "bench.ddp", "bench.inputs", "bench.data", "bench.weights",
             "bench.adapters", "bench.micro", "bench.meter", "bench.env", "bench.launch", "bench.workloads",
-            "bench.worker"],
+            "bench.hostlock", "bench.worker"],
     "plan": ["bench.suite", "bench.cluster", "bench.runlock", "bench.estimate", "bench.progress", "bench.runner",
              "bench.slurm", "bench.k8s"],
     "report": ["bench.report"],

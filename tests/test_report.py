@@ -9,7 +9,7 @@ import pytest
 
 from bench import records, report, schema
 from bench.report import aggregate, benchmarks, plots, verdicts
-from tests.conftest import ROOT
+from tests.conftest import QUIET, ROOT
 
 
 def rec(workload="torch-convnet", precision="fp32", status="ok", tput=1000.0, repeat=0, **over) -> dict:
@@ -44,10 +44,21 @@ def fixture(tmp_path):
     return tmp_path
 
 
-def write(path, rows) -> None:
+def write(path, rows, measured: bool = True) -> None:
+    """``rows`` into ``path``; ``measured``: as repeats measured on a quiet host (a flat record of schema 2 predates
+    the measure, so it is written sectioned, with a quiet contention section)."""
+    if measured:
+        rows = [quiet(r) for r in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def quiet(r: dict) -> dict:
+    """``r`` with the contention section of a quiet host where it ran and has none."""
+    if r.get("status") != "ok" or (isinstance(r.get("cell"), dict) and r.get("contention")):
+        return r
+    return {**schema.upgrade(r), "contention": QUIET}
 
 
 def test_summary_medians_speedup_and_flags(tmp_path):
@@ -223,11 +234,11 @@ def test_the_committed_h100_reference_of_schema_2_still_renders(tmp_path):
     assert "unfrozen " in md  # schema 2 fastai phases, mapped onto schema 3
 
 
-def test_busy_repeats_are_flagged_and_left_out_of_comparisons_unless_asked():
+def test_repeats_not_on_a_quiet_host_are_flagged_and_left_out_of_comparisons_unless_asked(tmp_path):
     def sectioned(busy: bool, **over) -> dict:
-        r = schema.upgrade(rec(**over))
-        why = "other processes used 48% of 2 cores" if busy else None
-        r["contention"] = {"status": "ok", "busy": busy, "why": why, "other_cpu_pct": 48.0 if busy else 1.0}
+        r = quiet(rec(**over))
+        if busy:
+            r["contention"] = {**QUIET, "verdict": "busy", "why": "other processes' CPU 48.0% (busy from 1.5%)"}
         return r
 
     recs = [sectioned(False, tput=t, repeat=i) for i, t in enumerate([900.0, 1000.0, 1100.0])]
@@ -238,16 +249,24 @@ def test_busy_repeats_are_flagged_and_left_out_of_comparisons_unless_asked():
     fp32, bf16 = s.loc[("torch-convnet", "fp32")], s.loc[("torch-convnet", "bf16-mixed")]
     assert fp32["repeats_ok"] == 4 and fp32["repeats_busy"] == 1
     assert fp32["throughput_median"] == 1000.0 and list(fp32["throughputs"].values()) == [900.0, 1000.0, 1100.0]
-    assert fp32["busy"] == "1 of 4 repeats on a busy host (other processes used 48% of 2 cores): left out"
+    assert fp32["unquiet"] == (
+        "1 of 4 repeats not on a quiet host: 1 busy (other processes' CPU 48.0% (busy from 1.5%)): left out"
+    )
     assert bf16["throughput_median"] == 550.0 and bf16["throughputs"] == {}  # shown, flagged, compared with nothing
-    assert bf16["busy"].endswith(": not compared (--include-busy compares it)")
+    assert bf16["unquiet"].endswith(": not compared (--include-unquiet compares it)")
     assert bf16["speedup_stats"] is None or bf16["speedup_stats"].estimate is None
     assert verdicts.overhead(s.reset_index()).empty is False  # the quiet rows still compare
-    every = aggregate.summarise(aggregate.frame(recs), "cpu/fp32", include_busy=True).set_index(
+    every = aggregate.summarise(aggregate.frame(recs), "cpu/fp32", include_unquiet=True).set_index(
         ["workload", "precision"]
     )
     assert every.loc[("torch-convnet", "bf16-mixed"), "speedup_stats"].estimate is not None
-    assert every.loc[("torch-convnet", "fp32"), "busy"].endswith("compared all the same (--include-busy)")
+    assert every.loc[("torch-convnet", "fp32"), "unquiet"].endswith("compared all the same (--include-unquiet)")
+    # a record without the measure (schema 2, the committed H100 reference's) is undetermined: shown, not compared
+    write(tmp_path / "run" / "records.jsonl", [rec(tput=t, repeat=i) for i, t in enumerate([900.0, 1000.0])]
+          + [rec(precision="bf16-mixed", tput=2000.0)], measured=False)  # fmt: skip
+    md = report.write(tmp_path).read_text()
+    assert "ok 2/2, 2 undetermined" in md and "not compared (--include-unquiet compares it)" in md
+    assert "2.11x" not in md and "2.11x" in report.write(tmp_path, include_unquiet=True).read_text()
 
 
 def test_unstable_steps_and_steps_a_compilation_took_out_are_noted():
@@ -347,7 +366,7 @@ def test_a_diverged_run_retried_still_counts_in_time_to_accuracy(tmp_path):
 
 def test_a_row_that_reached_the_cap_of_auto_repeats_with_a_wide_interval_says_so():
     def auto(tput: float, repeat: int) -> dict:
-        r = schema.upgrade(rec(tput=tput, repeat=repeat))
+        r = quiet(rec(tput=tput, repeat=repeat))
         r["run"] = {"auto": {"target": 0.05, "cap": 5}}
         return r
 

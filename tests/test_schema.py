@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from bench import cli, estimate, records, report, runner, schema
 from bench.report import compare
 from bench.suite import expand, validate
+from tests.conftest import QUIET
 
 HOSTILE_TEXT = [
     "<b>evil</b>",
@@ -58,6 +59,7 @@ def valid(**over) -> dict:
     r["profile"] = {"status": "ok", "reason": None, "device_busy_pct": 80.0, "loader_pct": 5.0, "steps": 10,
                     "host_ms_per_step": 3.0, "busy_kind": "ATen ops", "trace": "cells/c/t.pt.trace.json"}  # fmt: skip
     r["energy"] = {"status": "not measured", "reason": "no counters", "method": {}, "samples_per_joule": None}
+    r["contention"] = QUIET
     r["distributed"] = {"world_size": 1, "nodes": 1, "collective": None}
     r["env"] = {"host": "box", "device_name": "Test CPU", "cpu_model": "Test CPU", "cpu_count": 2,
                 "cpu_isa": {"avx2": True}, "packages": {"torch": "2.9.0"}, "allocator": {"name": "glibc"}}  # fmt: skip
@@ -142,7 +144,7 @@ def test_a_sections_own_invariants_need_their_values():
     r["profile"], r["contention"] = {"x": 0}, {"status": "ok"}
     r["compile"] = {"compilations": 3, "compile_seconds": None}
     assert schema.problems(r) == [
-        "contention: an ok contention section needs other_cpu_pct",
+        "contention: an ok contention section needs its verdict",
         "compile: compilations need their compile_seconds",
         "profile: a section with fields needs its status",
     ]

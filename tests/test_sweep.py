@@ -10,7 +10,7 @@ import pytest
 
 from bench import report, runner
 from bench.suite import expand, validate
-from tests.conftest import bench_cli, bench_env
+from tests.conftest import QUIET, bench_cli, bench_env
 from tests.test_runner import run_records, suite_file
 
 
@@ -113,7 +113,9 @@ def auto_records(rates: dict[str, list], status: str = "ok", busy: tuple = ()) -
         c.fingerprint: {
             "status": status if c.precision == next(iter(rates)) else "ok",
             "timing": {"throughput_samples_per_s": rates[c.precision][c.repeat]},
-            "contention": {"busy": (c.precision, c.repeat) in busy},
+            "contention": {"status": "ok", "verdict": "busy", "why": "a neighbour"}
+            if (c.precision, c.repeat) in busy
+            else QUIET,
         }
         for c in cells
     }

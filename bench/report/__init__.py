@@ -84,13 +84,13 @@ def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
     return flat.join(pd.DataFrame(list(s["tracked"]), index=s.index))
 
 
-def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, include_busy: bool = False) -> Path:
+def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, include_unquiet: bool = False) -> Path:
     """The report of every record under ``results_dir``; records that fail their schema (bench.schema) are left out
     and listed, or, ``strict``, stop it; of two records of one measurement the newer stands (records.latest).
-    Repeats measured on a busy host are flagged and left out of comparisons unless ``include_busy``."""
+    Repeats not measured on a quiet host are flagged and left out of comparisons unless ``include_unquiet``."""
     recs, left_out, superseded = records.load(results_dir, strict)
     df = aggregate.frame(recs)
-    s = aggregate.summarise(df, baseline, include_busy)
+    s = aggregate.summarise(df, baseline, include_unquiet)
     with files.output(Path(results_dir) / "report", FILES) as staging:
         _write(staging, df, s, left_out, superseded, baseline, results_dir)
     return Path(results_dir) / "report" / "REPORT.md"

@@ -16,6 +16,7 @@ from bench import cost, isa, records, schema, stats, trackers
 from bench.precision import PRECISIONS
 from bench.spec.cell import RECIPE
 from bench.spec.settings import CONFIG_KEY, STEP_KEY
+from bench.trackers import contention
 
 # A row's repeats are unstable from these: the median repeat's p90 step ÷ median step, and the coefficient of
 # variation of its steady segments' samples/s (docs/methodology.md, Stable repeats).
@@ -64,10 +65,11 @@ def frame(recs: list[dict]) -> pd.DataFrame:
         df[c] = df[c].map(setting_text)
     df["block"] = list(zip(df["run_id"].map(norm), df["repeat"].map(setting_text)))  # bench.stats.compare pairs by it
     df["diverged_before"] = [int(r.get("_diverged_before") or 0) for r in recs]  # records.latest
-    # a repeat measured on a busy host (bench.trackers.contention); records from before the tracker: not known
-    contention = [c if isinstance(c, dict) else {} for c in df["contention"]]
-    df["busy"] = [bool(c.get("busy")) for c in contention]
-    df["busy_why"] = [c.get("why") for c in contention]
+    # whether the host was quiet while the repeat measured (bench.trackers.contention: quiet, busy, undetermined)
+    verdicts = [contention.verdict_of(c) for c in df["contention"]]
+    df["verdict"] = [v for v, _ in verdicts]
+    df["verdict_why"] = [why for _, why in verdicts]
+    df["unquiet"] = df["verdict"] != "quiet"
     order = {p: i for i, p in enumerate(PRECISIONS)}
     df["_p"] = df["precision"].map(order)
     return df.sort_values(
@@ -194,17 +196,22 @@ def _tracker_columns(g: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _busy_note(ok: pd.DataFrame, include_busy: bool) -> str:
-    """What the row says of its repeats measured on a busy host (bench.trackers.contention), or ""."""
-    busy = ok[ok["busy"]]
-    if not len(busy):
+def _unquiet_note(ok: pd.DataFrame, include_unquiet: bool) -> str:
+    """What the row says of its repeats not measured on a quiet host (bench.trackers.contention), or "": how many
+    were busy and undetermined, and why for one of each (busy first)."""
+    unquiet = ok[ok["unquiet"]]
+    if not len(unquiet):
         return ""
-    others = [(c or {}).get("other_cpu_pct") or 0 for c in busy["contention"]]
-    head = f"{len(busy)} of {len(ok)} repeats on a busy host ({busy['busy_why'].iloc[others.index(max(others))]})"
-    if include_busy:
-        return f"{head}: compared all the same (--include-busy)"
-    if len(busy) == len(ok):
-        return f"{head}: not compared (--include-busy compares it)"
+    parts = []
+    for verdict in ("busy", "undetermined"):
+        these = unquiet[unquiet["verdict"] == verdict]
+        if len(these):
+            parts.append(f"{len(these)} {verdict} ({these['verdict_why'].iloc[0]})")
+    head = f"{len(unquiet)} of {len(ok)} repeats not on a quiet host: " + "; ".join(parts)
+    if include_unquiet:
+        return f"{head}: compared all the same (--include-unquiet)"
+    if len(unquiet) == len(ok):
+        return f"{head}: not compared (--include-unquiet compares it)"
     return f"{head}: left out"
 
 
@@ -240,7 +247,8 @@ def _sample(g: pd.DataFrame, values: list) -> dict:
 def _tta(g: pd.DataFrame, dropped: pd.Index) -> stats.TTA:
     """The row's time-to-accuracy by MLPerf's rule (bench.stats.tta). A run is a training that ended ok, diverged or
     ran out of time (a crash is no run); a diverged run retried since counts still (records.latest), as a run that did
-    not reach the target. ``dropped``: ok repeats measured on a busy host where the row's figures leave them out."""
+    not reach the target. ``dropped``: ok repeats not measured on a quiet host, where the row's figures leave them
+    out."""
     runs = g[g["status"].isin(["ok", "diverged", "timeout"])].drop(dropped)
     seconds = [None if s != "ok" else t for s, t in zip(runs["status"], pd.to_numeric(runs["tta_seconds"]))]
     return stats.tta(seconds + [None] * int(g["diverged_before"].sum()))
@@ -260,16 +268,17 @@ def _cap_note(g: pd.DataFrame, rates: list[float]) -> str:
     )
 
 
-def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd.DataFrame:
-    """One row per configuration (``ROW``), with medians and intervals over its repeats. Repeats measured on a busy
-    host are flagged; the row's figures come from its quiet repeats where it has some, and its comparisons only from
-    those (``include_busy``: from all). Every comparison joins rows of one configuration (``CONFIG``)."""
+def summarise(df: pd.DataFrame, baseline: str, include_unquiet: bool = False) -> pd.DataFrame:
+    """One row per configuration (``ROW``), with medians and intervals over its repeats. Repeats not measured on a
+    quiet host (busy or undetermined) are flagged; the row's figures come from its quiet repeats where it has some,
+    and its comparisons only from those (``include_unquiet``: from all). Every comparison joins rows of one
+    configuration (``CONFIG``)."""
     rows = []
     for key, g in df.groupby(ROW, sort=False, dropna=False):
         ok_all = g[g["status"] == "ok"]
-        quiet = ok_all[~ok_all["busy"]]
-        ok = ok_all if include_busy or not len(quiet) else quiet
-        compared = ok_all if include_busy else quiet
+        quiet = ok_all[~ok_all["unquiet"]]
+        ok = ok_all if include_unquiet or not len(quiet) else quiet
+        compared = ok_all if include_unquiet else quiet
         others = g[g["status"] != "ok"]
         row = dict(zip(ROW, key))
         tput = pd.to_numeric(ok["throughput_samples_per_s"])
@@ -279,8 +288,9 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
             status="ok" if len(ok) else others["status"].iloc[0],
             repeats_ok=len(ok_all),
             repeats=len(g),
-            repeats_busy=int(ok_all["busy"].sum()),
-            # what every comparison uses: the quiet repeats (all of them with include_busy), by block
+            repeats_busy=int((ok_all["verdict"] == "busy").sum()),
+            repeats_undetermined=int((ok_all["verdict"] == "undetermined").sum()),
+            # what every comparison uses: the quiet repeats (all of them with include_unquiet), by block
             throughputs=_sample(compared, list(pd.to_numeric(compared["throughput_samples_per_s"]))),
             throughput_median=tput.median() if len(tput.dropna()) else None,
             throughput_min=tput.min(),
@@ -305,7 +315,7 @@ def summarise(df: pd.DataFrame, baseline: str, include_busy: bool = False) -> pd
             precision_effective=",".join(sorted(set(ok["precision_effective"].dropna()))),
             reason="; ".join(sorted({f"{s}: {r}" for s, r in zip(others["status"], others["reason"])})),
             emulated=_emulated(g),
-            busy=_busy_note(ok_all, include_busy),
+            unquiet=_unquiet_note(ok_all, include_unquiet),
             unstable=_unstable(ok),
             left_out=_left_out(ok),
             tracked=_tracker_columns(g),

@@ -105,11 +105,11 @@ def _verdict(r: stats.Ratio, threshold: float) -> tuple[str, bool]:
 
 
 def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | None = None, threshold: float = 0.1,
-            strict: bool = False, include_busy: bool = False) -> Result:  # fmt: skip
-    """B against A: the matched ok cells, each with B's throughput ÷ A's and its interval. Repeats measured on a busy
-    host (bench.trackers.contention) are left out unless ``include_busy``."""
+            strict: bool = False, include_unquiet: bool = False) -> Result:  # fmt: skip
+    """B against A: the matched ok cells, each with B's throughput ÷ A's and its interval. Repeats not measured on a
+    quiet host (bench.trackers.contention) are left out unless ``include_unquiet``."""
     (da, left_a), (db, left_b) = _side(a, a_filters or {}, "A", strict), _side(b, b_filters or {}, "B", strict)
-    busy = 0 if include_busy else sum(int((d["busy"] & (d["status"] == "ok")).sum()) for d in (da, db))
+    unquiet = 0 if include_unquiet else sum(int((d["unquiet"] & (d["status"] == "ok")).sum()) for d in (da, db))
     varying = []
     for c in AXES:
         va, vb = set(map(aggregate.norm, da[c])), set(map(aggregate.norm, db[c]))
@@ -118,12 +118,17 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
     key = [c for c in ("workload", *AXES, *aggregate.CONFIG) if c not in {v[0] for v in varying}]
 
     def cells(df: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
-        ok = df[(df["status"] == "ok") & (include_busy | ~df["busy"])]
+        ok = df[(df["status"] == "ok") & (include_unquiet | ~df["unquiet"])]
         return {k: g for k, g in ok.groupby([ok[c].map(aggregate.norm) for c in key], sort=False)}
 
     ca, cb = cells(da), cells(db)
     matched = [k for k in ca if k in cb]
     lost = _lost([k for k in ca if k not in cb], db, key)
+    if not matched and (not ca or not cb) and unquiet:
+        raise CompareError(
+            f"no cell of B matches one of A: {unquiet} ok repeats were not measured on a quiet host (busy or "
+            "undetermined: the report's notes say why) and are left out; --include-unquiet compares them"
+        )
     if not matched:
         raise CompareError(
             f"no cell of B matches one of A ({len(ca)} ok cells in A, {len(cb)} in B): they must share the workload "
@@ -177,8 +182,11 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
     if versions:
         header.append(f"WARNING: A and B ran different torch versions ({', '.join(versions)}): part of every ratio is "
                       "the stack's.")  # fmt: skip
-    if busy:
-        header.append(f"{busy} repeats measured on a busy host are left out (--include-busy compares them).")
+    if unquiet:
+        header.append(
+            f"{unquiet} repeats not measured on a quiet host (busy or undetermined) are left out "
+            "(--include-unquiet compares them)."
+        )
     if lost:
         header.append(f"{len(lost)} cells ok in A failed or are missing in B (listed below).")
     left_out = list(dict.fromkeys([*left_a, *left_b]))  # A and B may be the same folder
@@ -187,7 +195,7 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
 
 def _lost(only_a: list[tuple], db: pd.DataFrame, key: list[str]) -> list[str]:
     """Of the cells ok in A and not in B's ok ones, those that failed, timed out or diverged in B, or that B has no
-    record of (unsupported in B, or measured there only on a busy host: not a loss)."""
+    record of (unsupported in B, or measured there only on a host not quiet: not a loss)."""
     statuses: dict[tuple, set[str]] = {}
     for k, status in zip(zip(*(db[c].map(aggregate.norm) for c in key)), db["status"]):
         statuses.setdefault(k, set()).add(status)

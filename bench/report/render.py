@@ -17,6 +17,8 @@ from bench.report.verdicts import fmt, tta_text
 from bench.spec.cell import RECIPE
 from bench.text import shown
 
+UNQUIET = ("busy", "undetermined")  # the verdicts of repeats that are not quiet (bench.trackers.contention)
+
 
 def table(s: pd.DataFrame) -> pd.DataFrame:
     """The human-facing columns, formatted."""
@@ -30,8 +32,10 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "input": s["input"],
             "configuration": s["configuration"],  # what sets the row apart from its workload's others
             "status": [
-                st if st != "ok" else f"ok {r}/{n}" + (f", {b} busy" if b else "")
-                for st, r, n, b in zip(s["status"], s["repeats_ok"], s["repeats"], s["repeats_busy"])
+                st if st != "ok" else f"ok {r}/{n}" + "".join(f", {k} {v}" for k, v in zip((b, u), UNQUIET) if k)
+                for st, r, n, b, u in zip(
+                    s["status"], s["repeats_ok"], s["repeats"], s["repeats_busy"], s["repeats_undetermined"]
+                )
             ],
             "samples/s median (min–max)": [
                 f"{fmt(m)} ({fmt(lo)}–{fmt(hi)})" if m is not None and not pd.isna(m) else ""
@@ -61,7 +65,7 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             "notes": [
                 "; ".join(n for n in notes if n)
                 for notes in zip(
-                    s["busy"], s["cap"], s["unstable"], s["left_out"], s["emulated"], s["reason"], s["files_cut"]
+                    s["unquiet"], s["cap"], s["unstable"], s["left_out"], s["emulated"], s["reason"], s["files_cut"]
                 )
             ],
         }

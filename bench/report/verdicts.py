@@ -45,7 +45,7 @@ def overhead(s: pd.DataFrame) -> pd.DataFrame:
         refs = s[(s["workload"] == reference) & (s["status"] == "ok")]
         for _, r in s[(s["workload"] == workload) & (s["status"] == "ok")].iterrows():
             for _, ref in refs[(refs[keys] == r[keys]).all(axis=1)].iterrows():
-                # a side measured only on a busy host is not compared (aggregate.summarise)
+                # a side measured only on a host not quiet is not compared (aggregate.summarise)
                 if not r["full_network"] or not ref["full_network"]:
                     continue
                 rows.append(_overhead_row(r, ref, stats.compare(r["full_network"], ref["full_network"])))
