@@ -512,5 +512,6 @@ def _summary(record: dict) -> str:
         return f"ok, accuracy {r['final_accuracy']}, no steady-state steps (raise epochs or lower warmup_steps)"
     tta = f"{r['tta_seconds']:.1f} s" if r["tta_seconds"] is not None else "not reached"
     verdict, why = contention.verdict_of(record.get("contention"))
-    host = "" if verdict == "quiet" else f"; host {verdict}: {why}"  # what the report will leave out, and why
+    # what the report will leave out, and the first reason why (the record holds them all)
+    host = "" if verdict == "quiet" else f"; host {verdict}: {(why or '').split('; ')[0]}"
     return f"ok, {r['throughput_samples_per_s']:,.0f} samples/s, accuracy {r['final_accuracy']:.4f}, TTA {tta}{host}"

@@ -135,16 +135,14 @@ class HostCheck:
 
     def __init__(self) -> None:
         self.cores = cores()
-        self.t0, self.first, self.psi = time.monotonic(), take(self.cores), kernel.psi_some()
+        self.t0, self.first = time.monotonic(), take(self.cores)
 
     def finish(self) -> str | None:
         """Warn when the host is busy, naming the busiest other processes; return the warning (None: quiet)."""
         time.sleep(max(0.0, CHECK_S - (time.monotonic() - self.t0)))
-        u, psi, span = usage(self.first, take(self.cores), os.getpid()), kernel.psi_some(), time.monotonic() - self.t0
+        u, span = usage(self.first, take(self.cores), os.getpid()), time.monotonic() - self.t0
         readings = {"others_cpu": {"value": u.others_pct, "resolution": 100 * u.resolution / u.total},
                     "steal": {"value": u.steal_pct, "resolution": 100 * u.resolution / u.total}}  # fmt: skip
-        if psi is not None and self.psi is not None:
-            readings["psi"] = {"value": share(psi - self.psi, span)}
         verdict, why = judge(readings, span)
         if verdict != "busy":
             return None
