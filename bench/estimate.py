@@ -8,13 +8,16 @@ else is unknown and said to be, never guessed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import hashlib
+import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from bench import records, schema
+from bench import data, files, records, schema
 from bench.spec import workloads
 from bench.spec.cell import Cell
 from bench.spec.settings import SPLIT_SIZES
@@ -33,17 +36,52 @@ def _work(cell: Cell) -> int:
 
 
 def history(results_dir: Path, host: str) -> dict[str, list[float]]:
-    """process_seconds of every ok record on ``host`` under ``results_dir``, by cell fingerprint."""
+    """process_seconds of every ok record on ``host`` under ``results_dir``, by cell fingerprint (the committed
+    ``reference/`` runs left out, as bench.records.read_all leaves them)."""
     out: dict[str, list[float]] = defaultdict(list)
-    if not Path(results_dir).is_dir():
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
         return out
-    usable, _ = schema.split(records.read_all(Path(results_dir)))  # a record that fails its schema gives no estimate
+    for path in files.find(results_dir, lambda name: name == "records.jsonl"):
+        if "reference" not in path.relative_to(results_dir).parts:
+            for on, fingerprint, seconds in _seconds(path):
+                if on == host:
+                    out[fingerprint].append(seconds)
+    return out
+
+
+def _seconds(path: Path) -> list[list]:
+    """[host, fingerprint, process seconds] of the ok records of one records.jsonl that pass their schema (one that
+    fails gives no estimate). Kept in the cache folder (bench.data.cache_dir) with the file's size and modification
+    time, and read there while both are the same: a year of nightly runs is read and checked once, not at every
+    ``bench run``."""
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    where = str(path.resolve())
+    cache = data.cache_dir() / "history" / (hashlib.sha256(where.encode()).hexdigest()[:24] + ".json")
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        kept = json.loads(cache.read_text())
+        if (kept["path"], kept["size"], kept["mtime_ns"], kept["schema"]) == (
+            where, st.st_size, st.st_mtime_ns, schema.SCHEMA_VERSION
+        ):  # fmt: skip
+            entries = kept["entries"]
+            if all(isinstance(h, str) and isinstance(f, str) and isinstance(s, float) for h, f, s in entries):
+                return entries
+    usable, _ = schema.split(records.located(path))
+    entries = []
     for r in usable:
         r = schema.upgrade(r)
-        seconds = (r.get("run") or {}).get("process_seconds")
-        if r.get("status") == "ok" and (r.get("env") or {}).get("host") == host and seconds:
-            out[(r.get("cell") or {}).get("fingerprint")].append(float(seconds))
-    return out
+        seconds, host = (r.get("run") or {}).get("process_seconds"), (r.get("env") or {}).get("host")
+        fingerprint = (r.get("cell") or {}).get("fingerprint")
+        if r.get("status") == "ok" and isinstance(host, str) and isinstance(fingerprint, str) and seconds:
+            entries.append([host, fingerprint, float(seconds)])
+    with contextlib.suppress(OSError):  # no cache (a read-only home): read again next time
+        files.folder(cache.parent)
+        files.replace(cache, json.dumps({"path": where, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                         "schema": schema.SCHEMA_VERSION, "entries": entries}))  # fmt: skip
+    return entries
 
 
 class Estimator:

@@ -6,6 +6,7 @@ process leaves at most one torn last line; readers skip it with a warning, and t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -113,14 +114,14 @@ def append(path: Path, record: dict) -> None:
 
 def read(path: Path) -> list[dict]:
     """The records of one file; torn or corrupt lines are skipped with a warning."""
-    return [record for _, record in numbered(path)]
+    return [record for _, record, _ in numbered(path)]
 
 
 MAX_LINE = 1 << 20  # a record is a few kB: a line of more than 1 MiB is not one
 MAX_FILE = 1 << 30  # what one records.jsonl may hold (a million records of 1 kB)
 
 
-def numbered(path: Path) -> list[tuple[int, dict]]:
+def numbered(path: Path) -> list[tuple[int, dict, bool]]:
     """(line number, record) of one file, read as a stream; torn or corrupt lines, lines that are not an object and
     lines over ``MAX_LINE`` are skipped with a warning that names them, and reading stops at ``MAX_FILE``. Only a
     regular file is read (not a link, a FIFO or a device). Text comes back valid: a lone surrogate (a JSON escape no
@@ -151,14 +152,17 @@ def numbered(path: Path) -> list[tuple[int, dict]]:
                 continue
             try:
                 record = json.loads(line)
+                s = shape(line)  # of JSON only: a torn line's brackets do not pair
             except (ValueError, RecursionError):  # torn, not JSON, not UTF-8, an integer of over 4,300 digits
                 warn(f"{path}:{number}: skipping a torn or corrupt line")
                 continue
-            if not files.depth_ok(record):  # before anything walks it: valid_text, the schema
+            if s.depth > files.MAX_DEPTH:  # before anything walks it: valid_text, the schema
                 warn(f"{path}:{number}: skipping a line nested deeper than {files.MAX_DEPTH} levels")
             elif isinstance(record, dict):
                 cut = [0]
-                out.append((number, valid_text(record, cut)))
+                if s.odd_text or s.commas >= MAX_ITEMS:  # a lone surrogate or a list too long may be there
+                    record = valid_text(record, cut)
+                out.append((number, record, s.bounded))
                 if cut[0]:
                     warn(f"{path}:{number}: {cut[0]:,} items beyond {MAX_ITEMS:,} a list or object dropped")
             else:
@@ -167,6 +171,33 @@ def numbered(path: Path) -> list[tuple[int, dict]]:
 
 
 MAX_ITEMS = 10_000  # of one list or object in a record: a curve of the most epochs a suite may ask for
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes and all (unrolled: fast)
+# \ud800-\udfff written as an escape, or as UTF-8 bytes (json.loads reads bytes with surrogatepass)
+_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_LONG_DIGITS = re.compile(rb"\d{19,}")  # an integer that may be beyond 64 bits
+
+
+@dataclasses.dataclass
+class Shape:
+    """What a JSON line's bytes tell before anything walks what it parses to (C-speed scans, not a walk in Python):
+    its nesting, whether ``valid_text`` has anything to repair, and whether ``schema.problems`` can find nothing out
+    of its bounds there (every string shorter than ``schema.MAX_TEXT``, no integer of 19 digits, shallow)."""
+
+    depth: int
+    commas: int
+    odd_text: bool
+    bounded: bool
+
+
+def shape(line: bytes) -> Shape:
+    strings = _STRING.findall(line)
+    # structure, numbers and literals: a bracket in a string is not one (the strings are taken out where one has one)
+    rest = _STRING.sub(b"", line) if b"".join(strings).translate(None, _NOT_BRACKETS) else line
+    depth = max(itertools.accumulate(1 if c in b"[{" else -1 for c in rest.translate(None, _NOT_BRACKETS)), default=0)
+    # a run of 19 digits in a string too: then the walk decides
+    bounded = depth <= 20 and max(map(len, strings), default=0) <= schema.MAX_TEXT and not _LONG_DIGITS.search(line)
+    return Shape(depth, line.count(b","), bool(_SURROGATE_BYTES.search(line)), bounded)
 
 
 def valid_text(value: object, cut: list[int] | None = None) -> object:
@@ -190,7 +221,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def located(path: Path) -> list[dict]:
     """The records of one file, each with where it came from: ``_run_dir`` (the folder its ``artifacts`` paths are
     relative to), ``_file`` and ``_line`` (for messages about it)."""
-    return [{**r, "_run_dir": str(path.parent), "_file": str(path), "_line": n} for n, r in numbered(path)]
+    return [
+        {**r, "_run_dir": str(path.parent), "_file": str(path), "_line": n, schema.BOUNDED: bounded}
+        for n, r, bounded in numbered(path)
+    ]
 
 
 def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:

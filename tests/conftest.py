@@ -71,11 +71,13 @@ QUIET = {"status": "ok", "verdict": "quiet", "why": None, "span_s": 5.0, "segmen
 
 
 @pytest.fixture(autouse=True)
-def host_locks(tmp_path_factory, monkeypatch) -> Path:
+def host_locks(tmp_path_factory, session_cache, monkeypatch) -> Path:
     """Each test's bench runs take the one-run-per-host lock (bench.hostlock) in a folder of their own: the tests
-    that run in parallel would otherwise wait for each other. tests/test_hostlock.py shares one on purpose."""
+    that run in parallel would otherwise wait for each other (tests/test_hostlock.py shares one on purpose). What
+    bench caches goes to the session's folder, never to the user's."""
     path = tmp_path_factory.mktemp("locks")
     monkeypatch.setenv("BENCH_LOCK_DIR", str(path))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(session_cache))
     return path
 
 

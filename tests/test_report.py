@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pandas as pd
@@ -58,7 +59,7 @@ def quiet(r: dict) -> dict:
     """``r`` with the contention section of a quiet host where it ran and has none."""
     if r.get("status") != "ok" or (isinstance(r.get("cell"), dict) and r.get("contention")):
         return r
-    return {**schema.upgrade(r), "contention": QUIET}
+    return {**schema.upgrade(r), "contention": copy.deepcopy(QUIET)}
 
 
 def test_summary_medians_speedup_and_flags(tmp_path):

@@ -59,7 +59,7 @@ def valid(**over) -> dict:
     r["profile"] = {"status": "ok", "reason": None, "device_busy_pct": 80.0, "loader_pct": 5.0, "steps": 10,
                     "host_ms_per_step": 3.0, "busy_kind": "ATen ops", "trace": "cells/c/t.pt.trace.json"}  # fmt: skip
     r["energy"] = {"status": "not measured", "reason": "no counters", "method": {}, "samples_per_joule": None}
-    r["contention"] = QUIET
+    r["contention"] = copy.deepcopy(QUIET)  # a record of its own: a test may change it
     r["distributed"] = {"world_size": 1, "nodes": 1, "collective": None}
     r["env"] = {"host": "box", "device_name": "Test CPU", "cpu_model": "Test CPU", "cpu_count": 2,
                 "cpu_isa": {"avx2": True}, "packages": {"torch": "2.9.0"}, "allocator": {"name": "glibc"}}  # fmt: skip
