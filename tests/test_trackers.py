@@ -245,6 +245,10 @@ def test_three_verdicts_quiet_only_over_a_long_enough_span_with_every_needed_mea
         "undetermined", "bench run x (pid 1) shares the host (--share-host)"
     )  # fmt: skip
     assert judge({**QUIET_READINGS, "gpu_others": {"value": 1.0, "resolution": 0.0}}, 5.0)[0] == "busy"
+    # a GPU cell whose GPU neighbours NVML could not read is not quiet
+    assert judge({**QUIET_READINGS, "gpu_others": {"reason": "NVML unavailable: no driver"}}, 5.0) == (
+        "undetermined", "other processes on the GPU not measured (NVML unavailable: no driver)"
+    )  # fmt: skip
 
 
 def test_what_was_not_measured_is_never_quiet_and_old_records_are_judged_by_todays_rule():

@@ -39,7 +39,8 @@ VERDICTS = ("quiet", "busy", "undetermined")
 @dataclass(frozen=True)
 class Measure:
     """One measure of the span: its record key, its name in a verdict, the value from which it makes a cell busy
-    (None: recorded, never a verdict), and whether a verdict of quiet needs it measured."""
+    (None: recorded, never a verdict), and whether a verdict of quiet needs it measured where the cell has it (a CPU
+    cell has no GPU measure; a GPU cell's that NVML could not read is ``{"reason": ...}``)."""
 
     key: str
     label: str
@@ -57,7 +58,7 @@ MEASURES = (
     Measure("throttled", "cgroup throttling", 1.0, False),  # the share of the span a CPU quota held the cell back
     Measure("run_queue", "run-queue delay", None, False),  # of the cell's threads, a share of their runnable time
     Measure("psi", "CPU pressure", None, False),  # PSI some: the share of the span any task of the machine waited
-    Measure("gpu_others", "other processes on the GPU", 1.0, False, " processes"),
+    Measure("gpu_others", "other processes on the GPU", 1.0, True, " processes"),  # a GPU cell's first neighbour
     Measure("gpu_thermal", "GPU thermal slowdown", 5.0, False),  # shares of the span the clocks were held down
     Measure("gpu_power", "GPU power limit", None, False),
     Measure("gpu_sync_boost", "GPU sync boost", None, False),
@@ -257,11 +258,7 @@ class Contention(Tracker):
             return {"status": "not measured", "reason": "no steady segment to measure", "verdict": "undetermined",
                     "why": "not measured: no steady segment"}  # fmt: skip
         readings = self.readings()
-        needed = self.gpu is not None  # a GPU cell's neighbour on the GPU is the one that matters most
-        if needed and "value" not in readings.get("gpu_others", {}):
-            verdict, why = "undetermined", f"other processes on its GPUs not measured ({self.gpu.reason})"
-        else:
-            verdict, why = judge(readings, self.span, self.shared)
+        verdict, why = judge(readings, self.span, self.shared)
         gpu = None
         if self.gpu is not None and not self.gpu.reason:
             gpu = {"throttle_reasons": sorted(self.gpu.throttle), "sm_clock_mhz_min": self.gpu.sm_min,
