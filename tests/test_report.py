@@ -267,6 +267,7 @@ def test_repeats_not_on_a_quiet_host_are_flagged_and_left_out_of_comparisons_unl
           + [rec(precision="bf16-mixed", tput=2000.0)], measured=False)  # fmt: skip
     md = report.write(tmp_path).read_text()
     assert "ok 2/2, 2 undetermined" in md and "not compared (--include-unquiet compares it)" in md
+    assert "Speedup baseline: none: cpu/fp32 ran on no quiet host" in md
     assert "2.11x" not in md and "2.11x" in report.write(tmp_path, include_unquiet=True).read_text()
 
 

@@ -96,6 +96,15 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
     return Path(results_dir) / "report" / "REPORT.md"
 
 
+def _no_baseline(g: pd.DataFrame, baseline: str) -> str:
+    """Why a workload's rows have no speedup baseline: none ran, or those that ran were measured on no quiet host."""
+    backend, _, precision = baseline.partition("/")
+    ran = g[(g["backend"] == backend) & (g["precision"] == precision) & (g["repeats_ok"] > 0)]
+    if len(ran):
+        return f"none: {baseline} ran on no quiet host (busy or undetermined; --include-unquiet compares it)"
+    return "none found"
+
+
 def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], superseded: list[str], baseline: str,
            results_dir: Path) -> None:  # fmt: skip
     """The report's files, into ``out``."""
@@ -147,7 +156,7 @@ def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], su
         targets = sorted({float(t) for t in g["tta_target"] if t != "none"})
         acc = plots.png(plots.accuracy(df, g, workload, targets), out / f"{workload}-accuracy.png")
         tput = plots.png(plots.throughput(s, workload), out / f"{workload}-throughput.png")
-        base = "; ".join(dict.fromkeys(g["baseline"].dropna())) or "none found"
+        base = "; ".join(dict.fromkeys(g["baseline"].dropna())) or _no_baseline(g, baseline)
         md += [
             f"## {workload}",
             "",
