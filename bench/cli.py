@@ -157,6 +157,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.report import export
+
+    results = Path(args.results_dir)
+    out = Path(args.out) if args.out else results / f"export-{args.export_format}"
+    print(f"export: {export.write(results, args.export_format, out, args.include_unquiet)}")
+    return 0
+
+
 def _threshold(value: str) -> float:
     """``10%`` or ``0.1`` → 0.1: a slowdown in (0%, 100%), written as a percentage or as a fraction below 1 (a bare
     10 could mean 10% or 1000%, and nan, inf or a negative number would switch the gate off)."""
@@ -321,6 +330,13 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--strict", action="store_true", help=STRICT)
     rep.add_argument("--include-unquiet", "--include-busy", action="store_true", help=INCLUDE_UNQUIET)
     rep.set_defaults(func=cmd_report)
+
+    ex = sub.add_parser("export", help="records as MLPerf-style event logs (mllog) or the Bencher Metric Format (bmf)")
+    ex.add_argument("--format", required=True, choices=("bmf", "mllog"), dest="export_format")
+    ex.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
+    ex.add_argument("--out", help="a folder of bench's own (default: RESULTS_DIR/export-FORMAT)")
+    ex.add_argument("--include-unquiet", "--include-busy", action="store_true", help=INCLUDE_UNQUIET)
+    ex.set_defaults(func=cmd_export)
 
     c = sub.add_parser(
         "compare",

@@ -194,6 +194,26 @@ def spread(values: Iterable) -> float | None:
     return math.exp(_t(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))) - 1
 
 
+def gate(r: Ratio, threshold: float) -> tuple[str, bool]:
+    """A comparison's flag, and whether it fails the gate (``bench compare``, the report's history): significantly
+    slower by more than ``threshold`` (significance and a noise threshold together, as criterion and asv gate)."""
+    if not r.significant:
+        return r.flag, False
+    if r.estimate < 1 - threshold:
+        return f"SLOWER by more than {threshold:.0%}", True
+    return ("faster" if r.estimate > 1 else "slower"), False
+
+
+def interval(values: Iterable) -> tuple[float, float | None, float | None] | None:
+    """The geometric mean of ``values`` (throughputs of repeats) with its 95% interval (``spread``: None below two
+    values); None with no value."""
+    clean = _clean(values)
+    if not clean:
+        return None
+    mean, half = math.exp(statistics.fmean(math.log(x) for x in clean)), spread(clean)
+    return (mean, None, None) if half is None else (mean, mean / (1 + half), mean * (1 + half))
+
+
 def settled(samples: Iterable[Iterable], target: float) -> bool:
     """``repeats = auto``'s stopping rule, over the quiet repeats of every configuration run in the same blocks:
     stop once each has at least ``AUTO_FIRST`` and its 95% interval (``spread``) reaches no further than ``target``

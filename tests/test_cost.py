@@ -94,7 +94,7 @@ def test_dollars_to_target_and_per_million_samples_from_a_known_tta_and_price(tm
     assert csv.loc["box", "price"] == "$4.00/h as given"
     assert pd.isna(csv.loc["unpriced", "usd_to_target"]) and csv.loc["unpriced", "price"] == "no price named"
     assert report.COST_NOTE in md
-    table = md.split("## torch-convnet")[1]
+    table = md.split("\n## torch-convnet\n")[1].split("### Cost and energy")[1]
     row = next(line for line in table.splitlines() if "@box" in line)
     assert "| $4.00 " in row and "| $2.22 " in row and "| $4.00/h as given " in row
 

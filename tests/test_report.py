@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -333,7 +335,7 @@ def test_a_setting_that_changes_the_measurement_makes_two_rows_and_never_one_com
     assert sorted(s["configuration"]) == ["", f"{setting} {aggregate.setting_text(b.get(setting, 'tcmalloc'))}"]
     md = report.write(tmp_path).read_text()
     assert "| configuration |" in md
-    bars = plots.throughput(s, "torch-convnet").axes[0].get_yticklabels()
+    bars = plots.glance(s[s["workload"] == "torch-convnet"]).axes[0].get_yticklabels()
     assert len({t.get_text() for t in bars}) == 2  # a bar each: one label would draw them as one
     with pytest.raises(compare.CompareError, match=f"they differ in {setting} "):
         compare.compare(tmp_path, tmp_path, {"run_id": "fixture"}, {"run_id": "other"})
@@ -377,3 +379,32 @@ def test_a_row_that_reached_the_cap_of_auto_repeats_with_a_wide_interval_says_so
     assert row["cap"].startswith("repeats = auto: target ±5.0% not reached at the cap (5 repeats): ±")
     (row,) = aggregate.summarise(aggregate.frame([auto(1e3 + i, i) for i in range(5)]), "cpu/fp32").to_dict("records")
     assert row["cap"] == ""
+
+
+def _table_values(markdown: str) -> set[str]:
+    """Every value in the body rows of a Markdown page's pipe tables (headers and separators left out)."""
+    lines = markdown.splitlines()
+    values = set()
+    for i, line in enumerate(lines):
+        body = line.startswith("|") and not line.startswith("|---")
+        if body and not (i + 1 < len(lines) and lines[i + 1].startswith("|---")):
+            values.update(cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1])
+    return values - {""}
+
+
+def test_every_figure_the_old_report_showed_is_in_the_new_one(tmp_path):
+    """tests/data/report-before holds real records of this harness (a smoke run, the committed H100 reference, the
+    quiet-host calibration's runs alone) and the REPORT.md that main wrote from them before the report became one
+    document (commit 5302276). Every value of its tables is still shown: the values are compared, not the layout."""
+    before = ROOT / "tests" / "data" / "report-before"
+    shutil.copytree(before, tmp_path / "r", ignore=shutil.ignore_patterns("REPORT.md"))
+    new = report.write(tmp_path / "r").read_text()
+    old = _table_values((before / "REPORT.md").read_text())
+    assert len(old) > 250  # the fixture's tables, read
+    assert sorted(v for v in old if v not in new) == []
+
+
+def test_the_summary_row_has_the_columns_its_model_declares_and_no_other(tmp_path):
+    fixture(tmp_path)
+    s = aggregate.summarise(aggregate.frame(records.read_all(tmp_path)), "cpu/fp32")
+    assert list(s.columns) == [*aggregate.ROW, *aggregate.SUMMARY]

@@ -119,7 +119,8 @@ def test_smoke_run_records_report_and_resume(tmp_path, env):
 
     md = (results / "report" / "REPORT.md").read_text()  # written by `bench run` at the end
     assert "## lightning-convnet" in md and "Framework overhead" in md and "unsupported" in md
-    assert md.count("% ATen |") >= 4 and "host ms/step" in md  # busy % and host time on every ok row, twice
+    assert md.count("% ATen |") >= 2 and "host ms/step" in md  # busy % and host time on every ok row (profile table)
+    assert "## At a glance" in md and "## Support matrix" in md
     (results / "report" / "REPORT.md").unlink()
 
     again = bench_cli([*args, "--no-report"], env, timeout=600)

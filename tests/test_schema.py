@@ -289,8 +289,37 @@ def hostile_records(draw) -> object:
     return r
 
 
-TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "table", "thead", "tbody", "tr", "th", "td",
-        "img", "a", "ul", "li", "pre", "bdi"}  # fmt: skip
+TAGS = {
+    "html",
+    "head",
+    "meta",
+    "title",
+    "style",
+    "body",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "section",
+    "p",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "img",
+    "figure",
+    "figcaption",
+    "a",
+    "ul",
+    "ol",
+    "li",
+    "pre",
+    "bdi",
+    "input",
+    "script",
+}  # fmt: skip (the page's own: one inline script, its filter boxes)
 
 
 class Markup(HTMLParser):

@@ -79,9 +79,12 @@ def test_a_new_tracker_is_one_file_and_its_model_and_adds_its_section_and_report
     assert record["status"] == "ok", record["reason"]
     assert record["segments"] == {"steady_segments": 2}  # one per epoch after warmup
     assert record["profile"]["status"] == "ok"
-    table = report.write(tmp_path / "results").read_text().split("## torch-convnet")[1]
-    header, _, row = table.split("\n")[4:7]  # the workload's table: its header, rule and one row
-    columns = dict(zip((c.strip() for c in header.split("|")), (c.strip() for c in row.split("|"))))
+    section = report.write(tmp_path / "results").read_text().split("\n## torch-convnet\n")[1].split("\n## ")[0]
+    columns = {}  # the workload's tables, each a header, a rule and one row
+    for block in section.split("\n\n"):
+        lines = block.strip().splitlines()
+        if len(lines) == 3 and lines[1].startswith("|---"):
+            columns.update(zip((c.strip() for c in lines[0].split("|")), (c.strip() for c in lines[2].split("|"))))
     assert columns["segments"] == "2" and columns["bound (profile)"]
     monkeypatch.delitem(sys.modules, "bench.trackers.segments", raising=False)
 

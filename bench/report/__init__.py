@@ -1,9 +1,9 @@
 """Records of any number of runs and machines → REPORT.md, report.html (plots embedded) and summary.csv.
 
 Rows are configurations, hardware × device count × precision × mode × input × the settings that change what is
-measured, per workload (aggregate); what bounds them (verdicts), as tables (render) and plots (plots). Cells that did
-not run or did not finish are shown with their reason; a row names what sets its configuration apart from its
-workload's others. Records of schema 2 are read too.
+measured, per workload (aggregate); what bounds them (verdicts). The report is one document (document), the answer
+first (glance), then the support matrix and each workload's tables (render) and plots (plots), then the definitions;
+rendered as Markdown and as HTML. Records of schema 2 are read too.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench import files, micro, records, stats
-from bench.report import aggregate, benchmarks, plots, render, verdicts
+from bench.report import aggregate, benchmarks, glance, history, plots, render, verdicts
+from bench.report.document import Document, Figure, Items, Lines, Section, Table, split
 
 PROFILE_NOTE = (
     "busy % = the share of a profiled window of the cell's own training loop (after training, torch.profiler) in "
@@ -52,7 +53,15 @@ SUPERSEDED_NOTE = (
 
 
 # What a report's folder holds (bench.files.output replaces a folder of these that bench wrote before it marked them).
-FILES = ("REPORT.md", "report.html", "summary.csv", "*-accuracy.png", "*-throughput.png")
+FILES = (
+    "REPORT.md",
+    "report.html",
+    "summary.csv",
+    "*-accuracy.png",
+    "*-throughput.png",
+    "*-glance.png",
+    "history-*.png",
+)
 
 RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "scaling"}
 
@@ -76,7 +85,9 @@ def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
     """summary.csv: one flat row per table row; each comparison as its estimate, interval and flag; the trackers'
     columns by their labels."""
     # the profile's busy % is among the trackers' columns already
-    flat = s.drop(columns=["tracked", "throughputs", "full_network", *RATIOS, "speedup", "scaling", "profile_busy"])
+    flat = s.drop(
+        columns=["tracked", "tracked_in", "throughputs", "full_network", *RATIOS, "speedup", "scaling", "profile_busy"]
+    )
     for column, name in RATIOS.items():
         for field in ("", "_low", "_high", "_flag", "_method", "_p"):
             key = field[1:] or "estimate"
@@ -92,7 +103,15 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
     df = aggregate.frame(recs)
     s = aggregate.summarise(df, baseline, include_unquiet)
     with files.output(Path(results_dir) / "report", FILES) as staging:
-        _write(staging, df, s, left_out, superseded, baseline, results_dir)
+        peak, ov = verdicts.fastest(s), verdicts.overhead(s)
+        tests = stats.adjust([*(r for c in RATIOS for r in s[c]), *verdicts.ratios(peak), *verdicts.ratios(ov)])
+        render.csv_safe(csv_frame(s)).to_csv(staging / "summary.csv", index=False, quoting=render.CSV_QUOTING)
+        doc = build(staging, df, s, peak, ov, tests, baseline, results_dir, include_unquiet)
+        if left_out:
+            doc.blocks.append(Section("Records left out", [LEFT_OUT_NOTE, Lines(left_out)]))
+        if superseded:
+            doc.blocks.append(Section("Records superseded", [SUPERSEDED_NOTE, Lines(superseded)]))
+        doc.write(staging, "REPORT.md", "report.html")
     return Path(results_dir) / "report" / "REPORT.md"
 
 
@@ -105,147 +124,151 @@ def _no_baseline(g: pd.DataFrame, baseline: str) -> str:
     return "none found"
 
 
-def _write(out: Path, df: pd.DataFrame, s: pd.DataFrame, left_out: list[str], superseded: list[str], baseline: str,
-           results_dir: Path) -> None:  # fmt: skip
-    """The report's files, into ``out``."""
-    peak, ov = verdicts.fastest(s), verdicts.overhead(s)
-    tests = stats.adjust([*(r for c in RATIOS for r in s[c]), *verdicts.ratios(peak), *verdicts.ratios(ov)])
-    render.csv_safe(csv_frame(s)).to_csv(out / "summary.csv", index=False, quoting=render.CSV_QUOTING)
-    md = [
-        "# Benchmark report",
-        "",
-        f"{len(df)} records from {df['run_id'].nunique()} runs on "
-        f"{df['host'].nunique()} hosts. A row is one configuration: records that differ in a setting that changes "
-        "what is measured are rows of their own, each naming what sets it apart. Throughput counts steady-state "
-        "training steps only (warmup and evaluation excluded); TTA is one clock from the first training step to the "
-        "first evaluation at or above the target, scored by MLPerf's rule over the runs. Speedup is against "
-        f"{baseline} of the same workload and configuration. {comparisons(tests)} "
-        "See docs/methodology.md.",
-        "",
-        "## Overview",
-        "",
-        PROFILE_NOTE,
-        "",
-        render.markdown(render.overview(s, out, render.md_link), raw=("files",)),
-        "",
+def _intro(df: pd.DataFrame) -> list[str]:
+    dates = sorted(str(t)[:10] for t in df["started_at"].dropna())
+    span = f", {dates[0]} to {dates[-1]}" if dates and dates[0] != dates[-1] else (f", {dates[0]}" if dates else "")
+    out = [
+        f"{len(df)} records from {df['run_id'].nunique()} runs on {df['host'].nunique()} hosts{span}. The answer "
+        "first; how each figure is made is at the end (How to read this report) and in docs/methodology.md."
     ]
-    body = [
-        f"<h1>Benchmark report</h1><p>{render.html_text(md[2])}</p>",
-        f"<h2>Overview</h2><p>{render.html_text(PROFILE_NOTE)}</p>",
-        render.html_table(render.overview(s, out, render.html_link), raw=("files",)),
-    ]
-    versions = aggregate.torch_versions(df)
-    if versions:
-        warning = (
+    if versions := aggregate.torch_versions(df):
+        out.append(
             f"WARNING: these records ran {len(versions)} torch versions ({', '.join(versions)}): each stack has rows "
             "of its own, and a speedup across them measures the stack as well as the hardware."
         )
-        md[3:3] = ["", warning]
-        body.insert(1, f"<p>{render.html_text(warning)}</p>")
-    if s["usd_per_hour"].notna().any():
-        md[-2:-2] = [COST_NOTE, ""]
-        body.insert(1, f"<p>{render.html_text(COST_NOTE)}</p>")
-    if len(peak):
-        md += ["## What the hardware can do", "", FASTEST_NOTE, "", render.markdown(peak), ""]
-        body += [
-            f"<h2>What the hardware can do</h2><p>{render.html_text(FASTEST_NOTE)}</p>",
-            render.html_table(peak),
-        ]
+    return out
+
+
+def build(out: Path, df: pd.DataFrame, s: pd.DataFrame, peak: pd.DataFrame, ov: pd.DataFrame, tests: int,
+          baseline: str, results_dir: Path, include_unquiet: bool = False) -> Document:  # fmt: skip
+    """The report as one document (bench.report.document): the answer first, then the details."""
+    at_a_glance, workloads = [], []
     for workload, g in s.groupby("workload", sort=False):
-        table = render.table(g)
-        targets = sorted({float(t) for t in g["tta_target"] if t != "none"})
-        acc = plots.png(plots.accuracy(df, g, workload, targets), out / f"{workload}-accuracy.png")
-        tput = plots.png(plots.throughput(s, workload), out / f"{workload}-throughput.png")
-        base = "; ".join(dict.fromkeys(g["baseline"].dropna())) or _no_baseline(g, baseline)
-        md += [
-            f"## {workload}",
-            "",
-            f"Speedup baseline: {render.md_text(base)}.",
-            "",
-            render.markdown(table),
-            "",
-            f"![accuracy]({workload}-accuracy.png)",
-            "",
-            f"![throughput]({workload}-throughput.png)",
-            "",
-        ]
-        body += [
-            f"<h2>{render.html_text(workload)}</h2><p>Speedup baseline: {render.html_text(base)}.</p>",
-            render.html_table(table),
-            f'<img src="data:image/png;base64,{acc}">',
-            f'<img src="data:image/png;base64,{tput}">',
-        ]
-        if arts := render.artifacts(g, out):
-            md += ["Files saved by each cell (first repeat): plots, the profile's trace (Perfetto, TensorBoard):", ""]
-            md += [
-                f"- {render.md_text(label)}: " + " · ".join(render.md_link(a, render.name(a)) for a in paths)
-                for label, paths in arts
-            ]
-            md += [""]
-            items = "".join(
-                f"<li>{render.html_text(label)}: "
-                + " · ".join(render.html_link(a, render.name(a)) for a in paths)
-                + "</li>"
-                for label, paths in arts
+        mine = peak[peak["workload"] == workload] if len(peak) else peak
+        theirs = ov[ov["workload"].str.startswith(f"{workload} vs ")] if len(ov) else ov
+        chart = plots.glance(g)
+        at_a_glance.append(
+            Section(
+                workload,
+                [
+                    Items(glance.sentences(g, mine, theirs)),
+                    *(
+                        [Figure(f"{workload}-glance.png", plots.png(chart), f"{workload}: samples/s and TTA")]
+                        if chart is not None
+                        else []
+                    ),
+                ],
             )
-            body.append(f"<p>Files saved by each cell (first repeat):</p><ul>{items}</ul>")
+        )
+        base = "; ".join(dict.fromkeys(g["baseline"].dropna())) or _no_baseline(g, baseline)
+        targets = sorted({float(t) for t in g["tta_target"] if t != "none"})
+        blocks: list = [f"Speedup baseline: {base}.", *render.tables(g)]
+        if notes := render.notes(g):
+            blocks += ["Notes:", Items(notes)]
+        accuracy = plots.png(plots.accuracy(df, g, workload, targets))
+        blocks.append(Figure(f"{workload}-accuracy.png", accuracy, f"{workload}: test accuracy against time"))
+        if arts := render.artifacts(g, out):
+            blocks += ["Files saved by each cell (first repeat): plots, the profile's trace (Perfetto, TensorBoard):"]
+            blocks.append(Items(arts))
+        workloads.append(Section(workload, blocks))
+    matrix, footnotes = render.support(s)
+    doc = Document("Benchmark report", _intro(df))
+    doc.blocks.append(Section("At a glance", at_a_glance))
+    doc.blocks.append(
+        Section(
+            "Support matrix",
+            [
+                "What ran where: measured, unsupported (the reason below) or not asked, per workload, hardware, "
+                "execution mode and input, and precision. The tables below hold the measured rows only.",
+                Table(matrix),
+                *([Items(footnotes)] if footnotes else []),
+            ],
+        )
+    )
+    doc.blocks += workloads
+    if len(peak):
+        doc.blocks.append(
+            Section(
+                "What the hardware can do",
+                [FASTEST_NOTE, *split(peak, ["workload", "hardware", "devices", "precision"])],
+            )
+        )
     if len(ov):
-        md += [
-            "## Framework overhead against the plain-PyTorch loop",
-            "",
-            "ratio = framework samples/s ÷ its plain-PyTorch reference's on the same hardware and precision (for a "
-            "workload whose phases train part of the network, the phase it declares trains all of it, as the "
-            "reference does throughout: fastai's unfrozen epochs). loader share = "
-            "framework samples/s ÷ loader-only samples/s (one pass of the training loader with no model): the "
-            "fraction of each step spent loading when the loader runs in the training process (num_workers = 0).",
-            "",
-            render.markdown(ov),
-            "",
-        ]
-        body += ["<h2>Framework overhead against the plain-PyTorch loop</h2>", render.html_table(ov)]
+        doc.blocks.append(
+            Section(
+                "Framework overhead against the plain-PyTorch loop",
+                [
+                    OVERHEAD_NOTE,
+                    *split(ov, ["workload", "hardware", "devices", "precision", "mode", "input", "configuration"]),
+                ],
+            )
+        )
     dec = verdicts.decomposition(s, benchmarks.read(results_dir))
     if len(dec):
-        md += [
-            "## Where the time goes: step micro-benchmarks",
-            "",
-            "From `make bench-micro` (pytest-benchmark, median per step after warmup, newest run) on the same host, "
-            "device, stack and precision. compute-only = the workload's training step on a fixed batch already on the "
-            "device, inside its own loop (Lightning's Trainer, fastai's Learner), synchronised after every step; "
-            f"pipelined = the same with {micro.PIPELINED} steps per synchronisation, as training runs them (on an "
-            "accelerator the host queues steps while the device works: the cell's upper bound there). "
-            "loader-only = the next batch of the real training DataLoader. End-to-end is the record's steady-state "
-            "training (fastai: its unfrozen epochs). "
-            f"Below {verdicts.BOUND:.0%} of compute-only a cell is input-bound when loading explains at least half "
-            "of the difference, else framework-bound (the loop around the steps; loop-bound for a plain-PyTorch loop). "
-            "step ÷ plain PyTorch step = the framework's per-step cost: its compute-only against its plain-PyTorch "
-            "reference's. TFLOP/s counts the matmuls and convolutions of one training step "
-            "(torch.utils.flop_counter); utilisation is against the device's dense peak where known.",
-            "",
-            render.markdown(dec),
-            "",
-        ]
-        body += [
-            "<h2>Where the time goes: step micro-benchmarks</h2>",
-            f"<p>{render.html_text(md[-3])}</p>",
-            render.html_table(dec),
-        ]
+        doc.blocks.append(
+            Section(
+                "Where the time goes: step micro-benchmarks",
+                [MICRO_NOTE, *split(dec, ["workload", "hardware", "precision"])],
+            )
+        )
+    if runs := history.runs(df, include_unquiet):
+        blocks = [HISTORY_NOTE.format(n=history.MIN_RUNS, shown=history.SHOWN, threshold=history.THRESHOLD)]
+        for i, (key, t) in enumerate(runs.items()):
+            name = history.title(key)
+            shown = t.drop(columns=["_mean", "_low", "_high"])
+            blocks += [Table(shown, name), Figure(f"history-{i}.png", plots.png(plots.history(t, name)), name)]
+        found = history.regressions(runs)
+        blocks.insert(1, f"{found} regressions between consecutive runs." if found else "No regression between runs.")
+        doc.blocks.append(Section("History", blocks))
     envs = render.environments(df)
-    md += ["## Environments", "", render.markdown(envs), ""]
-    body += ["<h2>Environments</h2>", render.html_table(envs)]
-    if left_out:
-        left_md, left_html = render.left_out(left_out, LEFT_OUT_NOTE)
-        md += left_md
-        body.append(left_html)
-    if superseded:
-        sup_md, sup_html = render.left_out(superseded, SUPERSEDED_NOTE, "Records superseded")
-        md += sup_md
-        body.append(sup_html)
-    (out / "REPORT.md").write_text("\n".join(md))
-    style = (
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
-        "td,th{padding:3px 8px;border-bottom:1px solid #ddd}img{max-width:100%;display:block;margin:1em 0}"
+    doc.blocks.append(
+        Section(
+            "Environments",
+            [Table(envs[["host", *render.HARDWARE]], "Hardware"), Table(envs[["host", *render.SOFTWARE]], "Software")],
+        )
     )
-    (out / "report.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Benchmark report"
-        f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+    doc.blocks.append(
+        Section(
+            "How to read this report",
+            [
+                "A row is one configuration: records that differ in a setting that changes what is measured are rows "
+                "of their own, each naming what sets it apart. Throughput counts steady-state training steps only "
+                "(warmup and evaluation excluded); TTA is one clock from the first training step to the first "
+                "evaluation at or above the target, scored by MLPerf's rule over the runs. Speedup is against "
+                f"{baseline} of the same workload and configuration. {comparisons(tests)} See docs/methodology.md.",
+                PROFILE_NOTE,
+                *([COST_NOTE] if s["usd_per_hour"].notna().any() else []),
+            ],
+        )
     )
+    return doc
+
+
+HISTORY_NOTE = (
+    "Each configuration run {n} times or more on one host, its newest {shown} runs: the geometric mean of its quiet "
+    "repeats with its 95% interval, its time to accuracy (MLPerf's rule over the run's repeats), and the run "
+    "against the one before it by bench compare's gate: REGRESSION where it is significantly slower by more than "
+    "{threshold:.0%}."
+)
+
+OVERHEAD_NOTE = (
+    "ratio = framework samples/s ÷ its plain-PyTorch reference's on the same hardware and precision (for a workload "
+    "whose phases train part of the network, the phase it declares trains all of it, as the reference does "
+    "throughout: fastai's unfrozen epochs). loader share = framework samples/s ÷ loader-only samples/s (one pass of "
+    "the training loader with no model): the fraction of each step spent loading when the loader runs in the "
+    "training process (num_workers = 0)."
+)
+
+MICRO_NOTE = (
+    "From `make bench-micro` (pytest-benchmark, median per step after warmup, newest run) on the same host, device, "
+    "stack and precision. compute-only = the workload's training step on a fixed batch already on the device, inside "
+    "its own loop (Lightning's Trainer, fastai's Learner), synchronised after every step; "
+    f"pipelined = the same with {micro.PIPELINED} steps per synchronisation, as training runs them (on an "
+    "accelerator the host queues steps while the device works: the cell's upper bound there). loader-only = the "
+    "next batch of the real training DataLoader. End-to-end is the record's steady-state training (fastai: its "
+    f"unfrozen epochs). Below {verdicts.BOUND:.0%} of compute-only a cell is input-bound when loading explains at "
+    "least half of the difference, else framework-bound (the loop around the steps; loop-bound for a plain-PyTorch "
+    "loop). step ÷ plain PyTorch step = the framework's per-step cost: its compute-only against its plain-PyTorch "
+    "reference's. TFLOP/s counts the matmuls and convolutions of one training step (torch.utils.flop_counter); "
+    "utilisation is against the device's dense peak where known."
+)

@@ -9,6 +9,7 @@ import numbers
 import os
 import re
 from collections import Counter
+from dataclasses import dataclass, fields
 
 import pandas as pd
 
@@ -33,6 +34,68 @@ ROW = [*AXES, *CONFIG]  # one configuration: the repeats of one row differ in th
 # The software a row ran on: the packages that put the recipe on the device (the env section's versions). Rows of
 # different stacks are kept apart, and compared only as such.
 STACK = {"torch": "torch", "torch-xla": "torch_xla", "torch-tpu": "torch_tpu"}
+
+
+@dataclass
+class Summary:
+    """One report row's figures over its repeats (``summarise``), besides its key (``ROW``): every column of the
+    summary declared once, with its type. Figures come from the quiet repeats where the row has some (all of them
+    with ``include_unquiet``); comparisons only from those."""
+
+    status: str  # ok where any repeat ended ok, else the first other status
+    repeats_ok: int
+    repeats: int
+    repeats_busy: int  # ok repeats measured on a busy host (bench.trackers.contention)
+    repeats_undetermined: int
+    throughputs: dict  # samples/s by block (run id, repeat): what every comparison uses (bench.stats.compare)
+    throughput_median: float | None
+    throughput_min: float | None
+    throughput_max: float | None
+    step_ms_median: float | None
+    step_ms_p90: float | None
+    accuracy_median: float | None
+    tta_s: float | None  # MLPerf's score over the runs (bench.stats.tta), with how many reached and why none
+    tta_reached: int
+    tta_runs: int
+    tta_method: str
+    tta_why: str
+    warmup_s_median: float | None
+    setup_s_median: float | None
+    loader_median: float | None  # loader-only samples/s
+    full_network: dict  # samples/s by block while the whole network trains (full_network_throughput)
+    full_network_median: float | None
+    phases: dict  # median seconds of each phase the records name
+    lr_found_median: float | None
+    weights: str
+    artifacts: list  # the first repeat's files, at most MAX_FILES
+    files_cut: str
+    precision_effective: str
+    reason: str  # why repeats did not end ok
+    emulated: str  # why a CPU's bf16 ran emulated
+    unquiet: str  # the note of repeats not measured on a quiet host
+    unstable: str
+    left_out: str  # steps a compilation took out of steady samples/s
+    cap: str  # repeats = auto's target not reached at its cap
+    tracked: dict  # each tracker's own columns: label → text
+    tracked_in: dict  # label → the report table it goes to
+    profile_busy: float | None
+    meter_share: float | None
+    price: str  # the price's label, or why there is none
+    usd_per_hour: float | None
+    usd_to_target: float | None
+    usd_per_M_samples: float | None
+    # across rows, set once every row is summarised (summarise)
+    configuration: str = ""  # what sets the row apart from its workload's others
+    speedup_stats: stats.Ratio | None = None  # against the baseline of its configuration
+    baseline: str | None = None
+    is_baseline: bool = False
+    speedup: float | None = None
+    vs_fp32: stats.Ratio | None = None
+    scaling_stats: stats.Ratio | None = None
+    scaling: float | None = None
+
+
+SUMMARY = tuple(f.name for f in fields(Summary))  # the summary's columns after ROW's, in order
 
 
 def row_without(*names: str) -> list[str]:
@@ -184,16 +247,20 @@ def _cost(row: dict, price: dict | None) -> dict:
     }
 
 
-def _tracker_columns(g: pd.DataFrame) -> dict[str, str]:
-    """Each tracker's own columns for this row, from its sections over the ok repeats (or any, when none is ok)."""
+def _tracker_columns(g: pd.DataFrame) -> tuple[dict[str, str], dict[str, str]]:
+    """Each tracker's own columns for this row, from its sections over the ok repeats (or any, when none is ok); and
+    the report table each column goes to (bench.trackers.report_columns)."""
     ok = g[g["status"] == "ok"]
     use = ok if len(ok) else g
     out: dict[str, str] = {}
-    for section, report in trackers.report_columns():
+    tables: dict[str, str] = {}
+    for section, report, table in trackers.report_columns():
         sections = [s for s in use[section] if isinstance(s, dict)]
         if sections:
-            out.update(report(sections))
-    return out
+            columns = report(sections)
+            out.update(columns)
+            tables.update(dict.fromkeys(columns, table))
+    return out, tables
 
 
 def _unquiet_note(ok: pd.DataFrame, include_unquiet: bool) -> str:
@@ -280,19 +347,24 @@ def summarise(df: pd.DataFrame, baseline: str, include_unquiet: bool = False) ->
         ok = ok_all if include_unquiet or not len(quiet) else quiet
         compared = ok_all if include_unquiet else quiet
         others = g[g["status"] != "ok"]
-        row = dict(zip(ROW, key))
         tput = pd.to_numeric(ok["throughput_samples_per_s"])
         tta = _tta(g, ok_all.index.difference(ok.index))
         files, files_cut = _files(ok)
-        row.update(
+        tracked, tracked_in = _tracker_columns(g)
+        # what every comparison uses: the quiet repeats (all of them with include_unquiet), by block
+        throughputs = _sample(compared, list(pd.to_numeric(compared["throughput_samples_per_s"])))
+        full_network = _sample(compared, [full_network_throughput(r) for _, r in compared.iterrows()])
+        tput_median = tput.median() if len(tput.dropna()) else None
+        price, why = _price(g)
+        key_row = dict(zip(ROW, key))
+        summary = Summary(
             status="ok" if len(ok) else others["status"].iloc[0],
             repeats_ok=len(ok_all),
             repeats=len(g),
             repeats_busy=int((ok_all["verdict"] == "busy").sum()),
             repeats_undetermined=int((ok_all["verdict"] == "undetermined").sum()),
-            # what every comparison uses: the quiet repeats (all of them with include_unquiet), by block
-            throughputs=_sample(compared, list(pd.to_numeric(compared["throughput_samples_per_s"]))),
-            throughput_median=tput.median() if len(tput.dropna()) else None,
+            throughputs=throughputs,
+            throughput_median=tput_median,
             throughput_min=tput.min(),
             throughput_max=tput.max(),
             step_ms_median=pd.to_numeric(ok["step_time_ms_median"]).median(),
@@ -306,7 +378,8 @@ def summarise(df: pd.DataFrame, baseline: str, include_unquiet: bool = False) ->
             warmup_s_median=pd.to_numeric(ok["warmup_seconds"]).median(),
             setup_s_median=pd.to_numeric(ok["setup_seconds"]).median(),
             loader_median=median(ok["loader_samples_per_s"]),
-            full_network=_sample(compared, [full_network_throughput(r) for _, r in compared.iterrows()]),
+            full_network=full_network,
+            full_network_median=median(full_network.values()),
             phases=_phases(ok),
             lr_found_median=median(ok["lr_found"]),
             weights=",".join(sorted({w for w in map(_weights, ok["weights"]) if w})),
@@ -318,16 +391,17 @@ def summarise(df: pd.DataFrame, baseline: str, include_unquiet: bool = False) ->
             unquiet=_unquiet_note(ok_all, include_unquiet),
             unstable=_unstable(ok),
             left_out=_left_out(ok),
-            tracked=_tracker_columns(g),
+            cap=_cap_note(g, list(throughputs.values())),
+            tracked=tracked,
+            tracked_in=tracked_in,
             profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
             meter_share=median(t.get("meter_share_of_step") for t in ok["timing"] if isinstance(t, dict)),
+            price=cost.label(price) if price else why,
+            **_cost(key_row | {"tta_s": tta.seconds, "throughput_median": tput_median}, price),
         )
-        row["full_network_median"] = median(row["full_network"].values())
-        row["cap"] = _cap_note(g, list(row["throughputs"].values()))
-        price, why = _price(g)
-        row.update(price=cost.label(price) if price else why, **_cost(row, price))
+        row = key_row | {f: getattr(summary, f) for f in SUMMARY}
         rows.append(row)
-    s = pd.DataFrame(rows)
+    s = pd.DataFrame(rows, columns=[*ROW, *SUMMARY])
     if s.empty:
         return s
     s["configuration"] = _differences(s)

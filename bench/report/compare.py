@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import files, records, schema, stats
-from bench.report import aggregate, benchmarks, render
+from bench.report import aggregate, benchmarks, document
 from bench.report.verdicts import fmt
 
 # What may differ between the two sides and still match: when each side has one value and they differ (two hosts,
@@ -42,28 +42,27 @@ class Result:
     left_out: list[str] = dataclasses.field(default_factory=list)  # records that failed their schema (bench.schema)
     lost: list[str] = dataclasses.field(default_factory=list)  # cells ok in A that failed or are missing in B
 
-    def _sections(self) -> list[tuple[list[str], str]]:
-        out = []
+    def document(self) -> document.Document:
+        """The comparison as a page (bench.report.document): the verdict first, then what was compared, the matched
+        cells and what could not be."""
+        if self.regressions:
+            verdict = f"{len(self.regressions)} cells are significantly slower in B: " + "; ".join(self.regressions)
+        else:
+            verdict = "No matched cell is significantly slower in B than the threshold."
+        keys = [c for c in self.table.columns if c in FILTERABLE]
+        blocks: list = [verdict, *self.header]
+        blocks += document.split(self.table, keys) if len(self.table) else ["(no matched cells)"]
         if self.lost:
-            out.append(render.left_out(self.lost, LOST_NOTE, "Cells lost in B"))
+            blocks.append(document.Section("Cells lost in B", [LOST_NOTE, document.Lines(self.lost)]))
         if self.left_out:
-            out.append(render.left_out(self.left_out))
-        return out
+            blocks.append(document.Section("Records left out", [document.Lines(self.left_out)]))
+        return document.Document("Comparison", blocks)
 
     def markdown(self) -> str:
-        body = render.markdown(self.table) if len(self.table) else "(no matched cells)"
-        left = [line for md, _ in self._sections() for line in ["", *md]] or [""]
-        return "\n".join(["# Comparison", "", *map(render.md_text, self.header), "", body, *left])
+        return document.markdown(self.document())
 
     def html(self) -> str:
-        head = "".join(f"<p>{render.html_text(line)}</p>" for line in self.header)
-        left = "".join(h for _, h in self._sections())
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'><title>Comparison</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
-            "td,th{padding:3px 8px;border-bottom:1px solid #ddd}</style></head><body><h1>Comparison</h1>"
-            f"{head}{render.html_table(self.table)}{left}</body></html>"
-        )
+        return document.html_page(self.document())
 
 
 def parse_filters(items: list[str] | None) -> dict[str, str]:
@@ -92,16 +91,6 @@ def _side(path: Path, filters: dict[str, str], name: str, strict: bool = False) 
     if df.empty:
         raise CompareError(f"{name}: no records under {path} match {filters}")
     return df, left_out
-
-
-def _verdict(r: stats.Ratio, threshold: float) -> tuple[str, bool]:
-    """The flag column of a comparison, and whether it fails it: significantly slower by more than ``threshold``
-    (significance and a noise threshold together, as criterion and asv gate)."""
-    if not r.significant:
-        return r.flag, False
-    if r.estimate < 1 - threshold:
-        return f"SLOWER by more than {threshold:.0%}", True
-    return ("faster" if r.estimate > 1 else "slower"), False
 
 
 def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | None = None, threshold: float = 0.1,
@@ -146,7 +135,7 @@ def compare(a: Path, b: Path, a_filters: dict | None = None, b_filters: dict | N
         ga, gb, r = ca[k], cb[k], ratios[k]
         ta, tb = (pd.to_numeric(g["throughput_samples_per_s"]).dropna().tolist() for g in (ga, gb))
         methods.add(r.method)
-        verdict, regressed = _verdict(r, threshold)
+        verdict, regressed = stats.gate(r, threshold)
         if regressed:
             regressions.append(f"{' '.join(k[key.index(c)] for c in shown)}: {r.text()}")
         tta_a, tta_b = (_tta(g) for g in (ga, gb))
@@ -274,7 +263,7 @@ def compare_micro(storage: Path, runs: int, baseline: list[str] | None = None, t
     ratios = {name: stats.ratio([1 / m for m in mb[name]], [1 / m for m in ma[name]]) for name in mb if name in ma}
     tests = stats.adjust(ratios.values())
     for name, r in ratios.items():
-        verdict, regressed = _verdict(r, threshold)
+        verdict, regressed = stats.gate(r, threshold)
         if regressed:
             regressions.append(f"{name}: {r.text()}")
         rows.append(

@@ -1,10 +1,8 @@
-"""The report's plots: accuracy against wall-clock time, throughput per configuration."""
+"""The report's plots: accuracy against wall-clock time; each workload at a glance (samples/s and TTA per row)."""
 
 from __future__ import annotations
 
-import base64
 import io
-from pathlib import Path
 
 import matplotlib
 
@@ -12,6 +10,7 @@ matplotlib.use("Agg")  # no display: plots go to files
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench import stats
 from bench.report import aggregate, render
 
 
@@ -37,15 +36,61 @@ def accuracy(df: pd.DataFrame, s: pd.DataFrame, workload: str, targets: list[flo
     return fig
 
 
-def throughput(s: pd.DataFrame, workload: str) -> plt.Figure:
-    g = s[(s["workload"] == workload) & s["throughput_median"].notna()]
-    fig, ax = plt.subplots(figsize=(7, 1.3 + 0.4 * max(len(g), 1)))
-    labels = [_text(render.label(r)) for _, r in g.iterrows()]  # one bar a row: bars of one label would be drawn as one
-    med = g["throughput_median"].astype(float)
-    err = [med - g["throughput_min"].astype(float), g["throughput_max"].astype(float) - med]
-    ax.barh(labels, med, xerr=err, capsize=3)
-    ax.invert_yaxis()
-    ax.set(xlabel="training samples/s (median, min–max over repeats)", title=workload)
+def glance(g: pd.DataFrame) -> plt.Figure | None:
+    """One workload at a glance: each measured row's samples/s and beside it its time to accuracy (MLPerf's score).
+    A row with quiet repeats shows their geometric mean with its 95% interval; one measured on no quiet host its
+    median and range, in grey, labelled so. A log scale where the rows spread over more than 10×. None where no row
+    has a throughput."""
+    g = g[(g["status"] == "ok") & g["throughput_median"].notna()]
+    if not len(g):
+        return None
+    mean, low, high, colors, labels = [], [], [], [], []
+    for _, r in g.iterrows():
+        quiet = stats.interval(r["throughputs"].values()) if r["throughputs"] else None
+        m, lo, hi = quiet or (r["throughput_median"], r["throughput_min"], r["throughput_max"])
+        mean.append(float(m))
+        low.append(float(m) - float(lo if lo is not None else m))
+        high.append(float(hi if hi is not None else m) - float(m))
+        colors.append("#4c72b0" if quiet else "#aaaaaa")
+        labels.append(_text(render.label(r) + ("" if quiet else " (not quiet)")))
+    fig, (speed, tta) = plt.subplots(
+        1, 2, figsize=(10, 1.4 + 0.32 * len(g)), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
+    )
+    speed.barh(labels, mean, xerr=[low, high], capsize=3, color=colors)
+    if max(mean) > 10 * min(mean):
+        speed.set_xscale("log")
+    speed.invert_yaxis()
+    speed.set(xlabel="samples/s: geometric mean, 95% interval (grey: not quiet)")
+    seconds = [None if pd.isna(x) else float(x) for x in g["tta_s"]]
+    tta.barh(labels, [x or 0 for x in seconds], color="#55a868")
+    for y, x in enumerate(seconds):
+        if x is None:
+            tta.text(0, y, " not reached", va="center", fontsize=8, color="#a33")
+    if not any(seconds):
+        tta.set_xlim(0, 1)
+        tta.set_xticks([])
+    tta.set(xlabel="TTA s (MLPerf score)")
+    fig.suptitle(str(g["workload"].iloc[0]), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def history(t: pd.DataFrame, title: str) -> plt.Figure:
+    """One configuration's runs in order (bench.report.history): samples/s with its 95% interval, regressions in
+    red."""
+    fig, ax = plt.subplots(figsize=(10, 2.6))
+    have = t[t["_mean"].notna()]
+    x = list(range(len(have)))
+    mean = have["_mean"].astype(float)
+    low = [m - (lo if lo is not None and not pd.isna(lo) else m) for m, lo in zip(mean, have["_low"])]
+    high = [(hi if hi is not None and not pd.isna(hi) else m) - m for m, hi in zip(mean, have["_high"])]
+    ax.errorbar(x, mean, yerr=[low, high], marker="o", capsize=3, color="#4c72b0")
+    bad = [i for i, v in enumerate(have["vs the run before"]) if "REGRESSION" in v]
+    ax.scatter([x[i] for i in bad], [mean.iloc[i] for i in bad], color="#c44e52", zorder=3, s=60, label="regression")
+    ax.set_xticks(x, [f"{d}\n{c[:7]}" for d, c in zip(have["started"].str[:10], have["commit"])], fontsize=7)
+    ax.set(ylabel="samples/s", title=_text(title))
+    if bad:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -61,9 +106,8 @@ def _text(label: str) -> str:
     return label.replace("$", r"\$")
 
 
-def png(fig: plt.Figure, path: Path) -> str:
+def png(fig: plt.Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    path.write_bytes(buf.getvalue())
-    return base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()

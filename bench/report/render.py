@@ -1,42 +1,70 @@
-"""The report's tables, formatted for reading: per-workload rows, the overview, the environments; links."""
+"""The report's tables, formatted for reading: each workload's measured rows in tables of a few columns each (speed;
+accuracy and time to accuracy; cost and energy; profile; diagnostics), the support matrix, the environments; the
+notes of each row. Values are formatted here; the page's escaping is bench.report.document's."""
 
 from __future__ import annotations
 
 import csv
-import html
 import math
 import os
-import re
 from pathlib import Path
-from urllib.parse import quote
 
 import pandas as pd
 
+from bench.precision import PRECISIONS
 from bench.report import aggregate
+from bench.report.document import Link, Table
 from bench.report.verdicts import fmt, tta_text
 from bench.spec.cell import RECIPE
 from bench.text import shown
 
 UNQUIET = ("busy", "undetermined")  # the verdicts of repeats that are not quiet (bench.trackers.contention)
+NOT_MEASURED = ("unsupported",)  # statuses of cells that never trained: the support matrix holds them
 
 
-def table(s: pd.DataFrame) -> pd.DataFrame:
-    """The human-facing columns, formatted."""
-    t = pd.DataFrame(
-        {
-            "hardware": s["hardware"] + " @" + s["host"].astype(str),
-            "stack": s["stack"],
-            "devices": aggregate.devices(s),
-            "precision": s["precision"],
-            "mode": s["mode"],
-            "input": s["input"],
-            "configuration": s["configuration"],  # what sets the row apart from its workload's others
-            "status": [
-                st if st != "ok" else f"ok {r}/{n}" + "".join(f", {k} {v}" for k, v in zip((b, u), UNQUIET) if k)
-                for st, r, n, b, u in zip(
-                    s["status"], s["repeats_ok"], s["repeats"], s["repeats_busy"], s["repeats_undetermined"]
-                )
-            ],
+def measured(s: pd.DataFrame) -> pd.DataFrame:
+    """The rows that trained (ok, failed, timed out or diverged): every table but the support matrix."""
+    return s[~s["status"].isin(NOT_MEASURED)]
+
+
+def identity(s: pd.DataFrame) -> dict[str, list]:
+    """The columns that name a row in each of its tables: where (hardware @host, and the devices where more than
+    one), the stack where the rows ran more than one, precision, mode, input, and what sets its configuration apart
+    where any row has something."""
+    where = [
+        f"{h} @{host}" + (f" ×{aggregate.devices_label(n, d)}" if n * d > 1 else "")
+        for h, host, n, d in zip(s["hardware"], s["host"].astype(str), s["nodes"], s["device_count"])
+    ]
+    out: dict[str, list] = {"hardware": where}
+    if s["stack"].nunique() > 1:  # rows apart only by their stack would read as one
+        out["stack"] = list(s["stack"])
+    out.update(precision=list(s["precision"]), mode=list(s["mode"]), input=list(s["input"]))
+    if any(s["configuration"]):
+        out["configuration"] = list(s["configuration"])
+    return out
+
+
+def status(s: pd.DataFrame) -> list[str]:
+    """``ok 5/5, 1 busy, 1 undetermined``, or the status of a row that never ended ok."""
+    return [
+        st if st != "ok" else f"ok {r}/{n}" + "".join(f", {k} {v}" for k, v in zip((b, u), UNQUIET) if k)
+        for st, r, n, b, u in zip(
+            s["status"], s["repeats_ok"], s["repeats"], s["repeats_busy"], s["repeats_undetermined"]
+        )
+    ]
+
+
+def _tracked(s: pd.DataFrame, table: str) -> dict[str, list[str]]:
+    """The trackers' columns that go to ``table`` (bench.trackers.report_columns), each where any row has it."""
+    labels = dict.fromkeys(k for cols, where in zip(s["tracked"], s["tracked_in"]) for k in cols if where[k] == table)
+    return {label: [cols.get(label, "") for cols in s["tracked"]] for label in labels}
+
+
+def values(s: pd.DataFrame) -> dict[str, dict[str, list]]:
+    """Every table of a workload's rows: its title → its value columns (``identity`` names the rows)."""
+    return {
+        "Speed": {
+            "status": status(s),
             "samples/s median (min–max)": [
                 f"{fmt(m)} ({fmt(lo)}–{fmt(hi)})" if m is not None and not pd.isna(m) else ""
                 for m, lo, hi in zip(s["throughput_median"], s["throughput_min"], s["throughput_max"])
@@ -51,27 +79,82 @@ def table(s: pd.DataFrame) -> pd.DataFrame:
             ],
             "vs fp32 [95% CI]": [r.text() if r is not None else "" for r in s["vs_fp32"]],
             "scaling eff. [95% CI]": [r.text("", ".0%") if r is not None else "" for r in s["scaling_stats"]],
+        },
+        "Accuracy and time to accuracy": {
             "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
             "TTA s": [tta_text(r) for _, r in s.iterrows()],
-            "loader samples/s": [fmt(x) for x in s["loader_median"]],
-            # the harness's own work inside each timed step (bench.meter.Meter.own_cost)
-            "meter % of step": ["" if x is None or pd.isna(x) else f"{x * 100:.2g}%" for x in s["meter_share"]],
             "phases s (median)": [
                 ", ".join(f"{k} {v:.1f}" for k, v in ph.items()) if isinstance(ph, dict) else "" for ph in s["phases"]
             ],
-            **tracked(s),
-            **costs(s),
-            "allocator": s["allocator"],
-            "notes": [
-                "; ".join(n for n in notes if n)
-                for notes in zip(
-                    s["unquiet"], s["cap"], s["unstable"], s["left_out"], s["emulated"], s["reason"], s["files_cut"]
-                )
-            ],
+            "weights": list(s["weights"]),
+        },
+        "Cost and energy": {**costs(s), **_tracked(s, "cost")},
+        "Profile: where the device's time goes": _tracked(s, "profile"),
+        "Diagnostics": {
+            **({"stack": list(s["stack"])} if s["stack"].nunique() == 1 else {}),
+            "allocator": list(s["allocator"]),
+            "loader samples/s": [fmt(x) for x in s["loader_median"]],
+            # the harness's own work inside each timed step (bench.meter.Meter.own_cost)
+            "meter % of step": ["" if x is None or pd.isna(x) else f"{x * 100:.2g}%" for x in s["meter_share"]],
+            **_tracked(s, "diagnostics"),
+        },
+    }
+
+
+def tables(s: pd.DataFrame) -> list[Table]:
+    """A workload's measured rows as its tables (``values``), each without the columns no row fills, and none
+    where no column is left."""
+    s = measured(s)
+    ids = pd.DataFrame(identity(s))
+    out = []
+    for title, columns in values(s).items():
+        t = pd.DataFrame(columns, index=s.index)
+        t = t[[c for c in t.columns if any(str(v) for v in t[c] if v is not None and not pd.isna(v))]]
+        if len(t.columns):
+            out.append(Table(pd.concat([ids.set_index(s.index), t], axis=1), title))
+    return out
+
+
+def notes(s: pd.DataFrame) -> list[str]:
+    """Each row's notes (not quiet, the auto cap, unstable, steps left out, emulated, why it failed, files not
+    linked), as ``label: notes``."""
+    out = []
+    for _, r in s.iterrows():
+        parts = (r[k] for k in ("unquiet", "cap", "unstable", "left_out", "emulated", "reason", "files_cut"))
+        text = "; ".join(p for p in parts if p)
+        if text and r["status"] not in NOT_MEASURED:
+            out.append(f"{label(r)}: {text}")
+    return out
+
+
+def support(s: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """What ran where: one row per workload, hardware and execution way (mode, input); one column per precision
+    asked anywhere; a cell "measured" (or the status of a cell that trained and did not end ok), "unsupported [n]"
+    with its reason as footnote n, or "not asked". Returns the table and the footnotes."""
+    precisions = [p for p in PRECISIONS if p in set(s["precision"])]
+    reasons: dict[str, int] = {}
+    rows = []
+    keys = ["workload", "hardware", "host", "nodes", "device_count", "mode", "input"]
+    for key, g in s.groupby(keys, sort=False):
+        k = dict(zip(keys, key))
+        devices = k["nodes"] * k["device_count"]
+        row = {
+            "workload": k["workload"],
+            "hardware": f"{k['hardware']} @{k['host']}" + (f" ×{devices}" if devices > 1 else ""),
+            "mode, input": f"{k['mode']}, {k['input']}",
         }
-    )
-    optional = ("vs fp32 [95% CI]", "scaling eff. [95% CI]", "configuration", "meter % of step")  # where a row has one
-    return t.drop(columns=[c for c in optional if not any(t[c])])
+        for p in precisions:
+            cells = g[g["precision"] == p]
+            found = []
+            for _, r in cells.iterrows():
+                if r["status"] in NOT_MEASURED:
+                    n = reasons.setdefault(r["reason"] or r["status"], len(reasons) + 1)
+                    found.append(f"{r['status']} [{n}]")
+                else:
+                    found.append("measured" if r["status"] == "ok" else r["status"])
+            row[p] = ", ".join(dict.fromkeys(found)) or "not asked"
+        rows.append(row)
+    return pd.DataFrame(rows), [f"[{n}] {reason}" for reason, n in reasons.items()]
 
 
 def dollars(x: float | None) -> str:
@@ -102,12 +185,6 @@ def costs(s: pd.DataFrame, label: bool = True) -> dict[str, list[str]]:
     return {**out, "priced at": list(s["price"])} if label else out
 
 
-def tracked(s: pd.DataFrame) -> dict[str, list[str]]:
-    """The trackers' own columns (bench.trackers), each shown where any row of the table has it."""
-    labels = dict.fromkeys(label for cols in s["tracked"] for label in cols)
-    return {label: [cols.get(label, "") for cols in s["tracked"]] for label in labels}
-
-
 def label(r: pd.Series) -> str:
     """A report row by name: hardware, devices and precision; the mode and input where they are not the seed's; and
     what sets its configuration apart (aggregate's ``configuration``), so that no two rows of a workload share one."""
@@ -116,79 +193,13 @@ def label(r: pd.Series) -> str:
     return text + (f" [{r['configuration']}]" if r["configuration"] else "")
 
 
-def artifacts(g: pd.DataFrame, out: Path) -> list[tuple[str, list[str]]]:
-    """(row label, paths relative to the report folder) for the rows whose cells saved files (plots, traces)."""
-    return [(label(r), [os.path.relpath(a, out) for a in r["artifacts"]]) for _, r in g.iterrows() if r["artifacts"]]
-
-
-OVERVIEW_TRACKED = ("host load", "compile s", "busy %", "host ms/step", "bound (profile)")
-
-
-def overview(s: pd.DataFrame, out: Path, link) -> pd.DataFrame:
-    """Every workload's rows in one table, so that frameworks on the same hardware sit side by side.
-    ``link(path, text)`` formats a link for the output format."""
-    tracked_columns = tracked(s)
-    t = pd.DataFrame(
-        {
-            "workload": s["workload"],
-            "hardware": s["hardware"] + " @" + s["host"].astype(str),
-            "stack": s["stack"],
-            "devices": aggregate.devices(s),
-            "precision": s["precision"],
-            "mode": s["mode"],
-            "input": s["input"],
-            "configuration": s["configuration"],
-            "status": s["status"],
-            "samples/s": [fmt(x) for x in s["throughput_median"]],
-            "final acc": [fmt(x, ".4f") for x in s["accuracy_median"]],
-            "TTA s": [tta_text(r) for _, r in s.iterrows()],
-            **{k: v for k, v in tracked_columns.items() if k in OVERVIEW_TRACKED},
-            **costs(s, label=False),
-            "weights": s["weights"],
-            "files": [" ".join(link(os.path.relpath(a, out), name(a)) for a in arts) for arts in s["artifacts"]],
-        }
-    )
-    return t if any(t["configuration"]) else t.drop(columns="configuration")
-
-
-_MARKDOWN = re.compile(r"([\\`|\[\]])")  # what would end a cell, start code or a link, or escape the next
-_BREAKS = re.compile(r"[\n\r\t]+")  # a text's own line breaks and tabs: a space in a cell
-
-
-MAX_SHOWN = 1_000  # characters of one value in a table: the rest is counted, not shown (summary.csv holds it all)
-
-
-def plain(value: object) -> str:
-    """A value as text for a table cell: floats as tabulate shows them (``g``), line breaks a space, every other
-    control, format or separator character escaped visibly (bench.text.shown: a bidi override or an escape
-    sequence shows as ``\\u202e``, ``\\x1b``, never acts), and at most ``MAX_SHOWN`` characters of it."""
-    if value is None:
-        return ""
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    if len(text) > MAX_SHOWN:
-        text = f"{text[:MAX_SHOWN]}… ({len(text) - MAX_SHOWN:,} more characters)"
-    return shown(_BREAKS.sub(" ", text))
-
-
-def html_text(value: object) -> str:
-    """A value as HTML text that shows as written (``plain``), markup escaped."""
-    return html.escape(plain(value))
-
-
-def md_text(value: object) -> str:
-    """A value as Markdown that stays in its table cell and shows as written (``plain``): markup escaped as HTML,
-    ``|``, backticks, brackets and backslashes escaped."""
-    return _MARKDOWN.sub(r"\\\1", html.escape(plain(value), quote=False))
-
-
-def markdown(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
-    """``t`` as a Markdown pipe table: every value through ``md_text`` but the ``raw`` columns' (links that
-    ``md_link`` built). Rows are not padded to the widest value: the table grows with its values, not their product."""
-    lines = ["| " + " | ".join(map(str, t.columns)) + " |", "|" + "---|" * len(t.columns)]  # the report's own names
-    for row in t.itertuples(index=False):
-        cells = (str(v) if c in raw else md_text(v) for c, v in zip(t.columns, row))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def artifacts(g: pd.DataFrame, out: Path) -> list[list]:
+    """``label: link link …`` for the rows whose cells saved files (plots, traces), linked relative to ``out``."""
+    return [
+        [f"{label(r)}:", *(Link(os.path.relpath(a, out), name(a)) for a in r["artifacts"])]
+        for _, r in g.iterrows()
+        if r["artifacts"]
+    ]
 
 
 # What a spreadsheet reads as the start of a formula (OWASP's CSV-injection list, and the full-width signs some read
@@ -215,36 +226,13 @@ def csv_safe(t: pd.DataFrame) -> pd.DataFrame:
 CSV_QUOTING = csv.QUOTE_ALL
 
 
-def html_table(t: pd.DataFrame, raw: tuple[str, ...] = ()) -> str:
-    """``t`` as HTML with every value escaped, but for the ``raw`` columns, which hold links built (and escaped) by
-    ``html_link`` from paths inside the results folder."""
-    safe = t.copy()
-    for column in safe.columns:
-        if column not in raw:  # each value isolated (<bdi>): its own text direction never reorders the row's
-            safe[column] = ["" if v is None or (isinstance(v, float) and pd.isna(v)) else
-                            f"<bdi>{html_text(v)}</bdi>" for v in safe[column]]  # fmt: skip
-    return safe.to_html(index=False, border=0, escape=False)
-
-
-def left_out(lines: list[str], note: str = "", heading: str = "Records left out") -> tuple[list[str], str]:
-    """Records left out (failing their schema, bench.schema; or superseded), under their own heading: markdown
-    lines (an indented block, which nothing in a line can end) and HTML (escaped, in a <pre>)."""
-    md = [f"## {heading}", "", *([note, ""] if note else []), *(f"    {plain(line)}" for line in lines), ""]
-    text = "\n".join(html_text(line) for line in lines)
-    return md, f"<h2>{heading}</h2>{f'<p>{html_text(note)}</p>' if note else ''}<pre>{text}</pre>"
-
-
 def name(path: str) -> str:
     """A file's short name for a link: its stem, "trace" for a profile trace."""
     return "trace" if ".pt.trace." in path else Path(path).stem
 
 
-def md_link(path: str, text: str) -> str:
-    return f"[{md_text(text)}]({quote(path)})"
-
-
-def html_link(path: str, text: str) -> str:
-    return f'<a href="{html.escape(path)}">{html_text(text)}</a>'
+HARDWARE = ("cpu", "cores", "CPU ISA", "accelerator")  # the environments' columns, in two tables
+SOFTWARE = ("torch", "lightning", "python", "allocator", "image", "commit", "not the lock")
 
 
 def environments(df: pd.DataFrame) -> pd.DataFrame:

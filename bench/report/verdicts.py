@@ -72,6 +72,7 @@ def _overhead_row(r: pd.Series, ref: pd.Series, interval: stats.Ratio) -> dict:
         "precision": r["precision"],
         "mode": r["mode"],
         "input": r["input"],
+        "configuration": r["configuration"],  # what sets the framework's row apart from its workload's others
         "framework samples/s": fmt(t),
         "plain torch samples/s": fmt(base),
         "ratio": f"{ratio:.3f}",

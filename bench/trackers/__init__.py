@@ -73,5 +73,10 @@ def create(job, backend, cell_dir: Path) -> list[Tracker]:
 
 
 def report_columns() -> list:
-    """``report(sections)`` of every tracker that has one, with its section name."""
-    return [(m.TRACKER.SECTION, m.report) for m in modules() if hasattr(m, "report")]
+    """``report(sections)`` of every tracker that has one, with its section name and the report's table its columns
+    go to (the module's ``REPORT_TABLE``: "diagnostics" unless it says otherwise)."""
+    return [
+        (m.TRACKER.SECTION, m.report, getattr(m, "REPORT_TABLE", "diagnostics"))
+        for m in modules()
+        if hasattr(m, "report")
+    ]

@@ -160,6 +160,9 @@ def _total(joules: dict) -> float | None:
 TRACKER = Energy
 
 
+REPORT_TABLE = "cost"  # the report table its columns go to (bench.report.render.TABLES)
+
+
 def report(sections: list[dict]) -> dict[str, str]:
     ok = [s for s in sections if s.get("status") == "ok"]
     if not ok:

@@ -191,6 +191,9 @@ def profile_bound(busy_pct: float, loader_pct: float, device: bool) -> str:
     return f"host-bound ({100 - busy_pct:.0f}% {idle})"
 
 
+REPORT_TABLE = "profile"  # the report table its columns go to (bench.report.render.TABLES)
+
+
 def report(sections: list[dict]) -> dict[str, str]:
     """busy %, host ms per step and the DataLoader's share (medians over repeats), and the verdict they give."""
     ok = [s for s in sections if s and s.get("status") == "ok"]
