@@ -69,10 +69,12 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint docker/*
 
-# Two test processes (pytest-xdist), each test file in one of them, the longest first (tests/conftest.py): most
-# tests wait on subprocesses and imports, and a file's tests share what its first one built. TEST_JOBS=0 runs them
-# in this process. Then, alone, the tests that need the machine to themselves (a quiet host told from a busy one).
-TEST_JOBS ?= 2
+# Three test processes on two cores (pytest-xdist), each test file in one of them, the longest first
+# (tests/conftest.py): most tests wait on subprocesses, imports and a browser, so a third keeps the cores busy (4 min
+# 50 s against 5 min 5 s with two, on the 2-core CI machine kind); a file's tests share what its first one built.
+# TEST_JOBS=0 runs them in this process. Then, alone, the tests that need the machine to themselves (a quiet host
+# told from a busy one).
+TEST_JOBS ?= 3
 test: lint
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not alone"
 	$(BIN)/python -m pytest -p no:xdist -m alone tests/test_contention.py
