@@ -15,9 +15,12 @@ from tests.conftest import ROOT
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: make setup installs it")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium on this machine: apt-get install chromium (CI installs it)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="no Chromium on this machine: apt-get install chromium (CI installs it)"
+    ),
+    pytest.mark.slow,  # a browser and two reports: make test, not the inner loop
+]
 WIDTH = 1280
 RECORDS = ROOT / "tests" / "data" / "report-before"  # real records of this harness (tests/test_report.py)
 

@@ -137,6 +137,7 @@ def test_normalised_tensors_are_cached(mnist_dir, cache):
     assert os.path.getmtime(cached[0]) == mtime
 
 
+@pytest.mark.slow  # 70,000 PNGs: make test, not the inner loop
 def test_png_folders_have_fastais_mnist_layout(mnist_dir, cache):
     from PIL import Image
 
