@@ -75,7 +75,7 @@ def _name(text: str) -> str:
 
 
 def bmf(s: pd.DataFrame) -> dict:
-    """The Bencher Metric Format of the report's rows: ``{benchmark: {measure: {value, lower_value, upper_value}}}``;
+    """The Bencher Metric Format of the report's rows: ``{workload/row: {measure: {value, lower_value, upper_value}}}``;
     throughput from the quiet repeats (their geometric mean and 95% interval), time to accuracy by MLPerf's rule
     (bench.stats.tta). A row with neither is left out."""
     out: dict[str, dict] = {}
@@ -87,7 +87,7 @@ def bmf(s: pd.DataFrame) -> dict:
         if r["tta_s"] is not None and not pd.isna(r["tta_s"]):
             measures["time-to-accuracy"] = {"value": float(r["tta_s"])}
         if measures:
-            out[f"{r['workload']}/{r['host']}/{render.label(r)}"] = measures
+            out[f"{r['workload']}/{render.label(r)}"] = measures
     return out
 
 

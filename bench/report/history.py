@@ -70,7 +70,7 @@ def title(key: tuple) -> str:
     """A history's heading: its workload and row label (render.label)."""
     r = pd.Series(dict(zip(aggregate.ROW, key)))
     r["configuration"] = ""
-    return f"{r['workload']} on {r['hardware']} @{r['host']}: {render.label(r)}"
+    return f"{r['workload']}: {render.label(r)}"
 
 
 def regressions(history: dict[tuple, pd.DataFrame]) -> int:

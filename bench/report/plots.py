@@ -13,15 +13,19 @@ import pandas as pd
 from bench import stats
 from bench.report import aggregate, render
 
+MAX_CURVES = 10  # a row's newest repeats drawn: a plot grows with its rows, not with a year of nightly runs
+
 
 def accuracy(df: pd.DataFrame, s: pd.DataFrame, workload: str, targets: list[float]) -> plt.Figure:
-    """Each row's accuracy curves (``df``'s records, by ``s``'s rows: one colour and label a configuration)."""
+    """Each row's accuracy curves (``df``'s records, by ``s``'s rows: one colour and label a configuration), its
+    newest ``MAX_CURVES`` repeats."""
     fig, ax = plt.subplots(figsize=(7, 4))
     ok = df[(df["workload"] == workload) & (df["status"] == "ok")]
     labels = {tuple(r[aggregate.ROW]): _text(render.label(r)) for _, r in s.iterrows()}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for n, (key, g) in enumerate(ok.groupby(aggregate.ROW, sort=False, dropna=False)):
-        for j, curve in enumerate(g["curve"]):
+        newest = g.sort_values("started_at", na_position="first").tail(MAX_CURVES)
+        for j, curve in enumerate(newest["curve"]):
             epochs = curve if isinstance(curve, list) else []  # a record from before curves, or with none
             pts = [(c["elapsed_seconds"], c["test_accuracy"]) for c in epochs if _point(c)]
             if pts:
@@ -78,7 +82,7 @@ def glance(g: pd.DataFrame) -> plt.Figure | None:
 def history(t: pd.DataFrame, title: str) -> plt.Figure:
     """One configuration's runs in order (bench.report.history): samples/s with its 95% interval, regressions in
     red."""
-    fig, ax = plt.subplots(figsize=(10, 2.6))
+    fig, ax = plt.subplots(figsize=(10, 3.4))
     have = t[t["_mean"].notna()]
     x = list(range(len(have)))
     mean = have["_mean"].astype(float)
@@ -87,7 +91,8 @@ def history(t: pd.DataFrame, title: str) -> plt.Figure:
     ax.errorbar(x, mean, yerr=[low, high], marker="o", capsize=3, color="#4c72b0")
     bad = [i for i, v in enumerate(have["vs the run before"]) if "REGRESSION" in v]
     ax.scatter([x[i] for i in bad], [mean.iloc[i] for i in bad], color="#c44e52", zorder=3, s=60, label="regression")
-    ax.set_xticks(x, [f"{d}\n{c[:7]}" for d, c in zip(have["started"].str[:10], have["commit"])], fontsize=7)
+    ticks = [f"{d} {c[:7]}" for d, c in zip(have["started"].str[:10], have["commit"])]
+    ax.set_xticks(x, ticks, fontsize=7, rotation=60, ha="right")
     ax.set(ylabel="samples/s", title=_text(title))
     if bad:
         ax.legend(fontsize=7)

@@ -186,9 +186,10 @@ def costs(s: pd.DataFrame, label: bool = True) -> dict[str, list[str]]:
 
 
 def label(r: pd.Series) -> str:
-    """A report row by name: hardware, devices and precision; the mode and input where they are not the seed's; and
-    what sets its configuration apart (aggregate's ``configuration``), so that no two rows of a workload share one."""
-    text = f"{r['hardware']} x{r['device_count']} {r['precision']}"
+    """A report row by name: hardware @host, devices and precision; the mode and input where they are not the
+    seed's; and what sets its configuration apart (aggregate's ``configuration``), so that no two rows of a workload
+    share one."""
+    text = f"{r['hardware']} @{r['host']} x{r['device_count']} {r['precision']}"
     text += "".join(f" {k} {r[k]}" for k in ("mode", "input") if r[k] != RECIPE[k])
     return text + (f" [{r['configuration']}]" if r["configuration"] else "")
 
