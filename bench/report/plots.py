@@ -64,7 +64,7 @@ def glance(g: pd.DataFrame) -> plt.Figure | None:
     if max(mean) > 10 * min(mean):
         speed.set_xscale("log")
     speed.invert_yaxis()
-    speed.set(xlabel="samples/s: geometric mean, 95% interval (grey: not quiet)")
+    speed.set(xlabel="samples/s, 95% interval (grey: not quiet)")
     seconds = [None if pd.isna(x) else float(x) for x in g["tta_s"]]
     tta.barh(labels, [x or 0 for x in seconds], color="#55a868")
     for y, x in enumerate(seconds):
