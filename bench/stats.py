@@ -35,9 +35,11 @@ def _clean(values: Iterable) -> list[float]:
 
 
 def _t(dof: float) -> float:
-    from scipy import stats  # imported here: the report's other paths do without scipy's import time
+    # scipy.special's Student t functions, not scipy.stats.t: the same values at a fiftieth of the cost per call (a
+    # report makes one per comparison); imported here, as the report's other paths do without scipy's import time
+    from scipy.special import stdtrit
 
-    return float(stats.t.ppf((1 + LEVEL) / 2, dof))
+    return float(stdtrit(dof, (1 + LEVEL) / 2))
 
 
 @dataclass
@@ -83,13 +85,13 @@ class Ratio:
 
 def _p(log_estimate: float, se: float | None, dof: float | None) -> float | None:
     """Two-sided p-value of a difference of mean logs against 0 (a t statistic); None without an interval."""
-    from scipy import stats
+    from scipy.special import stdtr
 
     if se is None or dof is None:
         return None
     if se == 0:
         return 0.0 if log_estimate else 1.0
-    return float(2 * stats.t.sf(abs(log_estimate) / se, dof))
+    return float(2 * stdtr(dof, -abs(log_estimate) / se))
 
 
 def _judged(estimate, low, high, n_new: int, n_base: int, method: str, se, dof) -> Ratio:
