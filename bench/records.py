@@ -172,10 +172,13 @@ def numbered(path: Path) -> list[tuple[int, dict, bool]]:
 
 MAX_ITEMS = 10_000  # of one list or object in a record: a curve of the most epochs a suite may ask for
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes and all (unrolled: fast)
-# \ud800-\udfff written as an escape, or as UTF-8 bytes (json.loads reads bytes with surrogatepass)
-_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+# \ud800-\udfff written as an escape, or as UTF-8 bytes (json.loads reads bytes with surrogatepass): two patterns,
+# each with a literal start that the regex engine finds at C speed (one alternation is 8x slower)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_UTF8 = re.compile(rb"\xed[\xa0-\xbf]")
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-_LONG_DIGITS = re.compile(rb"\d{19,}")  # an integer that may be beyond 64 bits
+_DIGITS = bytes(c if c in b"0123456789" else 32 for c in range(256))  # every other byte a space
+LONG_DIGITS = 19  # a run of as many digits may be an integer beyond 64 bits
 
 
 @dataclasses.dataclass
@@ -195,9 +198,11 @@ def shape(line: bytes) -> Shape:
     # structure, numbers and literals: a bracket in a string is not one (the strings are taken out where one has one)
     rest = _STRING.sub(b"", line) if b"".join(strings).translate(None, _NOT_BRACKETS) else line
     depth = max(itertools.accumulate(1 if c in b"[{" else -1 for c in rest.translate(None, _NOT_BRACKETS)), default=0)
-    # a run of 19 digits in a string too: then the walk decides
-    bounded = depth <= 20 and max(map(len, strings), default=0) <= schema.MAX_TEXT and not _LONG_DIGITS.search(line)
-    return Shape(depth, line.count(b","), bool(_SURROGATE_BYTES.search(line)), bounded)
+    # a run of 19 digits in a string too: then the walk decides (runs found by translate and split: 4x a regex's speed)
+    long_digits = max(map(len, line.translate(_DIGITS).split()), default=0) >= LONG_DIGITS
+    bounded = depth <= 20 and max(map(len, strings), default=0) <= schema.MAX_TEXT and not long_digits
+    odd_text = bool(_SURROGATE_ESCAPE.search(line) or _SURROGATE_UTF8.search(line))
+    return Shape(depth, line.count(b","), odd_text, bounded)
 
 
 def valid_text(value: object, cut: list[int] | None = None) -> object:

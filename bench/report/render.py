@@ -167,9 +167,9 @@ def dollars(x: float | None) -> str:
     return f"${x:.{max(2, 2 - math.floor(math.log10(x)))}f}" if x > 0 else "$0"
 
 
-def costs(s: pd.DataFrame, label: bool = True) -> dict[str, list[str]]:
-    """$ to the target and $ per million samples at each row's price (bench.cost), where any row has a price;
-    ``label``: with the price each row is billed at."""
+def costs(s: pd.DataFrame) -> dict[str, list[str]]:
+    """$ to the target and $ per million samples at each row's price (bench.cost), with the price each row is billed
+    at, where any row has a price."""
     if s["usd_per_hour"].isna().all():
         return {}
 
@@ -178,11 +178,11 @@ def costs(s: pd.DataFrame, label: bool = True) -> dict[str, list[str]]:
             return ""
         return "not reached" if x is None or pd.isna(x) else dollars(x)
 
-    out = {
+    return {
         "$ to target": [to_target(*r) for r in zip(s["usd_to_target"], s["usd_per_hour"], s["status"])],
         "$/M samples": [dollars(x) for x in s["usd_per_M_samples"]],
+        "priced at": list(s["price"]),
     }
-    return {**out, "priced at": list(s["price"])} if label else out
 
 
 def label(r: pd.Series) -> str:
