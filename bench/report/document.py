@@ -177,13 +177,14 @@ def markdown(doc: Document) -> str:
 
 # ---- HTML --------------------------------------------------------------------------------------------------------
 
-# One stylesheet for every page: tables fit the width of a 1,280 px window (long values wrap rather than scroll),
-# and print without the filter boxes.
+# One stylesheet for every page: tables fit the width of a 1,280 px window (long values wrap between words; a word
+# too long for any width scrolls inside its table's box, never the page), and print without the filter boxes.
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1240px;padding:0 12px;color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{font-size:1.3em;margin-top:1.6em;border-bottom:1px solid #ccc}h3{font-size:1.05em}
 table{border-collapse:collapse;font-size:12.5px;width:100%;margin:.4em 0 1em}
-td,th{padding:3px 6px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+td,th{padding:3px 6px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top;overflow-wrap:break-word}
+div.wide{overflow-x:auto}
 th{background:#f4f4f4;cursor:pointer;user-select:none;white-space:normal}
 th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
 input.filter{font-size:12px;padding:2px 6px;margin:.2em 0;width:18em}
@@ -205,7 +206,8 @@ function sortBy(th){const tb=th.closest('table').tBodies[0],i=th.cellIndex,up=!t
  rows.sort((a,b)=>{const x=key(a[1]),y=key(b[1]);
   const c=(x!==null&&y!==null)?x-y:(x!==null?-1:(y!==null?1:a[1].localeCompare(b[1])));return up?c:-c});
  rows.forEach(r=>tb.appendChild(r[0]))}
-function filterRows(input){const q=input.value.toLowerCase(),tb=input.nextElementSibling.tBodies[0];
+function filterRows(input){const q=input.value.toLowerCase();
+ const tb=input.nextElementSibling.querySelector('table').tBodies[0];
  [...tb.rows].forEach(r=>{r.hidden=q!==''&&!r.textContent.toLowerCase().includes(q)})}
 document.querySelectorAll('table.data th').forEach(th=>th.addEventListener('click',()=>sortBy(th)));
 document.querySelectorAll('input.filter').forEach(i=>i.addEventListener('input',()=>filterRows(i)));
@@ -230,7 +232,8 @@ def html_table(t: pd.DataFrame) -> str:
     box = (
         '<input class="filter" type="search" placeholder="filter rows" aria-label="filter rows">' if len(t) > 3 else ""
     )
-    return f'{box}<table class="data"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    table = f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    return f'{box}<div class="wide">{table}</div>'
 
 
 def _html_blocks(blocks: list, level: int) -> str:
