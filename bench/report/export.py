@@ -22,6 +22,11 @@ BMF = "bmf.json"
 NAMESPACE = "bench"  # the mllog namespace of every event
 
 
+def _number(value: object, default: float | None = None) -> float | None:
+    """A record's number, or ``default`` where it has none (None, NaN: a field an older schema lacks)."""
+    return default if value is None or pd.isna(value) else float(value)
+
+
 def _ms(started_at: str | None) -> float | None:
     try:
         return datetime.fromisoformat(str(started_at)).timestamp() * 1000
@@ -49,12 +54,13 @@ def mllog_lines(r: pd.Series) -> list[str]:
     start = _ms(r["started_at"])
     if start is None:
         return []
-    start = round(start + float(r["setup_seconds"] or 0) * 1000)  # MLPerf logs whole milliseconds
+    start = round(start + _number(r["setup_seconds"], 0.0) * 1000)  # MLPerf logs whole milliseconds
     target = None if r["tta_target"] in (None, "none") else float(r["tta_target"])
     curve = [e for e in (r["curve"] if isinstance(r["curve"], list) else []) if e.get("elapsed_seconds") is not None]
     meta = {"host": r["host"], "cell": r["cell_id"], "repeat": r["repeat"], "precision": r["precision"]}
     log.event(c.SUBMISSION_BENCHMARK, r["workload"], metadata=meta, time_ms=start)
-    log.event(c.GLOBAL_BATCH_SIZE, int(r["global_batch_size"] or r["batch_size"]), time_ms=start)
+    batch = _number(r["global_batch_size"]) or _number(r["batch_size"])
+    log.event(c.GLOBAL_BATCH_SIZE, None if batch is None else int(batch), time_ms=start)
     log.event("eval_target", target, time_ms=start)  # bench's key: MLPerf fixes each benchmark's target in its rules
     log.start(c.RUN_START, time_ms=start)
     stop, status = start, c.ABORTED
