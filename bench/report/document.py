@@ -71,7 +71,6 @@ class Items:
     """A list: each item a text, or parts of text and Links."""
 
     items: list
-    ordered: bool = False
 
 
 @dataclass
@@ -159,10 +158,7 @@ def _md_blocks(blocks: list, level: int) -> list[str]:
         elif isinstance(b, Figure):
             out += [f"![{md_text(b.alt)}]({quote(b.name)})", ""]
         elif isinstance(b, Items):
-            marks = (f"{i}." if b.ordered else "-" for i in range(1, len(b.items) + 1))
-            out += [
-                f"{m} {_md_value(item) if isinstance(item, list) else md_text(item)}" for m, item in zip(marks, b.items)
-            ]
+            out += [f"- {_md_value(item) if isinstance(item, list) else md_text(item)}" for item in b.items]
             out += [""]
         elif isinstance(b, Lines):  # an indented block: nothing in a line can end it or act as markup
             out += [*(f"    {plain(line)}" for line in b.lines), ""]
@@ -253,9 +249,8 @@ def _html_blocks(blocks: list, level: int) -> str:
                 f'<figure><img src="data:image/png;base64,{data}" alt="{alt}"><figcaption>{alt}</figcaption></figure>'
             )
         elif isinstance(b, Items):
-            tag = "ol" if b.ordered else "ul"
             items = "".join(f"<li>{_html_value(i) if isinstance(i, list) else html_text(i)}</li>" for i in b.items)
-            out.append(f"<{tag}>{items}</{tag}>")
+            out.append(f"<ul>{items}</ul>")
         elif isinstance(b, Lines):
             out.append("<pre>" + "\n".join(html_text(line) for line in b.lines) + "</pre>")
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench import stats
-from bench.report.verdicts import Shown, fmt
+from bench.report.verdicts import Shown, fmt, interval_text
 
 
 def configuration(r: pd.Series) -> str:
@@ -44,10 +44,9 @@ def reaches(r: pd.Series) -> str:
 
 
 def _speed(r: pd.Series) -> str:
-    mean, low, high = stats.interval(r["throughputs"].values())
-    band = f" [{fmt(low)}–{fmt(high)}]" if low is not None else ""
     n = len(r["throughputs"])
-    return f"{fmt(mean)} samples/s{band} over {n} quiet repeat{'s' if n != 1 else ''}"
+    speed = interval_text(stats.interval(r["throughputs"].values()), " samples/s")
+    return f"{speed} over {n} quiet repeat{'s' if n != 1 else ''}"
 
 
 def sentences(g: pd.DataFrame, peak: pd.DataFrame, overhead: pd.DataFrame) -> list[str]:

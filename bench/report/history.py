@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench import stats
 from bench.report import aggregate, render
-from bench.report.verdicts import fmt
+from bench.report.verdicts import interval_text
 
 MIN_RUNS = 3  # runs of one configuration before it has a history worth a table
 SHOWN = 30  # the newest runs of each shown (a year of nightly runs is the records' and summary.csv's to hold)
@@ -44,7 +44,7 @@ def runs(df: pd.DataFrame, include_unquiet: bool = False) -> dict[tuple, pd.Data
                     "started": str(started[run_id] or "")[:16].replace("T", " "),
                     "commit": ", ".join(commits),
                     "quiet repeats": f"{len(sample)} of {len(r)}",
-                    "samples/s [95% CI]": _mean(found),
+                    "samples/s [95% CI]": interval_text(found),
                     "TTA s": stats.tta(
                         [t if s == "ok" else None for s, t in zip(r["status"], pd.to_numeric(r["tta_seconds"]))]
                     ).text(),
@@ -57,13 +57,6 @@ def runs(df: pd.DataFrame, include_unquiet: bool = False) -> dict[tuple, pd.Data
             previous = sample or previous
         out[key] = pd.DataFrame(rows[-SHOWN:])
     return out
-
-
-def _mean(found: tuple | None) -> str:
-    if not found:
-        return ""
-    mean, low, high = found
-    return fmt(mean) + (f" [{fmt(low)}–{fmt(high)}]" if low is not None else "")
 
 
 def title(key: tuple) -> str:

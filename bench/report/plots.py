@@ -48,19 +48,17 @@ def glance(g: pd.DataFrame) -> plt.Figure | None:
     g = g[(g["status"] == "ok") & g["throughput_median"].notna()]
     if not len(g):
         return None
-    mean, low, high, colors, labels = [], [], [], [], []
+    found, colors, labels = [], [], []
     for _, r in g.iterrows():
         quiet = stats.interval(r["throughputs"].values()) if r["throughputs"] else None
-        m, lo, hi = quiet or (r["throughput_median"], r["throughput_min"], r["throughput_max"])
-        mean.append(float(m))
-        low.append(float(m) - float(lo if lo is not None else m))
-        high.append(float(hi if hi is not None else m) - float(m))
+        found.append(quiet or (r["throughput_median"], r["throughput_min"], r["throughput_max"]))
         colors.append("#4c72b0" if quiet else "#aaaaaa")
         labels.append(_text(render.label(r) + ("" if quiet else " (not quiet)")))
     fig, (speed, tta) = plt.subplots(
         1, 2, figsize=(10, 1.4 + 0.32 * len(g)), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
     )
-    speed.barh(labels, mean, xerr=[low, high], capsize=3, color=colors)
+    mean, err = _whiskers(found)
+    speed.barh(labels, mean, xerr=err, capsize=3, color=colors)
     if max(mean) > 10 * min(mean):
         speed.set_xscale("log")
     speed.invert_yaxis()
@@ -85,12 +83,10 @@ def history(t: pd.DataFrame, title: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(10, 3.4))
     have = t[t["_mean"].notna()]
     x = list(range(len(have)))
-    mean = have["_mean"].astype(float)
-    low = [m - (lo if lo is not None and not pd.isna(lo) else m) for m, lo in zip(mean, have["_low"])]
-    high = [(hi if hi is not None and not pd.isna(hi) else m) - m for m, hi in zip(mean, have["_high"])]
-    ax.errorbar(x, mean, yerr=[low, high], marker="o", capsize=3, color="#4c72b0")
+    mean, err = _whiskers(zip(have["_mean"], have["_low"], have["_high"]))
+    ax.errorbar(x, mean, yerr=err, marker="o", capsize=3, color="#4c72b0")
     bad = [i for i, v in enumerate(have["vs the run before"]) if "REGRESSION" in v]
-    ax.scatter([x[i] for i in bad], [mean.iloc[i] for i in bad], color="#c44e52", zorder=3, s=60, label="regression")
+    ax.scatter([x[i] for i in bad], [mean[i] for i in bad], color="#c44e52", zorder=3, s=60, label="regression")
     ticks = [f"{d} {c[:7]}" for d, c in zip(have["started"].str[:10], have["commit"])]
     ax.set_xticks(x, ticks, fontsize=7, rotation=60, ha="right")
     ax.set(ylabel="samples/s", title=_text(title))
@@ -98,6 +94,18 @@ def history(t: pd.DataFrame, title: str) -> plt.Figure:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def _whiskers(found) -> tuple[list[float], list[list[float]]]:
+    """(means, [below, above]) for matplotlib's error bars from (mean, low, high) triples; a bound that is missing
+    (None, NaN: one repeat has no interval) draws no whisker."""
+    mean, below, above = [], [], []
+    for m, lo, hi in found:
+        m = float(m)
+        mean.append(m)
+        below.append(m - (m if lo is None or pd.isna(lo) else float(lo)))
+        above.append((m if hi is None or pd.isna(hi) else float(hi)) - m)
+    return mean, [below, above]
 
 
 def _point(epoch: dict) -> bool:

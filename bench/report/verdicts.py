@@ -21,6 +21,15 @@ def fmt(x: float | None, spec: str = ",.0f") -> str:
     return "" if x is None or pd.isna(x) else format(x, spec)
 
 
+def interval_text(found: tuple[float, float | None, float | None] | None, unit: str = "") -> str:
+    """``3,482 samples/s [3,117–3,889]``: a geometric mean, its ``unit`` and its 95% interval (bench.stats.interval),
+    the mean alone where there is no interval, "" where there is no value."""
+    if not found:
+        return ""
+    mean, low, high = found
+    return fmt(mean) + unit + (f" [{fmt(low)}–{fmt(high)}]" if low is not None else "")
+
+
 def tta_text(r: pd.Series) -> str:
     """``60.0 (2 of 3 reached)`` or ``no TTA (2 not reached; 1 of 3 reached)``: MLPerf's score of the row's runs
     (bench.stats.tta)."""

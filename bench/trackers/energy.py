@@ -160,7 +160,7 @@ def _total(joules: dict) -> float | None:
 TRACKER = Energy
 
 
-REPORT_TABLE = "cost"  # the report table its columns go to (bench.report.render.TABLES)
+REPORT_TABLE = "cost"  # the report table its columns go to (bench.report.render.values)
 
 
 def report(sections: list[dict]) -> dict[str, str]:

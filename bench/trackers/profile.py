@@ -191,7 +191,7 @@ def profile_bound(busy_pct: float, loader_pct: float, device: bool) -> str:
     return f"host-bound ({100 - busy_pct:.0f}% {idle})"
 
 
-REPORT_TABLE = "profile"  # the report table its columns go to (bench.report.render.TABLES)
+REPORT_TABLE = "profile"  # the report table its columns go to (bench.report.render.values)
 
 
 def report(sections: list[dict]) -> dict[str, str]:
