@@ -38,7 +38,7 @@ def open_own(path: Path, flags: int, mode: int = 0o644) -> int:
     return fd
 
 
-def replace(path: Path, text: str) -> None:
+def replace(path: Path, text: str | bytes) -> None:
     """``text`` into ``path``, whole: written to a new file beside it, then renamed over it, so that a reader never
     sees half of it and a link at ``path`` is replaced, not followed."""
     with _staged(path, text) as tmp:
@@ -57,13 +57,13 @@ def create(path: Path, text: str) -> bool:
 
 
 @contextlib.contextmanager
-def _staged(path: Path, text: str) -> Iterator[str]:
+def _staged(path: Path, text: str | bytes) -> Iterator[str]:
     """A new file beside ``path`` holding ``text``, removed afterwards unless it was renamed into place."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o644)  # as readable as the files bench opens itself (mkstemp makes 0600)
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode())
         yield tmp
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -114,18 +114,18 @@ def append(path: Path, record: dict) -> None:
 
 def read(path: Path) -> list[dict]:
     """The records of one file; torn or corrupt lines are skipped with a warning."""
-    return [record for _, record, _ in numbered(path)]
+    return [record for _, record, _, _ in numbered(path)]
 
 
 MAX_LINE = 1 << 20  # a record is a few kB: a line of more than 1 MiB is not one
 MAX_FILE = 1 << 30  # what one records.jsonl may hold (a million records of 1 kB)
 
 
-def numbered(path: Path) -> list[tuple[int, dict, bool]]:
-    """(line number, record) of one file, read as a stream; torn or corrupt lines, lines that are not an object and
-    lines over ``MAX_LINE`` are skipped with a warning that names them, and reading stops at ``MAX_FILE``. Only a
-    regular file is read (not a link, a FIFO or a device). Text comes back valid: a lone surrogate (a JSON escape no
-    UTF-8 text holds) becomes U+FFFD."""
+def numbered(path: Path) -> list[tuple[int, dict, bool, int]]:
+    """(line number, record, whether its bytes showed it bounded (``Shape``), the line's byte offset) of one file,
+    read as a stream; torn or corrupt lines, lines that are not an object and lines over ``MAX_LINE`` are skipped
+    with a warning that names them, and reading stops at ``MAX_FILE``. Only a regular file is read (not a link, a
+    FIFO or a device). Text comes back valid: a lone surrogate (a JSON escape no UTF-8 text holds) becomes U+FFFD."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:
@@ -150,23 +150,50 @@ def numbered(path: Path) -> list[tuple[int, dict, bool]]:
                 continue
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-                s = shape(line)  # of JSON only: a torn line's brackets do not pair
-            except (ValueError, RecursionError):  # torn, not JSON, not UTF-8, an integer of over 4,300 digits
-                warn(f"{path}:{number}: skipping a torn or corrupt line")
+            parsed = parse(line)
+            if isinstance(parsed, str):
+                warn(f"{path}:{number}: {parsed}")
                 continue
-            if s.depth > files.MAX_DEPTH:  # before anything walks it: valid_text, the schema
-                warn(f"{path}:{number}: skipping a line nested deeper than {files.MAX_DEPTH} levels")
-            elif isinstance(record, dict):
-                cut = [0]
-                if s.odd_text or s.commas >= MAX_ITEMS:  # a lone surrogate or a list too long may be there
-                    record = valid_text(record, cut)
-                out.append((number, record, s.bounded))
-                if cut[0]:
-                    warn(f"{path}:{number}: {cut[0]:,} items beyond {MAX_ITEMS:,} a list or object dropped")
-            else:
-                warn(f"{path}:{number}: skipping a line that is not a JSON object")
+            record, bounded, cut = parsed
+            out.append((number, record, bounded, size - len(line)))
+            if cut:
+                warn(f"{path}:{number}: {cut:,} items beyond {MAX_ITEMS:,} a list or object dropped")
+    return out
+
+
+def parse(line: bytes) -> tuple[dict, bool, int] | str:
+    """One line of a records file as (the record, whether its bytes showed it bounded, the items ``valid_text`` cut
+    from it), or why it is skipped."""
+    try:
+        record = json.loads(line)
+        s = shape(line)  # of JSON only: a torn line's brackets do not pair
+    except (ValueError, RecursionError):  # torn, not JSON, not UTF-8, an integer of over 4,300 digits
+        return "skipping a torn or corrupt line"
+    if s.depth > files.MAX_DEPTH:  # before anything walks it: valid_text, the schema
+        return f"skipping a line nested deeper than {files.MAX_DEPTH} levels"
+    if not isinstance(record, dict):
+        return "skipping a line that is not a JSON object"
+    cut = [0]
+    if s.odd_text or s.commas >= MAX_ITEMS:  # a lone surrogate or a list too long may be there
+        record = valid_text(record, cut)
+    return record, s.bounded, cut[0]
+
+
+def at(path: Path, offsets: list[int]) -> list[dict | None]:
+    """The records whose lines start at ``offsets`` in ``path`` (``numbered`` gave them), read as ``numbered`` reads
+    them; None for one that is no longer there as it was (the file changed since)."""
+    out: list[dict | None] = []
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return [None] * len(offsets)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return [None] * len(offsets)
+        for offset in offsets:
+            f.seek(offset)
+            parsed = parse(f.readline(MAX_LINE + 1))
+            out.append(parsed[0] if isinstance(parsed, tuple) else None)
     return out
 
 
@@ -225,11 +252,40 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def located(path: Path) -> list[dict]:
     """The records of one file, each with where it came from: ``_run_dir`` (the folder its ``artifacts`` paths are
-    relative to), ``_file`` and ``_line`` (for messages about it)."""
+    relative to), ``_file`` and ``_line`` (for messages about it), ``_offset`` (where its line starts: ``at``)."""
     return [
-        {**r, "_run_dir": str(path.parent), "_file": str(path), "_line": n, schema.BOUNDED: bounded}
-        for n, r, bounded in numbered(path)
+        {**r, "_run_dir": str(path.parent), "_file": str(path), "_line": n, "_offset": offset, schema.BOUNDED: bounded}
+        for n, r, bounded, offset in numbered(path)
     ]
+
+
+def identity(record: dict) -> tuple | None:
+    """What tells one measurement from another in an upgraded record (bench.schema.upgrade): its host, run id and
+    fingerprint (which holds the repeat), and whether its fields gave that fingerprint (a record that omits a field of
+    the identity supersedes no record that holds them all); None where it has no fingerprint to tell it by."""
+    fp = (record.get("cell") or {}).get("fingerprint")
+    if not fp:
+        return None
+    return (record.get("env") or {}).get("host"), record["cell"].get("run_id"), fp, schema.checked(record["cell"])
+
+
+def superseding(keys: list[tuple | None], started: list[str]) -> dict[int, int]:
+    """Of records with these identities (``identity``) and start times, each superseded one's place → the place of
+    the newer record that stands for its measurement: the later start, then the later place."""
+    newest: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        if key is not None and (key not in newest or started[i] >= started[newest[key]]):
+            newest[key] = i
+    return {i: newest[key] for i, key in enumerate(keys) if key is not None and newest[key] != i}
+
+
+def superseded_line(old: dict, new: dict) -> str:
+    """``file:line: status (cell repeat) superseded by file:line (status)``: ``old`` and ``new`` hold ``_file``,
+    ``_line``, ``status``, ``cell_id`` and ``repeat``."""
+    return (
+        f"{old.get('_file', '?')}:{old.get('_line', '?')}: {old.get('status')} ({old.get('cell_id')} repeat "
+        f"{old.get('repeat')}) superseded by {new.get('_file', '?')}:{new.get('_line', '?')} ({new.get('status')})"
+    )
 
 
 def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:
@@ -240,47 +296,23 @@ def latest(recs: list[dict]) -> tuple[list[dict], list[str]]:
     the diverged ones it replaced (``bench run --retry diverged`` draws again, and MLPerf counts every run).
     ``recs`` are readable (bench.schema)."""
     ups = [schema.upgrade(r) for r in recs]
-    keys = [
-        # a fingerprint its fields give (schema.problems held it to them) apart from one no field can check: a
-        # record that omits a field of the identity supersedes no record that holds them all
-        ((u.get("env") or {}).get("host"), u["cell"].get("run_id"), fp, schema.checked(u["cell"]))
-        if (fp := (u.get("cell") or {}).get("fingerprint"))
-        else None  # nothing to tell it by
-        for u in ups
-    ]
-    started = [str((u.get("run") or {}).get("started_at") or "") for u in ups]
-    newest: dict[tuple, int] = {}
-    for i, key in enumerate(keys):
-        if key is not None and (key not in newest or started[i] >= started[newest[key]]):
-            newest[key] = i
-    kept, superseded = [], []
-    for i, (r, key) in enumerate(zip(recs, keys)):
-        if key is None or newest[key] == i:
-            kept.append(r)
-            continue
-        by, cell = recs[newest[key]], ups[i]["cell"]
-        if r.get("status") == "diverged":  # a training outcome, not a harness one: its time-to-accuracy counts it
-            by["_diverged_before"] = by.get("_diverged_before", 0) + 1
+    by = superseding([identity(u) for u in ups], [str((u.get("run") or {}).get("started_at") or "") for u in ups])
+    superseded = []
+    for i, j in by.items():
+        if recs[i].get("status") == "diverged":  # a training outcome, not a harness one: its time-to-accuracy counts it
+            recs[j]["_diverged_before"] = recs[j].get("_diverged_before", 0) + 1
+        cell = ups[i]["cell"]
         superseded.append(
-            f"{r.get('_file', '?')}:{r.get('_line', '?')}: {r.get('status')} ({cell.get('cell_id')} repeat "
-            f"{cell.get('repeat')}) superseded by {by.get('_file', '?')}:{by.get('_line', '?')} ({by.get('status')})"
+            superseded_line({**recs[i], "cell_id": cell.get("cell_id"), "repeat": cell.get("repeat")}, recs[j])
         )
-    return kept, superseded
+    return [r for i, r in enumerate(recs) if i not in by], superseded
 
 
 def load(path: Path, strict: bool = False) -> tuple[list[dict], list[str], list[str]]:
     """What a report or a comparison uses, from a results folder, a run folder or one records.jsonl: the records that
     pass their schema, one per measurement (``latest``); the lines of those left out as failing it (or, ``strict``,
     ValueError naming them, bench.schema.usable); and the lines of those superseded."""
-    path = Path(path)
-    if path.is_file():
-        recs = located(path)
-    elif path.is_dir():
-        recs = read_all(path)
-    elif path.exists():
-        raise ValueError(f"{path} is neither a results folder nor a records.jsonl file")
-    else:
-        raise ValueError(f"no records.jsonl under {path} (no such folder); run `bench run` first")
+    recs = [r for file in paths(path) for r in located(file)]
     if not recs:
         raise ValueError(f"no records.jsonl under {path}; run `bench run` first")
     recs, left_out = schema.usable(recs, strict)
@@ -290,6 +322,20 @@ def load(path: Path, strict: bool = False) -> tuple[list[dict], list[str], list[
     return kept, left_out, superseded
 
 
+def paths(path: Path) -> list[Path]:
+    """The records files a report or a comparison reads: ``path`` itself, or every records.jsonl under the folder
+    ``path`` but the committed ``reference/`` runs (``read_all``); ValueError where ``path`` is neither."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        found = files.find(path, lambda name: name == "records.jsonl")
+        return [f for f in found if "reference" not in f.relative_to(path).parts]
+    if path.exists():
+        raise ValueError(f"{path} is neither a results folder nor a records.jsonl file")
+    raise ValueError(f"no records.jsonl under {path} (no such folder); run `bench run` first")
+
+
 def read_all(results_dir: Path) -> list[dict]:
     """Every record under ``results_dir``: many runs and machines merge into one list.
 
@@ -297,9 +343,4 @@ def read_all(results_dir: Path) -> list[dict]:
     ``results_dir`` are left out: a machine's own report shows its own runs, and a reference is compared by copying
     it in or by pointing ``results_dir`` at it.
     """
-    out = []
-    for path in files.find(Path(results_dir), lambda name: name == "records.jsonl"):
-        if "reference" in path.relative_to(results_dir).parts:
-            continue
-        out += located(path)
-    return out
+    return [r for file in paths(results_dir) for r in located(file)] if Path(results_dir).is_dir() else []

@@ -595,11 +595,17 @@ def split(recs: list[dict]) -> tuple[list[dict], list[str]]:
 def usable(recs: list[dict], strict: bool = False) -> tuple[list[dict], list[str]]:
     """``split``, with each record left out warned about; ``strict``: stop instead, naming every such record."""
     good, bad = split(recs)
+    judge(bad, len(recs), strict)
+    return good, bad
+
+
+def judge(bad: list[str], total: int, strict: bool = False) -> None:
+    """Of ``total`` records, those that cannot be used (``split``'s lines) warned about, or, ``strict``, ValueError
+    naming every one."""
     if bad and strict:
         raise ValueError(
-            f"{len(bad)} of {len(recs)} records cannot be used (without --strict they are left out and listed):\n"
+            f"{len(bad)} of {total} records cannot be used (without --strict they are left out and listed):\n"
             + "\n".join(bad)
         )
     for line in bad:
         warn(f"left out: {line}")
-    return good, bad

@@ -39,7 +39,8 @@ def build(source: list[dict], out: Path, runs: int, cells: int, hosts: int) -> i
         lines = []
         for j in range(cells):
             r = copy.deepcopy(source[j % len(source)])
-            r["cell"].update(run_id=run_id, repeat=j // len(source))
+            r = {k: v for k, v in r.items() if not k.startswith("_")}  # where the source was read: not a field
+            r["cell"].update(run_id=run_id, repeat=j)  # each its own measurement (a fingerprint holds the repeat)
             r["cell"]["fingerprint"] = schema.own_fingerprint(r["cell"]) or r["cell"].get("fingerprint")
             r["env"]["host"] = host
             r["run"]["started_at"] = (start + datetime.timedelta(days=i // hosts, seconds=j)).isoformat()

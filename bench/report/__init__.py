@@ -1,9 +1,9 @@
 """Records of any number of runs and machines → REPORT.md, report.html (plots embedded) and summary.csv.
 
 Rows are configurations, hardware × device count × precision × mode × input × the settings that change what is
-measured, per workload (aggregate); what bounds them (verdicts). The report is one document (document), the answer
-first (glance), then the support matrix and each workload's tables (render) and plots (plots), then the definitions;
-rendered as Markdown and as HTML. Records of schema 2 are read too.
+measured, per workload (aggregate), from the table of the records (index); what bounds them (verdicts). The report
+is one document (document), the answer first (glance), then the support matrix and each workload's tables (render)
+and plots (plots), then the definitions; rendered as Markdown and as HTML. Records of schema 2 are read too.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import files, micro, records, stats
-from bench.report import aggregate, benchmarks, glance, history, plots, render, verdicts
+from bench import files, micro, stats
+from bench.report import aggregate, benchmarks, glance, history, index, plots, render, verdicts
 from bench.report.document import Document, Figure, Items, Lines, Section, Table, split
 
 PROFILE_NOTE = (
@@ -99,8 +99,7 @@ def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, i
     """The report of every record under ``results_dir``; records that fail their schema (bench.schema) are left out
     and listed, or, ``strict``, stop it; of two records of one measurement the newer stands (records.latest).
     Repeats not measured on a quiet host are flagged and left out of comparisons unless ``include_unquiet``."""
-    recs, left_out, superseded = records.load(results_dir, strict)
-    df = aggregate.frame(recs)
+    df, left_out, superseded = index.frame(results_dir, strict)
     s = aggregate.summarise(df, baseline, include_unquiet)
     with files.output(Path(results_dir) / "report", FILES) as staging:
         peak, ov = verdicts.fastest(s), verdicts.overhead(s)

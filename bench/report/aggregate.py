@@ -10,7 +10,9 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, fields
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import cost, isa, records, schema, stats, trackers
@@ -104,14 +106,24 @@ def row_without(*names: str) -> list[str]:
 
 
 def frame(recs: list[dict]) -> pd.DataFrame:
-    """Records of any readable schema as one flat row each (bench.records.flat), sorted for the tables."""
-    rows = []
+    """Records of any readable schema as one flat row each (``rows``), sorted for the tables (``order``); a record
+    that superseded diverged ones (bench.records.latest) counts them in ``diverged_before``."""
+    df = rows(recs)
+    df["diverged_before"] = [int(r.get("_diverged_before") or 0) for r in recs]
+    return order(df)
+
+
+def rows(recs: list[dict]) -> pd.DataFrame:
+    """Records of any readable schema as one flat row each (bench.records.flat), in their order, with what each
+    record tells by itself: its host, hardware, stack, whether the host was quiet, its full-network samples/s, and
+    where it was read (``_run_dir``, ``_file``, ``_line``, ``_offset``: bench.records.located)."""
+    out = []
     for r in recs:
         row = records.flat(schema.upgrade(r))
-        row["_run_dir"] = r.get("_run_dir")
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    for col in (*schema.flat_fields(), *schema.sections(), "_run_dir"):  # every field a model names, filled or not
+        row.update({k: r.get(k) for k in WHERE})
+        out.append(row)
+    df = pd.DataFrame(out)
+    for col in (*schema.flat_fields(), *schema.sections(), *WHERE):  # every field a model names, filled or not
         if col not in df:
             df[col] = None
     df["host"] = [(e or {}).get("host") for e in df["env"]]
@@ -127,17 +139,73 @@ def frame(recs: list[dict]) -> pd.DataFrame:
     for c in CONFIG:  # as text, alike in every frame: two sides of a comparison hold None, 3840 or 3840.0
         df[c] = df[c].map(setting_text)
     df["block"] = list(zip(df["run_id"].map(norm), df["repeat"].map(setting_text)))  # bench.stats.compare pairs by it
-    df["diverged_before"] = [int(r.get("_diverged_before") or 0) for r in recs]  # records.latest
+    df["full_network_samples_per_s"] = [
+        full_network_throughput(p, phase, t)
+        for p, phase, t in zip(df["phase_throughput"], df["full_network_phase"], df["throughput_samples_per_s"])
+    ]
     # whether the host was quiet while the repeat measured (bench.trackers.contention: quiet, busy, undetermined)
     verdicts = [contention.verdict_of(c) for c in df["contention"]]
     df["verdict"] = [v for v, _ in verdicts]
     df["verdict_why"] = [why for _, why in verdicts]
     df["unquiet"] = df["verdict"] != "quiet"
-    order = {p: i for i, p in enumerate(PRECISIONS)}
-    df["_p"] = df["precision"].map(order)
-    return df.sort_values(
+    df["_details"] = True  # every section is here (bench.report.index keeps fewer: ``complete``)
+    return df
+
+
+WHERE = ("_run_dir", "_file", "_line", "_offset")  # where a record was read (bench.records.located)
+# What the report reads of every record: the columns bench.report.index keeps of a year of nightly runs. The rest
+# (each tracker's section, the curve, the files saved) it reads of a row's newest DETAIL repeats only (complete).
+SCALARS = tuple(
+    dict.fromkeys(
+        [*ROW, "status", "reason", "run_id", "cell_id", "repeat", "started_at", "throughput_samples_per_s",
+         "step_time_ms_median", "step_time_ms_p90", "step_time_p90_over_median", "segment_throughput_cv",
+         "meter_share_of_step", "final_accuracy", "tta_seconds", "tta_target", "warmup_seconds", "setup_seconds",
+         "loader_samples_per_s", "full_network_samples_per_s", "lr_found", "precision_effective", "batch_size",
+         "global_batch_size", "torch", "env", "block", "verdict", "verdict_why", "unquiet", "_details", *WHERE]
+    )
+)  # fmt: skip
+
+
+def order(df: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` sorted for the tables: by workload, host, hardware, precision (``PRECISIONS``' order), mode, input,
+    repeat."""
+    rank = {p: i for i, p in enumerate(PRECISIONS)}
+    df["_p"] = df["precision"].map(rank)
+    df = df.sort_values(
         ["workload", "host", "backend", "nodes", "device_count", "_p", "mode", "input", "repeat"]
     ).reset_index(drop=True)
+    started = ["" if v is None or v != v else str(v) for v in df["started_at"]]  # none: the oldest
+    df["_newer"] = 0
+    df.loc[np.argsort(started, kind="stable"), "_newer"] = np.arange(len(df))  # ties: the later row is newer
+    return df
+
+
+DETAIL = 10  # a row's newest repeats whose every section its tables read: a report grows with rows, not history
+
+
+def newest(g: pd.DataFrame, n: int = DETAIL) -> pd.DataFrame:
+    """``g``'s ``n`` newest records (by ``started_at``), in ``g``'s order."""
+    return g.loc[g["_newer"].nlargest(n).index].sort_index()
+
+
+def complete(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every field of its records: the rows that bench.report.index kept only the ``SCALARS`` of are read
+    again from their line (bench.records.at). A record no longer there as it was (its file changed since) keeps only
+    its scalars."""
+    details: dict[str, dict[int, object]] = {}
+    read = []
+    for file, g in df[~df["_details"]].groupby("_file", sort=False):
+        for i, rec in zip(g.index, records.at(Path(file), list(g["_offset"]))):
+            if rec is not None:
+                for k, v in records.flat(schema.upgrade(rec)).items():
+                    if k not in df.columns:
+                        details.setdefault(k, {})[i] = v
+                read.append(i)
+    df = df.assign(_details=df.index.isin(read) | df["_details"])
+    for c in dict.fromkeys([*details, *schema.flat_fields(), *schema.sections()]):  # as ``rows`` makes every one
+        if c not in df.columns:
+            df[c] = [details.get(c, {}).get(i) for i in df.index]
+    return df
 
 
 def stack(packages: dict) -> str:
@@ -178,11 +246,11 @@ def median(values) -> float | None:
     return float(v.median()) if len(v) else None
 
 
-def full_network_throughput(r: pd.Series) -> float | None:
+def full_network_throughput(phases: object, phase: object, steady: object) -> object:
     """Steady samples/s while the whole network trains: a workload whose phases train only part of it (fastai's
-    frozen epoch) declares the phase that trains all of it, as its plain-PyTorch reference does throughout."""
-    phases = r["phase_throughput"] if isinstance(r["phase_throughput"], dict) else {}
-    return phases.get(r["full_network_phase"], r["throughput_samples_per_s"])
+    frozen epoch) declares the ``phase`` that trains all of it, as its plain-PyTorch reference does throughout;
+    ``steady`` (the record's samples/s) where the record's ``phases`` do not name it."""
+    return (phases if isinstance(phases, dict) else {}).get(phase, steady)
 
 
 def _weights(w: object) -> str | None:
@@ -247,11 +315,9 @@ def _cost(row: dict, price: dict | None) -> dict:
     }
 
 
-def _tracker_columns(g: pd.DataFrame) -> tuple[dict[str, str], dict[str, str]]:
-    """Each tracker's own columns for this row, from its sections over the ok repeats (or any, when none is ok); and
-    the report table each column goes to (bench.trackers.report_columns)."""
-    ok = g[g["status"] == "ok"]
-    use = ok if len(ok) else g
+def _tracker_columns(use: pd.DataFrame) -> tuple[dict[str, str], dict[str, str]]:
+    """Each tracker's own columns for this row, from its sections over ``use`` (its ok repeats, or any when none is
+    ok); and the report table each column goes to (bench.trackers.report_columns)."""
     out: dict[str, str] = {}
     tables: dict[str, str] = {}
     for section, report, table in trackers.report_columns():
@@ -284,8 +350,7 @@ def _unquiet_note(ok: pd.DataFrame, include_unquiet: bool) -> str:
 
 def _unstable(ok: pd.DataFrame) -> str:
     """The row's note when its repeats' steps or segments were unstable (thresholds: docs/methodology.md)."""
-    p90 = median(t.get("step_time_p90_over_median") for t in ok["timing"] if isinstance(t, dict))
-    cv = median(t.get("segment_throughput_cv") for t in ok["timing"] if isinstance(t, dict))
+    p90, cv = median(ok["step_time_p90_over_median"]), median(ok["segment_throughput_cv"])
     why = []
     if p90 is not None and p90 >= UNSTABLE_P90:
         why.append(f"step p90/median {p90:.2f}")
@@ -321,10 +386,10 @@ def _tta(g: pd.DataFrame, dropped: pd.Index) -> stats.TTA:
     return stats.tta(seconds + [None] * int(g["diverged_before"].sum()))
 
 
-def _cap_note(g: pd.DataFrame, rates: list[float]) -> str:
-    """Where ``repeats = auto`` ran the row to its cap with its interval still wider than its target, that (the
-    record's ``run.auto``); else ""."""
-    auto = next((a for a in g["auto"] if isinstance(a, dict)), None)
+def _cap_note(g: pd.DataFrame, detail: pd.DataFrame, rates: list[float]) -> str:
+    """Where ``repeats = auto`` ran the row (``g``) to its cap with its interval still wider than its target, that
+    (the ``run.auto`` of its newest records, ``detail``); else ""."""
+    auto = next((a for a in detail["auto"] if isinstance(a, dict)), None)
     if auto is None or len(g) < auto["cap"] or stats.settled([rates], auto["target"]):
         return ""
     spread = stats.spread(rates)
@@ -339,8 +404,9 @@ def summarise(df: pd.DataFrame, baseline: str, include_unquiet: bool = False) ->
     """One row per configuration (``ROW``), with medians and intervals over its repeats. Repeats not measured on a
     quiet host (busy or undetermined) are flagged; the row's figures come from its quiet repeats where it has some,
     and its comparisons only from those (``include_unquiet``: from all). Every comparison joins rows of one
-    configuration (``CONFIG``)."""
-    rows = []
+    configuration (``CONFIG``). What a row reads from its records' sections and lists (each tracker's columns, the
+    files saved, phases, weights, price, compile steps left out) comes from its ``DETAIL`` newest repeats."""
+    out = []
     for key, g in df.groupby(ROW, sort=False, dropna=False):
         ok_all = g[g["status"] == "ok"]
         quiet = ok_all[~ok_all["unquiet"]]
@@ -349,13 +415,15 @@ def summarise(df: pd.DataFrame, baseline: str, include_unquiet: bool = False) ->
         others = g[g["status"] != "ok"]
         tput = pd.to_numeric(ok["throughput_samples_per_s"])
         tta = _tta(g, ok_all.index.difference(ok.index))
-        files, files_cut = _files(ok)
-        tracked, tracked_in = _tracker_columns(g)
+        # every section of the newest repeats: of the ok ones, and (price, repeats = auto) of any
+        detail, detail_any = complete(newest(ok)), complete(newest(g))
+        files, files_cut = _files(detail)
+        tracked, tracked_in = _tracker_columns(complete(newest(ok_all)) if len(ok_all) else detail_any)
         # what every comparison uses: the quiet repeats (all of them with include_unquiet), by block
         throughputs = _sample(compared, list(pd.to_numeric(compared["throughput_samples_per_s"])))
-        full_network = _sample(compared, [full_network_throughput(r) for _, r in compared.iterrows()])
+        full_network = _sample(compared, list(compared["full_network_samples_per_s"]))
         tput_median = tput.median() if len(tput.dropna()) else None
-        price, why = _price(g)
+        price, why = _price(detail_any)
         key_row = dict(zip(ROW, key))
         summary = Summary(
             status="ok" if len(ok) else others["status"].iloc[0],
@@ -380,9 +448,9 @@ def summarise(df: pd.DataFrame, baseline: str, include_unquiet: bool = False) ->
             loader_median=median(ok["loader_samples_per_s"]),
             full_network=full_network,
             full_network_median=median(full_network.values()),
-            phases=_phases(ok),
+            phases=_phases(detail),
             lr_found_median=median(ok["lr_found"]),
-            weights=",".join(sorted({w for w in map(_weights, ok["weights"]) if w})),
+            weights=",".join(sorted({w for w in map(_weights, detail["weights"]) if w})),
             artifacts=files,
             files_cut=files_cut,
             precision_effective=",".join(sorted(set(ok["precision_effective"].dropna()))),
@@ -390,18 +458,17 @@ def summarise(df: pd.DataFrame, baseline: str, include_unquiet: bool = False) ->
             emulated=_emulated(g),
             unquiet=_unquiet_note(ok_all, include_unquiet),
             unstable=_unstable(ok),
-            left_out=_left_out(ok),
-            cap=_cap_note(g, list(throughputs.values())),
+            left_out=_left_out(detail),
+            cap=_cap_note(g, detail_any, list(throughputs.values())),
             tracked=tracked,
             tracked_in=tracked_in,
-            profile_busy=median(p.get("device_busy_pct") for p in ok["profile"] if isinstance(p, dict)),
-            meter_share=median(t.get("meter_share_of_step") for t in ok["timing"] if isinstance(t, dict)),
+            profile_busy=median(p.get("device_busy_pct") for p in detail["profile"] if isinstance(p, dict)),
+            meter_share=median(ok["meter_share_of_step"]),
             price=cost.label(price) if price else why,
             **_cost(key_row | {"tta_s": tta.seconds, "throughput_median": tput_median}, price),
         )
-        row = key_row | {f: getattr(summary, f) for f in SUMMARY}
-        rows.append(row)
-    s = pd.DataFrame(rows, columns=[*ROW, *SUMMARY])
+        out.append(key_row | {f: getattr(summary, f) for f in SUMMARY})
+    s = pd.DataFrame(out, columns=[*ROW, *SUMMARY])
     if s.empty:
         return s
     s["configuration"] = _differences(s)

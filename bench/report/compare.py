@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import files, records, schema, stats
-from bench.report import aggregate, benchmarks, document
+from bench import files, schema, stats
+from bench.report import aggregate, benchmarks, document, index
 from bench.report.verdicts import fmt
 
 # What may differ between the two sides and still match: when each side has one value and they differ (two hosts,
@@ -79,10 +79,9 @@ def parse_filters(items: list[str] | None) -> dict[str, str]:
 def _side(path: Path, filters: dict[str, str], name: str, strict: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """One side's records as a frame, and the records left out as failing their schema."""
     try:
-        recs, left_out, _ = records.load(path, strict)  # a retried cell counts once, as its newer record
+        df, left_out, _ = index.frame(path, strict)  # a retried cell counts once, as its newer record
     except ValueError as e:
         raise CompareError(f"{name}: {e}") from e
-    df = aggregate.frame(recs)
     df["commit"] = [((e or {}).get("git_commit") or "")[:12] or None for e in df["env"]]
     df["image"] = [(e or {}).get("container_image") for e in df["env"]]
     for key, value in filters.items():

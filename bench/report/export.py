@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import files, records, stats
-from bench.report import aggregate, render
+from bench import files, stats
+from bench.report import aggregate, index, render
 
 FORMATS = ("bmf", "mllog")
 BMF = "bmf.json"
@@ -101,14 +101,16 @@ def write(results_dir: Path, fmt: str, out: Path, include_unquiet: bool = False)
     """Every record under ``results_dir`` as ``fmt`` into the folder ``out`` (bench's own: bench.files.output)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
-    recs, _, _ = records.load(results_dir)
-    df = aggregate.frame(recs)
+    df, _, _ = index.frame(results_dir)
     with files.output(out) as staging:
         if fmt == "bmf":
             s = aggregate.summarise(df, "cpu/fp32", include_unquiet)
             (staging / BMF).write_text(json.dumps(bmf(s) if len(s) else {}, indent=1))
             return out / BMF
-        for i, (_, r) in enumerate(df[df["status"].isin(["ok", "diverged", "timeout"])].iterrows()):
+        ran = df[df["status"].isin(["ok", "diverged", "timeout"])]
+        # every field of each record (its curve), read a thousand at a time: a year of nightly runs is 100,000
+        each = (r for n in range(0, len(ran), 1000) for _, r in aggregate.complete(ran.iloc[n : n + 1000]).iterrows())
+        for i, r in enumerate(each):
             if lines := mllog_lines(r):
                 name = _name(f"{i:05d}.{r['run_id']}.{r['cell_id']}.r{r['repeat']}")
                 (staging / f"{name}.mllog.txt").write_text("\n".join(lines) + "\n")

@@ -27,8 +27,10 @@ def runs(df: pd.DataFrame, include_unquiet: bool = False) -> dict[tuple, pd.Data
             continue
         rows, previous = [], None
         started = g.groupby("run_id", sort=False)["started_at"].min().sort_values(na_position="first")
-        for run_id in started.index[-(SHOWN + 1) :]:  # and the one before the first shown, to compare it with
-            r = g[g["run_id"] == run_id]
+        shown = started.index[-(SHOWN + 1) :]  # and the one before the first shown, to compare it with
+        of = dict(tuple(g[g["run_id"].isin(shown)].groupby("run_id", sort=False)))
+        for run_id in shown:
+            r = of[run_id]
             use = r[(r["status"] == "ok") & (include_unquiet | ~r["unquiet"])]
             sample = dict(zip(use["block"], pd.to_numeric(use["throughput_samples_per_s"])))
             found = stats.interval(sample.values())

@@ -13,19 +13,16 @@ import pandas as pd
 from bench import stats
 from bench.report import aggregate, render
 
-MAX_CURVES = 10  # a row's newest repeats drawn: a plot grows with its rows, not with a year of nightly runs
-
 
 def accuracy(df: pd.DataFrame, s: pd.DataFrame, workload: str, targets: list[float]) -> plt.Figure:
     """Each row's accuracy curves (``df``'s records, by ``s``'s rows: one colour and label a configuration), its
-    newest ``MAX_CURVES`` repeats."""
+    newest repeats (aggregate.DETAIL: a plot grows with its rows, not with a year of nightly runs)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     ok = df[(df["workload"] == workload) & (df["status"] == "ok")]
     labels = {tuple(r[aggregate.ROW]): _text(render.label(r)) for _, r in s.iterrows()}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for n, (key, g) in enumerate(ok.groupby(aggregate.ROW, sort=False, dropna=False)):
-        newest = g.sort_values("started_at", na_position="first").tail(MAX_CURVES)
-        for j, curve in enumerate(newest["curve"]):
+        for j, curve in enumerate(aggregate.complete(aggregate.newest(g))["curve"]):
             epochs = curve if isinstance(curve, list) else []  # a record from before curves, or with none
             pts = [(c["elapsed_seconds"], c["test_accuracy"]) for c in epochs if _point(c)]
             if pts:
@@ -92,7 +89,7 @@ def history(t: pd.DataFrame, title: str) -> plt.Figure:
     ax.set(ylabel="samples/s", title=_text(title))
     if bad:
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.34)  # fixed: tight_layout would double its cost
     return fig
 
 

@@ -239,7 +239,7 @@ SOFTWARE = ("torch", "lightning", "python", "allocator", "image", "commit", "not
 def environments(df: pd.DataFrame) -> pd.DataFrame:
     """One row per host; a value that differed between its records is listed with all its variants."""
     rows: dict[str, dict[str, set]] = {}
-    for e in df["env"]:
+    for e in {id(e): e for e in df["env"]}.values():  # the records of a run share one (bench.report.index)
         e = e or {}
         pk = e.get("packages") or {}
         values = {
