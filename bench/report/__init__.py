@@ -235,6 +235,7 @@ def build(out: Path, df: pd.DataFrame, s: pd.DataFrame, peak: pd.DataFrame, ov: 
                 "(warmup and evaluation excluded); TTA is one clock from the first training step to the first "
                 "evaluation at or above the target, scored by MLPerf's rule over the runs. Speedup is against "
                 f"{baseline} of the same workload and configuration. {comparisons(tests)} See docs/methodology.md.",
+                *([DETAIL_NOTE.format(n=aggregate.DETAIL)] if (s["repeats"] > aggregate.DETAIL).any() else []),
                 PROFILE_NOTE,
                 *([COST_NOTE] if s["usd_per_hour"].notna().any() else []),
             ],
@@ -242,6 +243,13 @@ def build(out: Path, df: pd.DataFrame, s: pd.DataFrame, peak: pd.DataFrame, ov: 
     )
     return doc
 
+
+DETAIL_NOTE = (
+    "A row's speed, accuracy, time to accuracy and comparisons come from all its repeats; what it reads of each "
+    "record's other sections (each tracker's columns, such as host load and peak memory, the phases, the files "
+    "saved, the accuracy curves drawn) from its newest {n} repeats, so that a report grows with its rows, not with "
+    "its history."
+)
 
 HISTORY_NOTE = (
     "Each configuration run {n} times or more on one host, its newest {shown} runs: the geometric mean of its quiet "
