@@ -168,7 +168,7 @@ SCALARS = tuple(
 
 def order(df: pd.DataFrame) -> pd.DataFrame:
     """``rows`` sorted for the tables: by workload, host, hardware, precision (``PRECISIONS``' order), mode, input,
-    repeat."""
+    repeat; each with ``_newer``, the rank of its start among them (``newest``)."""
     rank = {p: i for i, p in enumerate(PRECISIONS)}
     df["_p"] = df["precision"].map(rank)
     df = df.sort_values(

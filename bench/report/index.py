@@ -47,6 +47,8 @@ class File:
 
 @dataclass
 class Table:
+    """The table of one results folder, as the cache folder keeps it."""
+
     code: str  # ``code()`` of what made it
     files: dict[str, File] = field(default_factory=dict)  # by path, as records.paths names it
     rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # aggregate.SCALARS and records.identity's
