@@ -25,12 +25,13 @@ Sample = Mapping[Hashable, float]  # a value per block (run, repeat): values of 
 def _clean(values: Iterable) -> list[float]:
     out = []
     for v in values:
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(x) and x > 0:
-            out.append(x)
+        if type(v) is not float:  # a float as it is (a row's samples hold thousands); anything else converted
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                continue
+        if math.isfinite(v) and v > 0:
+            out.append(v)
     return out
 
 

@@ -21,13 +21,15 @@ def runs(df: pd.DataFrame, include_unquiet: bool = False) -> dict[tuple, pd.Data
     date, commit, samples/s with its interval, TTA (MLPerf's rule over the run's repeats) and the gate's verdict
     against the run before."""
     out = {}
-    ok = df[df["status"].isin(["ok", "diverged", "timeout"])]
+    used = [*aggregate.ROW, "run_id", "started_at", "_newer", "status", "unquiet", "block", "throughput_samples_per_s",
+            "tta_seconds", "env"]  # fmt: skip
+    ok = df.loc[df["status"].isin(["ok", "diverged", "timeout"]), list(dict.fromkeys(used))]
     for key, g in ok.groupby(aggregate.ROW, sort=False, dropna=False):
         if g["run_id"].nunique() < MIN_RUNS:
             continue
         rows, previous = [], None
-        started = g.groupby("run_id", sort=False)["started_at"].min().sort_values(na_position="first")
-        shown = started.index[-(SHOWN + 1) :]  # and the one before the first shown, to compare it with
+        first = g.groupby("run_id", sort=False)["_newer"].min().sort_values()  # the runs in the order they started
+        shown = first.index[-(SHOWN + 1) :]  # and the one before the first shown, to compare it with
         of = dict(tuple(g[g["run_id"].isin(shown)].groupby("run_id", sort=False)))
         for run_id in shown:
             r = of[run_id]
@@ -43,7 +45,7 @@ def runs(df: pd.DataFrame, include_unquiet: bool = False) -> dict[tuple, pd.Data
             rows.append(
                 {
                     "run": run_id,
-                    "started": str(started[run_id] or "")[:16].replace("T", " "),
+                    "started": min(map(str, r["started_at"].dropna()), default="")[:16].replace("T", " "),
                     "commit": ", ".join(commits),
                     "quiet repeats": f"{len(sample)} of {len(r)}",
                     "samples/s [95% CI]": interval_text(found),
