@@ -317,7 +317,6 @@ class Meter:
     def accuracy_section(self) -> dict:
         return {
             "final_accuracy": self.accuracy,
-            "tta_target": self.tta_target,
             "tta_seconds": self.tta_seconds,
             "epochs_run": len(self.curve),
             "curve": self.curve,
@@ -354,7 +353,7 @@ class Meter:
             "compilations_after_warmup": self.compilations_after_warmup if self.compilations is not None else None,
             "steady_steps": len(times),
             "steady_samples": steady_samples,
-            "warmup_steps": min(self.warmup_steps, self.steps),
+            "warmup_steps_run": min(self.warmup_steps, self.steps),
             "setup_seconds": setup,
             "warmup_seconds": warmup,
             "train_seconds": steady_seconds,

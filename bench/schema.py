@@ -23,12 +23,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from bench.spec.settings import CELL_FIELDS, SETTINGS
 from bench.text import warn
 
-SCHEMA_VERSION = 3  # 3: typed sections, one per tracker; 2: flat fields (still read, see upgrade)
-READABLE = (1, 2, 3)  # 1 had a subset of 2's flat fields
+# 4: every flat field unique (timing.warmup_steps_run); 3: typed sections, one per tracker; 2: flat fields. Older
+# schemas are still read: see upgrade
+SCHEMA_VERSION = 4
+READABLE = (1, 2, 3, 4)  # 1 had a subset of 2's flat fields
 STATUSES = ("ok", "unsupported", "failed", "timeout", "diverged")
 FAILED = ("failed", "timeout", "diverged")
 TOP = ("schema_version", "status", "reason")
-# Sections whose fields are unique across the record: ``flat`` lifts them to the top for tables and tests.
+# Sections whose fields are unique across the record (a test holds it): ``flat`` lifts them to the top for tables.
 FLAT_SECTIONS = ("cell", "run", "outcome", "timing", "accuracy", "memory", "compile")
 
 # Bounds of what a measurement can be. Counts and bytes fit a signed 64-bit integer (what numpy, pandas and every
@@ -222,7 +224,7 @@ class Timing(Section):
     step_time_ms_median: NonNeg | None = None
     step_time_ms_p90: NonNeg | None = None
     steady_steps: Count | None = None
-    warmup_steps: Count | None = None
+    warmup_steps_run: Count | None = None  # the setting's warmup_steps, or fewer where training was shorter
     setup_seconds: NonNeg | None = None
     warmup_seconds: NonNeg | None = None
     train_seconds: NonNeg | None = None
@@ -234,7 +236,7 @@ class Timing(Section):
     steady_segments: Count | None = None
     left_out_steps: Count | None = None
     left_out: list[LeftOut] | None = None
-    compilations_after_warmup: Count | None = None
+    compilations_after_warmup: Count | None = None  # each one's segment left out (schema 3 and before: in compile)
     meter_us_per_step: NonNeg | None = None
     meter_share_of_step: NonNeg | None = None
 
@@ -261,7 +263,6 @@ class Memory(Section):
 class Compile(Section):
     compilations: Count | None = None
     compile_seconds: NonNeg | None = None
-    compilations_after_warmup: Count | None = None
     recompilations: Count | None = None
     graph_breaks: Count | None = None
 
@@ -423,29 +424,60 @@ _V2 = {
     "outcome": ("precision_effective", "precision_evidence", "lr_found", "lr_used", "weights",
                  "global_batch_size", "train_samples", "test_samples", "artifacts"),
     "timing": ("throughput_samples_per_s", "phase_throughput", "loader_samples_per_s", "step_time_ms_median",
-               "step_time_ms_p90", "steady_steps", "warmup_steps", "setup_seconds", "warmup_seconds",
+               "step_time_ms_p90", "steady_steps", "warmup_steps_run", "setup_seconds", "warmup_seconds",
                "train_seconds", "eval_seconds", "total_seconds", "phase_seconds"),
     "accuracy": ("final_accuracy", "tta_seconds", "epochs_run", "curve"),
     "memory": ("peak_memory_bytes", "peak_memory_kind"),
-    "compile": ("compilations", "compile_seconds", "compilations_after_warmup"),
+    "compile": ("compilations", "compile_seconds"),
 }  # fmt: skip
+# Schema 2's flat names that schema 4 names otherwise (a field in two sections is one no flat table can hold)
+_V2_NAMES = {"warmup_steps_run": "warmup_steps"}
 
 
 def upgrade(record: dict) -> dict:
-    """A record of any readable schema as schema 3 (in memory; files are never rewritten)."""
+    """A record of any readable schema as schema 4 (in memory; files are never rewritten)."""
     version = record.get("schema_version")
-    if version == SCHEMA_VERSION or isinstance(record.get("cell"), dict):  # sectioned already
+    if version == SCHEMA_VERSION:
         return record
+    if isinstance(record.get("cell"), dict):  # sectioned: schema 3
+        return _v3(record)
     if version not in READABLE:
         raise ValueError(f"schema_version {version!r}; this version reads {', '.join(map(str, READABLE))}")
     out = {"schema_version": version, "status": record.get("status"), "reason": record.get("reason")}
     for section, fields in _V2.items():
-        out[section] = {f: record.get(f) for f in fields}
+        out[section] = {f: record.get(_V2_NAMES.get(f, f)) for f in fields}
+    out["timing"]["compilations_after_warmup"] = record.get("compilations_after_warmup")
+    # schema 2 recorded one warmup_steps, the steps that ran: the setting's, unless training was shorter
+    out["cell"]["warmup_steps"] = record.get("warmup_steps")
     if "unfrozen" in (record.get("phase_throughput") or {}):  # how schema 2's report told fastai's phases apart
         out["outcome"]["full_network_phase"] = "unfrozen"
     out["env"] = {**(record.get("env") or {}), "device_name": record.get("device_name")}
     for name in sections():
         out.setdefault(name, None)  # sections schema 2 did not have (profile) stay empty
+    return out
+
+
+def _v3(record: dict) -> dict:
+    """A schema-3 record as schema 4: the warmup steps that ran in ``timing.warmup_steps_run`` (``warmup_steps`` is
+    the cell's setting), compilations after warmup in ``timing`` only (the meter's; records made before it left
+    their segments out counted them in ``compile``), and the accuracy's copy of the cell's target dropped."""
+    timing, comp, accuracy = (record.get(k) for k in ("timing", "compile", "accuracy"))
+    moved = (
+        (isinstance(timing, dict) and "warmup_steps" in timing)
+        or (isinstance(comp, dict) and "compilations_after_warmup" in comp)
+        or (isinstance(accuracy, dict) and "tta_target" in accuracy)
+    )
+    if not moved:
+        return record
+    out = dict(record)
+    if isinstance(timing, dict):
+        out["timing"] = timing = {("warmup_steps_run" if k == "warmup_steps" else k): v for k, v in timing.items()}
+    if isinstance(comp, dict) and "compilations_after_warmup" in comp:
+        out["compile"] = {k: v for k, v in comp.items() if k != "compilations_after_warmup"}
+        if isinstance(timing, dict) and timing.get("compilations_after_warmup") is None:
+            timing["compilations_after_warmup"] = comp["compilations_after_warmup"]
+    if isinstance(accuracy, dict):
+        out["accuracy"] = {k: v for k, v in accuracy.items() if k != "tta_target"}
     return out
 
 
@@ -529,17 +561,31 @@ def checked(cell: dict) -> bool:
     return _identity(cell) is not None
 
 
+def written(record: dict) -> list[str]:
+    """What is wrong with a record bench is about to write, as ``field: what``: besides ``problems``, it has every
+    section (null where the cell filled none) and no key nobody declared, and an ok record fills every section (a
+    record read back may lack one: older versions had fewer)."""
+    expected = (*TOP, *sections())
+    found = [f"{k}: missing (null where the cell filled none)" for k in expected if k not in record]
+    found += [f"{k}: no section of this name; known: {', '.join(expected)}" for k in record if k not in expected]
+    if record.get("status") == "ok":
+        found += [f"{k}: an ok record fills every section" for k in sections() if not isinstance(record.get(k), dict)]
+    return found + problems({k: record.get(k) for k in expected})
+
+
 def admit(record: dict) -> dict:
-    """The record as the runner appends it: itself when it passes, else the same record ``failed``, its reason naming
-    what failed, and the sections that failed emptied (the cell's folder keeps what the worker wrote)."""
+    """The record as the runner appends it, the one check on write (``written``): itself when it passes, else the
+    same record ``failed``, its reason naming what failed, and the sections that failed emptied (the cell's folder
+    keeps what the worker wrote)."""
     if isinstance(record.get("reason"), str) and len(record["reason"]) > MAX_TEXT:  # a log's tail, a traceback
         record = {**record, "reason": _cut(record["reason"])}
-    found = problems(record)
+    found = written(record)
     if not found:
         return record
     bad = {f.split(":", 1)[0].split(".", 1)[0] for f in found} & set(SECTIONS) - {"cell"}
     was = f"{record.get('status')}" + (f": {record['reason']}" if record.get("reason") else "")
-    return {**record, **dict.fromkeys(bad), "status": "failed",
+    kept = {k: record.get(k) for k in (*TOP, *sections())}  # every section, and nothing else
+    return {**kept, **dict.fromkeys(bad), "status": "failed",
             "reason": _cut(f"the record failed its schema ({'; '.join(found)}); it was {was}")}  # fmt: skip
 
 

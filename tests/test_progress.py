@@ -199,7 +199,7 @@ def test_a_real_sweep_prints_plain_lines_and_records_its_order(tmp_path, mnist_d
 
     recs = records.read(results / "r" / "records.jsonl")
     for r in recs:
-        records.check(r)
+        assert schema.written(r) == []
         assert r["run"]["order"] == "random" and r["run"]["order_seed"] == 3
         assert planned[r["run"]["position"] - 1].fingerprint == r["cell"]["fingerprint"]
     assert sorted(r["cell"]["fingerprint"] for r in recs) == sorted(c.fingerprint for c in suite.expand("s", s))

@@ -373,5 +373,15 @@ def test_a_record_the_runner_fails_for_its_bounds_is_still_one_it_can_append():
     found = schema.problems(r)
     assert [f.split(":")[0].split(".")[0] for f in found] == ["timing"] * 200 + ["accuracy", "memory", "env"]
     admitted = schema.admit(r)
-    records.check(admitted)
+    assert schema.written(admitted) == []
     assert admitted["status"] == "failed" and len(admitted["reason"]) == schema.MAX_TEXT
+
+
+def test_the_fields_a_flat_table_lifts_are_unique_across_its_sections():
+    """records.flat lifts the fields of ``FLAT_SECTIONS`` to one level: a name in two sections would hide one of
+    them (schema 3's warmup_steps, the setting in cell and the count that ran in timing)."""
+    names = [*schema.TOP, *(f for s in schema.FLAT_SECTIONS for f in schema.SECTIONS[s].model_fields)]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    old = {"schema_version": 3, "cell": {"warmup_steps": 50}, "timing": {"warmup_steps": 12}}
+    flat = records.flat(schema.upgrade(old))
+    assert (flat["warmup_steps"], flat["warmup_steps_run"]) == (50, 12)  # the setting, and what ran

@@ -360,14 +360,22 @@ def _unstable(ok: pd.DataFrame) -> str:
 
 
 def _left_out(ok: pd.DataFrame) -> str:
-    """Steps a compilation took out of steady throughput (bench.meter), in the median repeat."""
-    steps = [
-        sum(e.get("steps") or 0 for e in (t.get("left_out") or []) if (e.get("reason") or "").startswith("compilation"))
-        for t in ok["timing"]
-        if isinstance(t, dict)
-    ]
-    steps = [n for n in steps if n]
-    return f"a graph compiled after warmup: {median(steps):.0f} steps left out of steady samples/s" if steps else ""
+    """Steps a compilation took out of steady throughput (bench.meter), in the median repeat; in records made before
+    the meter left such segments out, a warning of the compilations inside steady-state training."""
+    steps, inside = [], []
+    for t in ok["timing"]:
+        if not isinstance(t, dict):
+            continue
+        left = [e for e in t.get("left_out") or [] if (e.get("reason") or "").startswith("compilation")]
+        if left:
+            steps.append(sum(e.get("steps") or 0 for e in left))
+        elif t.get("compilations_after_warmup"):
+            inside.append(t["compilations_after_warmup"])
+    if steps:
+        return f"a graph compiled after warmup: {median(steps):.0f} steps left out of steady samples/s"
+    if inside:
+        return f"WARNING: {max(inside)} compilations inside steady-state training: its samples/s include them"
+    return ""
 
 
 def _sample(g: pd.DataFrame, values: list) -> dict:

@@ -67,13 +67,8 @@ def report(sections: list[dict]) -> dict[str, str]:
     counts = [s for s in sections if s.get("compilations") is not None]
     if not counts:
         return {}
-    # records made before the meter left such segments out (timing.left_out) counted them here
-    after = max(s.get("compilations_after_warmup") or 0 for s in counts)
     first = counts[0]
     text = str(first["compilations"])
     if first.get("recompilations") is not None:  # torch.compile's
         text += f" ({first['graph_breaks']} graph breaks, {first['recompilations']} recompiles)"
-    return {
-        "compile s": f"{statistics.median(s['compile_seconds'] for s in counts):.1f}",
-        "compilations": text + (f"; WARNING: {after} inside steady-state training" if after else ""),
-    }
+    return {"compile s": f"{statistics.median(s['compile_seconds'] for s in counts):.1f}", "compilations": text}
