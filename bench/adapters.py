@@ -35,18 +35,12 @@ def unsupported(cell, spec) -> str | None:
             return f"input = device: {spec.device_input}"
         if cell.backend == "xla":
             return "input = device is not built for XLA: gathering batches would join every step's graph"
-    if cell.mode == "graphs":
-        if cell.backend != "cuda":
-            return "mode = graphs replays CUDA graphs: CUDA only (compile is the mode for other devices)"
-        if cell.precision == "fp16-mixed":
-            return (
-                "mode = graphs cannot capture fp16-mixed: the GradScaler reads the gradients' inf check on the "
-                "host every step, a synchronisation a CUDA graph cannot contain"
-            )
-    if cell.mode in COMPILED and cell.backend == "xla":
+    if refused := backends.get(cell.backend).modes.get(cell.mode):  # a mode the backend never runs
+        return refused
+    if cell.mode == "graphs" and cell.precision == "fp16-mixed":
         return (
-            f"mode = {cell.mode} on XLA: the lazy-tensor default (eager) already traces and compiles every step "
-            "into one XLA graph; torch.compile(backend='openxla') is not built here"
+            "mode = graphs cannot capture fp16-mixed: the GradScaler reads the gradients' inf check on the host every "
+            "step, a synchronisation a CUDA graph cannot contain"
         )
     if cell.mode in COMPILED and cell.devices > 1:
         return f"mode = {cell.mode} is built for one device; data-parallel runs are eager"

@@ -10,6 +10,7 @@ import torch
 
 from bench import adapters, backends, runner, schema
 from bench.report import aggregate
+from bench.spec import backends as specs
 from bench.spec.workloads import WORKLOADS
 from bench.suite import SuiteError, expand, validate
 from bench.trackers import compile as compile_tracker
@@ -65,6 +66,22 @@ def test_each_mode_says_where_it_cannot_run():
     xla = cells(modes=["compile"], backend="xla")[0]
     assert "already traces and compiles" in adapters.unsupported(xla, WORKLOADS["lightning-convnet"])
     assert runner.unsupported_reason(cells(modes=["compile"])[0]) is None
+
+
+def test_what_a_backend_never_runs_is_data_in_its_spec_said_once():
+    """Precisions and modes a backend never runs are its spec's, with their reasons (bench.spec.backends): what its
+    implementation says of them is that text, and no text is written twice."""
+    cpu = backends.get("cpu")
+    for precision, why in specs.get("cpu").precisions.items():
+        assert cpu.unsupported(precision, 1) == why
+    assert cpu.unsupported("fp32", 1) is None
+    assert cpu.unsupported("tf32", 10**6).endswith("at least one core per process")  # the machine first
+    for name, spec in specs.BACKENDS.items():
+        for mode, why in spec.modes.items():
+            assert adapters.unsupported(cells(modes=[mode], backend=name)[0], WORKLOADS["lightning-convnet"]) == why
+    texts = [why for spec in specs.BACKENDS.values() for why in spec.precisions.values()]
+    assert len(set(texts)) == len(texts)  # each backend's own words; what they share is one constant (specs.TF32)
+    assert sum(why == specs.GRAPHS for spec in specs.BACKENDS.values() for why in spec.modes.values()) == 3
 
 
 def first_losses(workload: str, cell, mnist_dir) -> list[float]:

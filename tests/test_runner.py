@@ -91,7 +91,7 @@ def test_smoke_run_records_report_and_resume(tmp_path, env):
         ("torch-convnet", "fp32", "ok"),
     ]
     for r in recs:
-        assert r["schema_version"] == 3 and r["cell"]["fingerprint"] and r["run"]["started_at"]
+        assert r["schema_version"] == schema.SCHEMA_VERSION and r["cell"]["fingerprint"] and r["run"]["started_at"]
         assert r["env"]["host"] and r["env"]["packages"]["torch"] and r["env"]["allocator"]["name"]
     for r in (r for r in recs if r["status"] == "ok"):
         assert r["precision_effective"] == "fp32"

@@ -6,33 +6,87 @@ from __future__ import annotations
 
 import importlib
 import time
-from typing import Protocol
 
 from bench.spec import backends
 
 
-class Backend(Protocol):
-    name: str
-    lightning_accelerator: str | None
-    peak_memory_kind: str
+class Backend:
+    """What every backend does, with the defaults most share: a backend overrides what its device does otherwise.
+    Its static facts, what it never runs among them, are its ``spec`` (bench.spec.backends)."""
 
-    def available(self) -> bool: ...
-    def device_count(self) -> int: ...
-    def device_name(self) -> str: ...
-    def torch_device(self): ...
-    def synchronize(self) -> None: ...
-    def cut_graph(self) -> None: ...
-    def compile_stats(self) -> dict | None: ...
-    def mark(self): ...
-    def seconds_between(self, a, b) -> float: ...
-    def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None: ...
-    def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None: ...
-    def run_reason(self, nnodes: int) -> str | None: ...
-    def take_device(self, local_rank: int) -> None: ...
-    def apply_precision(self, precision: str) -> None: ...
-    def reset_peak_memory(self) -> None: ...
-    def peak_memory_bytes(self) -> int | None: ...
-    def env(self) -> dict: ...
+    name = ""
+    lightning_accelerator: str | None = None
+    peak_memory_kind = "device"
+
+    @property
+    def spec(self) -> backends.BackendSpec:
+        return backends.get(self.name)
+
+    def available(self) -> bool:
+        raise NotImplementedError
+
+    def device_count(self) -> int:
+        raise NotImplementedError
+
+    def device_name(self) -> str:
+        raise NotImplementedError
+
+    def torch_device(self):
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        raise NotImplementedError
+
+    def cut_graph(self) -> None:
+        """End of a step: nothing to cut where ops run as they are dispatched (eager)."""
+
+    def compile_stats(self) -> dict | None:
+        return None  # no graph compilation in eager mode
+
+    def mark(self) -> object:
+        """A timestamp for per-step times: the host's clock, where the caller has synchronised the device."""
+        return time.perf_counter()
+
+    def seconds_between(self, a, b) -> float | None:
+        return b - a
+
+    def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
+        """Why a cell of ``precision`` on ``devices`` devices cannot run here, or None: the machine first (the
+        device, its count), then what the backend never runs (its spec), then what this machine's device lacks."""
+        return (
+            self.device_reason(devices)
+            or self.spec.precisions.get(precision)
+            or self.precision_reason(precision, allow_emulated)
+        )
+
+    def device_reason(self, devices: int) -> str | None:
+        """Why ``devices`` of this backend's devices cannot be used here, or None."""
+        return None
+
+    def precision_reason(self, precision: str, allow_emulated: bool) -> str | None:
+        """Why this machine's device cannot run ``precision`` honestly (besides what the spec refuses), or None."""
+        return None
+
+    def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
+        return None  # torchrun joins any nodes (bench.launch)
+
+    def run_reason(self, nnodes: int) -> str | None:
+        return None
+
+    def take_device(self, local_rank: int) -> None:
+        """Make this process's device the rank's own: nothing where a cell has one device or the host."""
+
+    def apply_precision(self, precision: str) -> None:
+        raise NotImplementedError
+
+    def reset_peak_memory(self) -> None:
+        """Start the peak memory afresh: nothing where each cell is its own process."""
+
+    def peak_memory_bytes(self) -> int | None:
+        raise NotImplementedError
+
+    def env(self) -> dict:
+        raise NotImplementedError
 
 
 def get(name: str) -> Backend:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import resource
-import time
 
 import torch
 
+from bench.backends import Backend
 from bench.isa import cpu_model
 
 
@@ -17,7 +17,7 @@ def bf16_kernels() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-class CPU:
+class CPU(Backend):
     name = "cpu"
     lightning_accelerator = "cpu"
     peak_memory_kind = "process-rss"
@@ -37,30 +37,14 @@ class CPU:
         return torch.device("cpu")
 
     def synchronize(self) -> None:
-        pass
+        pass  # the host's work is done when the call returns
 
-    def cut_graph(self) -> None:
-        pass  # eager execution: nothing to cut between steps
-
-    def compile_stats(self) -> dict | None:
-        return None  # no graph compilation in eager mode
-
-    def mark(self) -> float:
-        return time.perf_counter()
-
-    def seconds_between(self, a: float, b: float) -> float:
-        return b - a
-
-    def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
+    def device_reason(self, devices: int) -> str | None:
         if devices > len(os.sched_getaffinity(0)):
             return f"{devices} processes on {len(os.sched_getaffinity(0))} cores: at least one core per process"
-        if precision == "tf32":
-            return "TF32 is an NVIDIA tensor-core mode; CPUs have no TF32 math"
-        if precision == "fp16-mixed":
-            return (
-                "no honest fp16 mixed precision on CPU: Lightning silently runs 16-mixed as bf16-mixed there, "
-                "and CPUs without AVX512-FP16/AMX-FP16 emulate fp16 math; bf16-mixed is the CPU's mixed precision"
-            )
+        return None
+
+    def precision_reason(self, precision: str, allow_emulated: bool) -> str | None:
         if precision.startswith("bf16") and not bf16_kernels() and not allow_emulated:
             # Seen on an AVX2-only EPYC: one training step 6x (ConvNet) and 35x (resnet18) slower than fp32, which
             # turns the cpu suite's resnet18 cells into hours of timeouts.
@@ -72,21 +56,9 @@ class CPU:
             )
         return None
 
-    def take_device(self, local_rank: int) -> None:
-        pass  # the host: nothing to take
-
-    def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
-        return None  # torchrun joins any nodes (bench.launch)
-
-    def run_reason(self, nnodes: int) -> str | None:
-        return None
-
     def apply_precision(self, precision: str) -> None:
         # oneDNN can run fp32 matmuls in reduced precision when asked; fp32 here means full fp32.
         torch.backends.mkldnn.matmul.fp32_precision = "ieee"
-
-    def reset_peak_memory(self) -> None:
-        pass  # RSS high-water mark cannot be reset; each cell is its own process, so it covers that cell
 
     def peak_memory_bytes(self) -> int | None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

@@ -6,6 +6,8 @@ import subprocess
 
 import torch
 
+from bench.backends import Backend
+
 
 def _driver_version() -> str | None:
     try:
@@ -21,7 +23,7 @@ def _driver_version() -> str | None:
         return None
 
 
-class CUDA:
+class CUDA(Backend):
     name = "cuda"
     lightning_accelerator = "gpu"
     peak_memory_kind = "device"
@@ -41,12 +43,6 @@ class CUDA:
     def synchronize(self) -> None:
         torch.cuda.synchronize()
 
-    def cut_graph(self) -> None:
-        pass  # eager execution: nothing to cut between steps
-
-    def compile_stats(self) -> dict | None:
-        return None  # no graph compilation in eager mode
-
     def mark(self) -> torch.cuda.Event:
         # An event on the device timeline: step times without draining the queue every step.
         event = torch.cuda.Event(enable_timing=True)
@@ -56,11 +52,14 @@ class CUDA:
     def seconds_between(self, a: torch.cuda.Event, b: torch.cuda.Event) -> float:
         return a.elapsed_time(b) / 1000  # both recorded and synchronised by the caller
 
-    def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
+    def device_reason(self, devices: int) -> str | None:
         if not self.available():
             return "no CUDA GPU visible (check the NVIDIA driver, or `--gpus all` for Docker)"
         if devices > self.device_count():
             return f"{devices} GPUs requested, {self.device_count()} visible"
+        return None
+
+    def precision_reason(self, precision: str, allow_emulated: bool) -> str | None:
         major, _ = torch.cuda.get_device_capability(0)
         if precision == "tf32" and major < 8:
             return "TF32 needs an Ampere (sm_80) or newer GPU"
@@ -70,12 +69,6 @@ class CUDA:
 
     def take_device(self, local_rank: int) -> None:
         torch.cuda.set_device(local_rank)
-
-    def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
-        return None  # torchrun joins any nodes (bench.launch)
-
-    def run_reason(self, nnodes: int) -> str | None:
-        return None
 
     def apply_precision(self, precision: str) -> None:
         # PyTorch leaves cuDNN's TF32 on by default: fp32 must switch it off to be fp32. The older switches, not

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 
+from bench.backends import Backend
 from bench.env import version
 
 SETUP_HINT = (
@@ -52,7 +53,7 @@ def _runtime_started() -> bool:
         return False
 
 
-class TorchTPU:
+class TorchTPU(Backend):
     name = "torchtpu"
     lightning_accelerator = None  # a small Accelerator of the harness's: backends/torchtpu_lightning.py
     peak_memory_kind = "device"
@@ -98,7 +99,7 @@ class TorchTPU:
     def seconds_between(self, a, b) -> None:
         return None
 
-    def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
+    def device_reason(self, devices: int) -> str | None:
         if not _installed():
             return f"torch_tpu is not installed in this environment: {SETUP_HINT}"
         count = self.chips()
@@ -114,22 +115,12 @@ class TorchTPU:
                 "torch.tpu.distributed.set_tpu_launch_env, and its 'tpu' process group need a TPU to verify): "
                 "--devices 1"
             )
-        if precision == "tf32":
-            return "TF32 is an NVIDIA tensor-core mode; fp32 on TorchTPU is fp32 matmul precision 'highest'"
-        if precision == "fp16-mixed":
-            return "TPUs compute in bf16: bf16-mixed is their mixed precision (fp16's grad scaler is unverified there)"
         return None
 
     def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
         if nodes > 1 or nnodes > 1:
             return "TorchTPU on several hosts of a pod slice is not built yet: one host, one device"
         return None
-
-    def run_reason(self, nnodes: int) -> str | None:
-        return None
-
-    def take_device(self, local_rank: int) -> None:
-        pass  # one device per cell (unsupported() refuses more)
 
     def apply_precision(self, precision: str) -> None:
         # TPUs run fp32 matmuls as bf16 passes by default; fp32 here means full fp32, as on torch_xla (TorchTPU maps

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 
+from bench.backends import Backend
 from bench.env import version
 
 SETUP_HINT = "use the XLA environment (`make setup-xla`, then .venv-xla/bin/bench) with PJRT_DEVICE=TPU or CPU"
@@ -38,7 +39,7 @@ def _runtime_started() -> bool:
     return bool(_xla()[0]._XLAC._xla_runtime_is_initialized())
 
 
-class XLA:
+class XLA(Backend):
     name = "xla"
     lightning_accelerator = None  # "tpu", or a PJRT accelerator on the CPU runtime: backends/xla_lightning.py
     peak_memory_kind = "device"
@@ -134,7 +135,7 @@ class XLA:
     def seconds_between(self, a, b) -> None:
         return None
 
-    def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
+    def device_reason(self, devices: int) -> str | None:
         if not self.available():
             return f"torch_xla is not importable here, or PJRT_DEVICE is neither TPU nor CPU: {SETUP_HINT}"
         count = self.device_count()  # on a TPU VM, a metadata-server request: once per check
@@ -158,10 +159,6 @@ class XLA:
                 "data-parallel training on PJRT's CPU runtime aborts in its first all-reduce (rendezvous timeout; "
                 "pytorch/xla#9496): several XLA devices need TPUs"
             )
-        if precision == "tf32":
-            return "TF32 is an NVIDIA tensor-core mode; XLA's fp32 matmul precision is recorded in env instead"
-        if precision == "fp16-mixed":
-            return "no fp16 autocast on XLA: TPUs compute in bf16 (use bf16-mixed), and Lightning's XLA has no 16-mixed"
         return None
 
     def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
