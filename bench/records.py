@@ -13,6 +13,7 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from bench import files, schema
 from bench.text import warn  # records.warn: every reader's
@@ -105,17 +106,12 @@ def numbered(path: Path) -> list[tuple[int, dict, bool, int]]:
     read as a stream; torn or corrupt lines, lines that are not an object and lines over ``MAX_LINE`` are skipped
     with a warning that names them, and reading stops at ``MAX_FILE``. Only a regular file is read (not a link, a
     FIFO or a device). Text comes back valid: a lone surrogate (a JSON escape no UTF-8 text holds) becomes U+FFFD."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as e:
-        warn(f"{path}: skipping: {e.strerror} (a link is not followed)")
-        return []
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        warn(f"{path}: skipping: not a regular file")
+    f = _regular(path)
+    if isinstance(f, str):
+        warn(f"{path}: skipping: {f}")
         return []
     out, size = [], 0
-    with open(fd, "rb") as f:
+    with f:
         for number, line in enumerate(iter(lambda: f.readline(MAX_LINE + 1), b""), 1):
             size += len(line)
             if size > MAX_FILE:
@@ -140,6 +136,19 @@ def numbered(path: Path) -> list[tuple[int, dict, bool, int]]:
     return out
 
 
+def _regular(path: Path) -> BinaryIO | str:
+    """``path`` open for reading where it is a regular file (not a link, never followed, a FIFO or a device); else
+    why not."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        return f"{e.strerror} (a link is not followed)"
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return "not a regular file"
+    return open(fd, "rb")
+
+
 def parse(line: bytes) -> tuple[dict, bool, int] | str:
     """One line of a records file as (the record, whether its bytes showed it bounded, the items ``valid_text`` cut
     from it), or why it is skipped."""
@@ -162,13 +171,10 @@ def at(path: Path, offsets: list[int]) -> list[dict | None]:
     """The records whose lines start at ``offsets`` in ``path`` (``numbered`` gave them), read as ``numbered`` reads
     them; None for one that is no longer there as it was (the file changed since)."""
     out: list[dict | None] = []
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
+    f = _regular(path)
+    if isinstance(f, str):
         return [None] * len(offsets)
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return [None] * len(offsets)
+    with f:
         for offset in offsets:
             f.seek(offset)
             parsed = parse(f.readline(MAX_LINE + 1))

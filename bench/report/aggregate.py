@@ -423,10 +423,12 @@ def summarise(df: pd.DataFrame, baseline: str, include_unquiet: bool = False) ->
         others = g[g["status"] != "ok"]
         tput = pd.to_numeric(ok["throughput_samples_per_s"])
         tta = _tta(g, ok_all.index.difference(ok.index))
-        # every section of the newest repeats: of the ok ones, and (price, repeats = auto) of any
-        detail, detail_any = complete(newest(ok)), complete(newest(g))
+        # every section of the newest repeats: of the ok ones, and (price, repeats = auto) of any; read once
+        newest_ok, newest_any, newest_ok_all = newest(ok).index, newest(g).index, newest(ok_all).index
+        read = complete(g.loc[newest_ok.union(newest_any).union(newest_ok_all)])
+        detail, detail_any = read.loc[newest_ok], read.loc[newest_any]
         files, files_cut = _files(detail)
-        tracked, tracked_in = _tracker_columns(complete(newest(ok_all)) if len(ok_all) else detail_any)
+        tracked, tracked_in = _tracker_columns(read.loc[newest_ok_all] if len(ok_all) else detail_any)
         # what every comparison uses: the quiet repeats (all of them with include_unquiet), by block
         throughputs = _sample(compared, list(pd.to_numeric(compared["throughput_samples_per_s"])))
         full_network = _sample(compared, list(compared["full_network_samples_per_s"]))
