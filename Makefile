@@ -128,7 +128,7 @@ BASELINE ?=
 ALLOCATOR ?= auto
 MICRO_SETUP := $(if $(XLA),setup-xla,setup)
 MICRO_PY := $(if $(XLA),$(XLA_VENV),$(VENV))/bin/python
-MICRO_ENV = $(if $(XLA),PJRT_DEVICE=$${PJRT_DEVICE:-CPU}) $(shell $(MICRO_PY) -c 'from bench import allocator; \
+MICRO_ENV = $(if $(XLA),PJRT_DEVICE=$${PJRT_DEVICE:-CPU}) $(shell $(MICRO_PY) -c 'from bench.plan import allocator; \
 	print(*(f"{k}={v}" for k, v in allocator.child_env("$(ALLOCATOR)")[0].items()))')
 MICRO_STORAGE = $(abspath $(RESULTS))/micro/$$(hostname)-$$(env $(MICRO_ENV) $(MICRO_PY) -c \
 	'from bench import backends; print(backends.detect())')
@@ -191,7 +191,7 @@ DOCKER ?= $(shell docker buildx version >/dev/null 2>&1 && echo docker || { test
 export DOCKER_BUILDKIT := 1
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo -dirty)
 # The container writes as the host user into the mounted results folder; the host name keeps runs apart. The host's
-# lock folder (bench/hostlock.py: one bench run per host) is the containers' too, so that two runs see each other.
+# lock folder (bench/run/hostlock.py: one bench run per host) is the containers' too, so that two runs see each other.
 HOST_LOCKS := /tmp/bench-locks
 RUN_FLAGS = --rm --network host --user $(RUN_USER) --shm-size $(SHM_SIZE) -v "$(abspath $(RESULTS))":/results \
 	-v $(HOST_LOCKS):/tmp/bench-locks \

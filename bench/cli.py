@@ -10,9 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from bench import precision, process
-from bench.spec import settings as spec_settings
-from bench.spec.settings import PER_WORKLOAD, SETTINGS
+from bench.plan import precision
+from bench.plan import settings as spec_settings
+from bench.plan.settings import PER_WORKLOAD, SETTINGS
+from bench.run import process
 from bench.text import shown
 
 DEFAULT_RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR", "results"))
@@ -30,7 +31,7 @@ def _statuses(value: str) -> tuple[str, ...]:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from bench import data
+    from bench.run import data
 
     folder = data.locate(args.data_dir)
     print(f"MNIST raw files: {folder} (validated)")
@@ -43,7 +44,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from bench import weights
+    from bench.run import weights
 
     path = weights.ensure_resnet18()
     print(f"pretrained resnet18 weights: {path} ({weights.describe(True)['source']})")
@@ -52,17 +53,18 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 def build_cells(args: argparse.Namespace):
     """The suite with the command line's overrides: (name, settings, cells in run order, copies left out)."""
-    from bench import suite
+    from bench import backends
+    from bench.plan import suite
 
-    detected = suite.resolve_auto() if args.suite == "auto" else None
-    name, raw = suite.load(detected[0] if detected else args.suite)
+    detected = backends.detect() if args.suite == "auto" else None
+    name, raw = suite.load(suite.for_backend(detected) if detected else args.suite)
     if detected:  # the packaged suite on the backend found here: the tpu suite runs on torch_xla or on TorchTPU
-        raw["backend"] = detected[1]
+        raw["backend"] = detected
     if args.price_per_hour is not None:  # a price of one's own replaces the suite's entry, and an entry a price
         raw.pop("price", None)
     if args.price is not None:
         raw.pop("price_per_hour", None)
-    options = {}  # the settings bench run's options override (bench.spec.settings), and the option each came from
+    options = {}  # the settings bench run's options override (bench.plan.settings), and the option each came from
     for key, setting in SETTINGS.items():
         value = getattr(args, key) if setting.flag else None
         if value is not None:
@@ -72,7 +74,7 @@ def build_cells(args: argparse.Namespace):
                 for over in raw.get("workload", {}).values():
                     over.pop(key, None)
     settings = suite.validate(name, raw, options)
-    cells, copies = suite.collapse(suite.expand(name, settings))
+    cells, copies = suite.collapse(suite.expand(name, settings, *backends.machine(settings["backend"])))
     return name, settings, suite.order(cells, settings), copies  # fingerprints ignore the order
 
 
@@ -86,7 +88,9 @@ def _copies_text(copies: list) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import backends, cluster, cost, env, estimate, hostlock, records, runlock, runner
+    from bench import backends, cluster, records
+    from bench.plan import cost
+    from bench.run import env, estimate, hostlock, runlock, runner
     from bench.trackers import contention
 
     check = None if args.dry_run else contention.HostCheck()  # measures the host while the run gets ready
@@ -116,11 +120,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(auto.text())
         print(f"{len(cells)} cells in suite {name} ({settings['order']} order); nothing run (--dry-run)")
         return 0
-    from bench import data
+    from bench.run import data
 
     data_dir = str(data.locate(args.data_dir))  # fail once, before any cell, when MNIST cannot be had
     if any(cell.pretrained for cell in cells):
-        from bench import weights
+        from bench.run import weights
 
         weights.ensure_resnet18()  # likewise for pretrained weights: cached, downloaded, or one clear error
     price = cost.resolve(settings["price"], settings["price_plan"], settings["price_per_hour"], cells[0].backend)
@@ -213,7 +217,8 @@ def _run_args(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from bench import records, slurm
+    from bench import records
+    from bench.cluster import slurm
 
     run_args = _run_args(args)
     run = parser().parse_args(["run", *run_args])  # bad run options fail here, not in the job
@@ -232,7 +237,9 @@ def cmd_slurm(args: argparse.Namespace) -> int:
 
 
 def cmd_k8s(args: argparse.Namespace) -> int:
-    from bench import files, k8s, records
+    from bench import records
+    from bench.cluster import k8s
+    from bench.records import files
 
     run_args = _run_args(args)
     build_cells(parser().parse_args(["run", *run_args]))  # bad run options fail here, not in the pods
@@ -248,9 +255,9 @@ def cmd_k8s(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from bench import backends, cost, suite
-    from bench.spec import backends as spec_backends
-    from bench.spec import workloads
+    from bench import backends
+    from bench.plan import backends as spec_backends
+    from bench.plan import cost, suite, workloads
 
     print("suites:     " + ", ".join(suite.suite_names()) + " (or auto, or a path to a .toml file)")
     print("workloads:  " + ", ".join(workloads.WORKLOADS))
@@ -258,7 +265,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("modes:      " + ", ".join(spec_settings.MODES) + " (docs/methodology.md#execution-modes)")
     print("inputs:     " + ", ".join(spec_settings.INPUTS))
     print("backends:   " + ", ".join(spec_backends.BACKENDS) + f" (detected here: {backends.detect()})")
-    print("prices:     list prices per node-hour (bench/prices.toml; suite setting price, or --price/--price-per-hour)")
+    print(
+        "prices:     list prices per node-hour (bench/plan/prices.toml; suite setting price, or --price/"
+        "--price-per-hour)"
+    )
     for entry, e in cost.table().items():
         spot = e.get("spot_usd_per_hour")
         what = f"{e['accelerator_count']}x {e['accelerator']}" if e["accelerator_count"] else e["accelerator"]
@@ -291,7 +301,7 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a suite: one subprocess per cell, records appended, resumable")
     r.add_argument("--suite", default="auto", help="packaged suite name, a .toml path, or auto (default)")
-    for key, setting in SETTINGS.items():  # the settings' own options (bench.spec.settings)
+    for key, setting in SETTINGS.items():  # the settings' own options (bench.plan.settings)
         if setting.flag and setting.parse is None:  # a switch: absent means "the suite's value", not false
             r.add_argument(setting.flag, dest=key, action="store_const", const=setting.switch, help=setting.help)
         elif setting.flag:

@@ -20,7 +20,7 @@ fi
 if [ -d .gpu-data/mnist ]; then
     export BENCH_DATA_DIR="$PWD/.gpu-data/mnist"
     if [ -f .gpu-data/mnist_png.tar.gz ]; then  # unpacking is quicker than encoding the 70,000 PNGs there
-        derived=$("$py" -c "from bench import data; print(data._derived_dir())")
+        derived=$("$py" -c "from bench.run import data; print(data._derived_dir())")
         mkdir -p "$derived" && tar -C "$derived" -xzf .gpu-data/mnist_png.tar.gz
     fi
 fi

@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import records, schema  # noqa: E402
+from bench import records  # noqa: E402
+from bench.records import schema  # noqa: E402
 
 
 def build(source: list[dict], out: Path, runs: int, cells: int, hosts: int, first: int = 0) -> int:

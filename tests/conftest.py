@@ -19,9 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from bench import data
+from bench import backends
+from bench.plan import suite
+from bench.run import data
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def expand(name: str, settings: dict) -> list:
+    """A suite's cells on this machine, as bench run expands them."""
+    return suite.expand(name, settings, *backends.machine(settings["backend"]))
+
+
 # The files that train end to end, longest first (make test's durations): make test hands whole files to its two
 # processes in collection order (--dist loadfile --no-loadscope-reorder), and the longest first finish together.
 LONGEST_FIRST = ("test_fastai.py", "test_distributed.py", "test_runner.py", "test_micro.py", "test_modes.py",
@@ -55,7 +64,8 @@ def session_cache(tmp_path_factory) -> Path:
 def compile_cache(request, tmp_path_factory) -> Iterator[Path]:
     """One inductor cache for the tests (workers inherit it), kept from one make test to the next in pytest's own
     cache folder: a graph compiled once is not compiled again, where each benchmark cell would get a cold cache of
-    its own (bench.worker). Inductor keys its entries by graph, config and torch version; `make clean` empties it."""
+    its own (bench.run.worker). Inductor keys its entries by graph, config and torch version; `make clean` empties
+    it."""
     cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     path = cache.mkdir("inductor") if cache else tmp_path_factory.mktemp("inductor")
     with pytest.MonkeyPatch.context() as mp:
@@ -72,7 +82,7 @@ QUIET = {"status": "ok", "verdict": "quiet", "why": None, "span_s": 5.0, "segmen
 
 @pytest.fixture(autouse=True)
 def host_locks(tmp_path_factory, session_cache, monkeypatch) -> Path:
-    """Each test's bench runs take the one-run-per-host lock (bench.hostlock) in a folder of their own: the tests
+    """Each test's bench runs take the one-run-per-host lock (bench.run.hostlock) in a folder of their own: the tests
     that run in parallel would otherwise wait for each other (tests/test_hostlock.py shares one on purpose). What
     bench caches goes to the session's folder, never to the user's."""
     path = tmp_path_factory.mktemp("locks")

@@ -8,8 +8,10 @@ import datetime
 import pandas as pd
 import pytest
 
-from bench import cli, cost, records, report, schema, suite
-from bench.suite import SuiteError
+from bench import cli, records, report
+from bench.plan import cost, suite
+from bench.plan.suite import SuiteError
+from bench.records import schema
 
 
 def test_the_packaged_table_has_dated_sourced_entries_for_each_kind_of_hardware():
@@ -50,7 +52,7 @@ def test_price_settings_resolve_or_fail_naming_the_fix():
     with pytest.raises(cost.PriceError, match="price names entries for cuda, not for this run's backend cpu"):
         cost.resolve({"cuda": name}, "on-demand", None, "cpu")
     no_spot = next(n for n, e in cost.table().items() if e.get("spot_usd_per_hour") is None)
-    with pytest.raises(SuiteError, match=r"no spot price in bench/prices\.toml; use price_plan on-demand"):
+    with pytest.raises(SuiteError, match=r"no spot price in bench/plan/prices\.toml; use price_plan on-demand"):
         settings(price=no_spot, price_plan="spot")
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import data
-from bench.data import DataError
+from bench.run import data
+from bench.run.data import DataError
 from tests.conftest import Loopback, loopback
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from bench import ddp, launch
+from bench.run import ddp, launch
 from tests.conftest import bench_cli, bench_env
 from tests.test_runner import run_records, wait_for, workers_of
 
@@ -152,7 +152,7 @@ def test_a_killed_rank_fails_its_cell_by_name_and_the_sweep_goes_on(tmp_path, en
 POOL = """
 import multiprocessing, sys, time
 from pathlib import Path
-from bench import worker
+from bench.run import worker
 
 def rank(index, cell_file):
     if index == 0:
@@ -169,8 +169,9 @@ if __name__ == "__main__":
 
 
 def test_a_rank_of_a_spawned_pool_that_fails_ends_the_pool_with_its_reason(tmp_path, env):
-    from bench.spec.job import Job
-    from bench.suite import expand, validate
+    from bench.plan.job import Job
+    from bench.plan.suite import validate
+    from tests.conftest import expand
 
     cell = expand("t", validate("t", {"backend": "cpu", "workloads": ["torch-convnet"]}))[0]
     cell_dir = tmp_path / "cell"

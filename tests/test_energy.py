@@ -99,7 +99,7 @@ def test_a_target_never_reached_has_no_energy_to_accuracy(tmp_path, powercap):
 def test_a_segment_left_out_leaves_its_joules_out(tmp_path, powercap):
     t = tracker(energy, small_cell(), backend(), tmp_path)
     t.train_start(), t.steady_start()
-    set_uj(powercap, 51_000_000)  # 50 J in a segment in which a graph compiled (bench.meter)
+    set_uj(powercap, 51_000_000)  # 50 J in a segment in which a graph compiled (bench.run.meter)
     t.steady_cancel()
     t.steady_start()  # the next segment opens a window of its own
     set_uj(powercap, 61_000_000)

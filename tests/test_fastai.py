@@ -9,10 +9,10 @@ import pytest
 import torch
 import torchvision
 
-from bench import weights
 from bench.backends.cpu import bf16_kernels
+from bench.run import weights
+from bench.run.weights import WeightsError
 from bench.trackers import profile
-from bench.weights import WeightsError
 from tests.conftest import Loopback, bench_cli, bench_env, loopback
 from tests.test_runner import run_records
 

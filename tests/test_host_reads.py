@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import suite, trackers, worker
-from bench.spec.job import Job
-from tests.conftest import ROOT
+from bench import trackers
+from bench.plan import suite
+from bench.plan.job import Job
+from bench.run import worker
+from tests.conftest import ROOT, expand
 
 READS = {"item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__", "__array__", "__format__",
          "__repr__"}  # fmt: skip
@@ -92,7 +94,7 @@ def test_no_read_of_a_device_value_by_the_harness_inside_a_steady_window(workloa
     raw = {"backend": "cpu", "workloads": [workload], "epochs": 1, "batch_size": 16, "limit_train": 320,
            "limit_test": 200, "warmup_steps": 3, "profile_steps": 0, "pretrained": False,
            "lr_find_steps": 10}  # fmt: skip
-    (cell,) = suite.expand("t", suite.validate("t", raw))
+    (cell,) = expand("t", suite.validate("t", raw))
     made = []
 
     def create(job, backend, cell_dir: Path) -> list:

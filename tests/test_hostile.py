@@ -12,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, estimate, files, k8s, records, report, runlock, runner, schema, slurm
+from bench import cli, records, report
+from bench.cluster import k8s, slurm
+from bench.plan.suite import validate
+from bench.records import files, schema
 from bench.report import compare
-from bench.suite import expand, validate
+from bench.run import estimate, runlock, runner
 from bench.trackers import contention
+from tests.conftest import expand
 from tests.test_schema import valid
 from tests.test_schema import write as _write_folder
 
@@ -178,7 +182,7 @@ def test_a_suite_file_that_is_not_utf8_and_a_corrupt_gzip_are_one_line(tmp_path,
     err = capsys.readouterr().err
     assert err.startswith("bench: error: suite file") and "save it as UTF-8" in err and err.count("\n") == 1, err
 
-    from bench import data
+    from bench.run import data
 
     good = gzip.compress(b"\x00\x00\x08\x01" + (4).to_bytes(4, "big") + b"abcd")
     bad = tmp_path / "labels.gz"
@@ -462,7 +466,7 @@ def test_an_eta_from_a_record_of_a_thousand_millennia_is_one_line():
 def test_a_gzip_bomb_or_a_corrupt_gzip_in_the_data_folder_is_one_error(tmp_path):
     import tracemalloc
 
-    from bench import data
+    from bench.run import data
 
     bomb = tmp_path / "train-images-idx3-ubyte.gz"
     with gzip.open(bomb, "wb", compresslevel=9) as f:

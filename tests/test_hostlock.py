@@ -1,4 +1,4 @@
-"""One bench run per host (bench.hostlock): a second run is refused, waits, or shares the host and then no cell of
+"""One bench run per host (bench.run.hostlock): a second run is refused, waits, or shares the host and then no cell of
 either run is quiet; runs on different GPUs go on side by side. The holder is another process, as a second `bench
 run` would be (flock conflicts between open files, so one process could hold both, but only across processes does it
 say what a user sees)."""
@@ -12,12 +12,13 @@ import textwrap
 
 import pytest
 
-from bench import hostlock, records
+from bench import records
+from bench.run import hostlock
 from tests.conftest import ROOT, bench_cli, bench_env
 
 HOLD = """
 import sys, time
-from bench import hostlock
+from bench.run import hostlock
 with hostlock.hold_host(sys.argv[1], [k for k in sys.argv[2].split(",") if k], share=sys.argv[3] == "share"):
     print("held", flush=True)
     time.sleep(float(sys.argv[4]))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import runner, schema, worker
-from bench.inputs import DeviceBatches
-from bench.spec.job import Job
-from bench.suite import SuiteError, expand, validate
+from bench.plan.job import Job
+from bench.plan.suite import SuiteError, validate
+from bench.records import schema
+from bench.run import runner, worker
+from bench.run.inputs import DeviceBatches
+from tests.conftest import expand
 
 
 def cells(**over):

@@ -43,7 +43,7 @@ def test_docker_check_names_the_fix(tmp_path):
 
 
 def test_each_environment_is_compared_with_the_lock_it_was_made_from():
-    from bench import env
+    from bench.run import env
 
     assert env.lock_file({"torch": "2.14.1", "torch-xla": None}).name == "constraints.txt"
     assert env.lock_file({"torch": "2.9.0", "torch-xla": "2.9.0"}).name == "constraints-xla.txt"

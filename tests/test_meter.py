@@ -6,7 +6,8 @@ import statistics
 
 import pytest
 
-from bench import backends, meter, trackers
+from bench import backends, trackers
+from bench.run import meter
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""Step micro-benchmarks (bench.micro) on the backend this environment detects: every workload's training step and
+"""Step micro-benchmarks (bench.run.micro) on the backend this environment detects: every workload's training step and
 forward-only step on a fixed batch already on the device, through the workload's own loop, and its loader's next
 batch. ``make bench-micro`` times them with pytest-benchmark and saves the JSON under the results folder; ``make
 test`` runs each once (``--benchmark-disable`` in pyproject's addopts) so that they cannot rot.
@@ -13,10 +13,12 @@ import time
 import pytest
 import torch
 
-from bench import backends, env, micro, suite, workloads
-from bench.precision import PRECISIONS, Probe
-from bench.spec import workloads as spec_workloads
-from tests.conftest import ROOT
+from bench import backends, workloads
+from bench.plan import suite
+from bench.plan import workloads as spec_workloads
+from bench.plan.precision import PRECISIONS, Probe
+from bench.run import env, micro
+from tests.conftest import ROOT, expand
 
 BACKEND = backends.detect()
 # Enough images for a few loader epochs' worth of batches; a step's time does not depend on the data set's size.
@@ -29,7 +31,7 @@ def _cell(workload: str, precision: str):
     if why := backend.unsupported(precision, 1):
         pytest.skip(f"{BACKEND} {precision}: {why}")
     raw = {"backend": BACKEND, "workloads": [workload], "precisions": [precision], "pretrained": False, **LIMITS}
-    return suite.expand("micro", suite.validate("micro", raw))[0], backend
+    return expand("micro", suite.validate("micro", raw))[0], backend
 
 
 @pytest.fixture

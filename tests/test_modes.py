@@ -8,14 +8,16 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from bench import adapters, backends, runner, schema
+from bench import backends
+from bench.plan import backends as specs
+from bench.plan.suite import SuiteError, validate
+from bench.plan.workloads import WORKLOADS
+from bench.records import schema
 from bench.report import aggregate
-from bench.spec import backends as specs
-from bench.spec.workloads import WORKLOADS
-from bench.suite import SuiteError, expand, validate
+from bench.run import adapters, runner
 from bench.trackers import compile as compile_tracker
 from bench.workloads import convnet, lightning_convnet, plain
-from tests.conftest import bench_cli, bench_env
+from tests.conftest import bench_cli, bench_env, expand
 from tests.test_runner import run_records
 
 STEPS = 12  # training losses compared, from the first step on
@@ -69,7 +71,7 @@ def test_each_mode_says_where_it_cannot_run():
 
 
 def test_what_a_backend_never_runs_is_data_in_its_spec_said_once():
-    """Precisions and modes a backend never runs are its spec's, with their reasons (bench.spec.backends): what its
+    """Precisions and modes a backend never runs are its spec's, with their reasons (bench.plan.backends): what its
     implementation says of them is that text, and no text is written twice."""
     cpu = backends.get("cpu")
     for precision, why in specs.get("cpu").precisions.items():

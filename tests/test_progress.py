@@ -17,11 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import backends, cli, estimate, records, runner, schema, suite
-from bench.meter import Meter
-from bench.progress import Progress, epoch_text
-from bench.spec.cell import Cell
-from bench.suite import SuiteError
+from bench import backends, cli, records
+from bench.plan import suite
+from bench.plan.cell import Cell
+from bench.plan.suite import SuiteError
+from bench.records import schema
+from bench.run import estimate, runner
+from bench.run.meter import Meter
+from bench.run.progress import Progress, epoch_text
+from tests.conftest import expand
 
 ESCAPES = re.compile(r"[\r\x1b]")
 
@@ -33,9 +37,9 @@ def settings(**over) -> dict:
 
 def test_random_order_is_seeded_within_each_repeat_and_keeps_fingerprints():
     s = settings(repeats=3, order="random", order_seed=7)
-    listed = suite.expand("t", s)
+    listed = expand("t", s)
     ran = suite.order(listed, s)
-    assert ran == suite.order(suite.expand("t", s), s)  # the same command resumes in the same order
+    assert ran == suite.order(expand("t", s), s)  # the same command resumes in the same order
     assert sorted(c.fingerprint for c in ran) == sorted(c.fingerprint for c in listed)  # every cell once, unchanged
     assert [c.repeat for c in ran] == [c.repeat for c in listed]  # shuffled within each repeat's block only
     assert ran != listed
@@ -57,7 +61,7 @@ def _record(path: Path, cell: Cell, seconds: float, host: str = "here", status: 
 
 def test_eta_from_earlier_records_repeats_and_the_same_workload(tmp_path):
     s = settings(workloads=["torch-convnet"], precisions=["fp32", "bf16-mixed"], repeats=2)
-    fp32_0, bf16_0, fp32_1, bf16_1 = suite.expand("t", s)
+    fp32_0, bf16_0, fp32_1, bf16_1 = expand("t", s)
     other = dataclasses.replace(fp32_0, workload="lightning-convnet")
     # Earlier records under the results dir: median of this host's ok ones; other hosts, failures and the
     # committed references do not count.
@@ -185,7 +189,7 @@ tta_target = 0.5
 def test_a_real_sweep_prints_plain_lines_and_records_its_order(tmp_path, mnist_dir, cache, capsys):
     (tmp_path / "s.toml").write_text(SUITE)
     s = suite.validate("s", {**suite.load(str(tmp_path / "s.toml"))[1], "order": "random", "order_seed": 3})
-    planned = suite.order(suite.expand("s", s), s)
+    planned = suite.order(expand("s", s), s)
     results = tmp_path / "results"
     assert runner.sweep(planned, results, "r", str(mnist_dir), "random", 3) == 0  # in this process: no start-up
     out = capsys.readouterr().out
@@ -202,7 +206,7 @@ def test_a_real_sweep_prints_plain_lines_and_records_its_order(tmp_path, mnist_d
         assert schema.written(r) == []
         assert r["run"]["order"] == "random" and r["run"]["order_seed"] == 3
         assert planned[r["run"]["position"] - 1].fingerprint == r["cell"]["fingerprint"]
-    assert sorted(r["cell"]["fingerprint"] for r in recs) == sorted(c.fingerprint for c in suite.expand("s", s))
+    assert sorted(r["cell"]["fingerprint"] for r in recs) == sorted(c.fingerprint for c in expand("s", s))
 
     # `bench run --order random --order-seed 3 --dry-run`: the same order, and the estimate from that record.
     args = ["run", "--suite", str(tmp_path / "s.toml"), "--results-dir", str(results), "--run-id", "next"]

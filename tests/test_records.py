@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bench import records, schema
+from bench import records
+from bench.records import schema
 
 
 def record(status="ok", **over) -> dict:

@@ -10,7 +10,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from bench import records, report, schema
+from bench import records, report
+from bench.records import schema
 from bench.report import aggregate, benchmarks, plots, verdicts
 from tests.conftest import QUIET, ROOT
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import records, schema
+from bench import records
 from bench.backends.cpu import bf16_kernels
+from bench.records import schema
 from bench.trackers import profile
 from tests.conftest import bench_cli, bench_env
 
@@ -63,7 +64,7 @@ def workers_of(results: Path) -> list[int]:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"bench.worker" in cmd and any(str(results).encode() in c for c in cmd):
+        if b"bench.run.worker" in cmd and any(str(results).encode() in c for c in cmd):
             pids.append(int(proc.name))
     return pids
 
@@ -244,7 +245,7 @@ def test_nan_loss_is_recorded_as_diverged_by_the_harness_of_bench_run_whatever_f
 
 
 def test_a_stopped_cell_leaves_no_process_of_its_group_behind(monkeypatch):
-    from bench import runner
+    from bench.run import runner
 
     # a worker that stops at SIGTERM, and a rank of its that ignores it (as a rank blocked in a collective may)
     rank = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
@@ -260,7 +261,7 @@ def test_a_stopped_cell_leaves_no_process_of_its_group_behind(monkeypatch):
 
 
 def test_another_nodes_done_never_replaces_a_result_a_rank_of_it_wrote(tmp_path):
-    from bench import launch
+    from bench.run import launch
 
     launch.node_done(tmp_path)
     assert json.loads((tmp_path / "result.json").read_text()) == {"status": "ok", "reason": None}

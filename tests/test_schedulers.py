@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from bench import k8s, slurm
+from bench.cluster import k8s, slurm
 from tests.conftest import ROOT, bench_cli, bench_env
 from tests.test_runner import run_records
 

@@ -1,7 +1,7 @@
-"""Records from elsewhere are untrusted: each is checked against its schema on read (bench.schema); a bad one is named
-by file, line and field and left out of the report (or stops it under --strict); everything that reaches report.html
-is escaped. The report is fuzzed with hypothesis: random and hostile records never crash it, never put markup of
-their own into it, and never cost it a valid record."""
+"""Records from elsewhere are untrusted: each is checked against its schema on read (bench.records.schema); a bad one is
+named by file, line and field and left out of the report (or stops it under --strict); everything that reaches
+report.html is escaped. The report is fuzzed with hypothesis: random and hostile records never crash it, never put
+markup of their own into it, and never cost it a valid record."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import cli, estimate, records, report, runner, schema
+from bench import cli, records, report
+from bench.plan.suite import validate
+from bench.records import schema
 from bench.report import compare
-from bench.suite import expand, validate
-from tests.conftest import QUIET
+from bench.run import estimate, runner
+from tests.conftest import QUIET, expand
 
 HOSTILE_TEXT = [
     "<b>evil</b>",
@@ -120,7 +122,7 @@ def test_paths_outside_the_run_folder_and_unsafe_names_are_refused():
 
 
 def test_the_cell_section_is_typed_from_the_settings_table():
-    from bench.spec.settings import CELL_FIELDS
+    from bench.plan.settings import CELL_FIELDS
 
     assert set(CELL_FIELDS) <= set(schema.Cell.model_fields)
     r = valid(**{"cell.epochs": 0, "cell.allocator": "mine", "cell.lr": "fast", "cell.limit_test": 10_001})
@@ -159,14 +161,14 @@ def test_the_committed_schema_2_reference_passes_its_schema():
 
 
 def test_the_committed_reference_keeps_its_fingerprints():
-    """The identity rule (bench.spec.cell) keeps every seed-recipe record of the H100 reference matching its cell of
+    """The identity rule (bench.plan.cell) keeps every seed-recipe record of the H100 reference matching its cell of
     the gpu-reference suite."""
-    from bench import suite
+    from bench.plan import suite
     from tests.conftest import ROOT
 
     recs = records.read_all(ROOT / "results" / "reference" / "nvidia-h100" / "seed-recipe")
     name, raw = suite.load("gpu-reference")
-    fingerprints = {c.fingerprint for c in suite.expand(name, suite.validate(name, {**raw, "backend": "cuda"}))}
+    fingerprints = {c.fingerprint for c in expand(name, suite.validate(name, {**raw, "backend": "cuda"}))}
     assert recs and all(r["fingerprint"] in fingerprints for r in recs)
 
 

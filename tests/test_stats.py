@@ -1,4 +1,4 @@
-"""The statistics of every comparison (bench.stats) on values with known answers, and the report's use of
+"""The statistics of every comparison (bench.records.stats) on values with known answers, and the report's use of
 them on fixture records."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from bench import cli, records, report, stats
+from bench import cli, records, report
+from bench.records import stats
 from bench.report import aggregate
 from tests.test_report import rec, write
 
@@ -202,7 +203,7 @@ def test_the_stopping_rule_of_auto_repeats_keeps_its_intervals_covering_the_trut
     from block to block. The figures are in docs/methodology.md."""
     import random
 
-    from bench.spec.settings import AUTO_FIRST, AUTO_MAX
+    from bench.plan.settings import AUTO_FIRST, AUTO_MAX
 
     rng = random.Random(20261207)
     coverage = {}

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import pytest
 
-from bench import suite
 from bench.errors import UnknownName
-from bench.spec.cell import Cell
-from bench.suite import SuiteError
+from bench.plan import suite
+from bench.plan.cell import Cell
+from bench.plan.suite import SuiteError
+from tests.conftest import expand
 
 
 def settings(**over) -> dict:
@@ -30,7 +32,7 @@ def test_packaged_suites_exist():
 
 
 def test_expansion_order_interleaves_repeats():
-    cells = suite.expand("t", settings(precisions=["fp32", "bf16-mixed"], repeats=2))
+    cells = expand("t", settings(precisions=["fp32", "bf16-mixed"], repeats=2))
     assert len(cells) == 2 * 2 * 2
     assert [(c.repeat, c.workload, c.precision) for c in cells[:4]] == [
         (0, "lightning-convnet", "fp32"),
@@ -43,7 +45,7 @@ def test_expansion_order_interleaves_repeats():
 
 def test_workload_defaults_and_overrides():
     raw = {"epochs": 3, "workload": {"torch-convnet": {"epochs": 5, "limit_train": 100}}}
-    cells = {c.workload: c for c in suite.expand("t", settings(**raw))}
+    cells = {c.workload: c for c in expand("t", settings(**raw))}
     assert cells["lightning-convnet"].epochs == 3 and cells["lightning-convnet"].limit_train is None
     assert cells["torch-convnet"].epochs == 5 and cells["torch-convnet"].limit_train == 100
     assert cells["torch-convnet"].batch_size == 32 and cells["torch-convnet"].lr == 0.5  # the seed's
@@ -51,25 +53,25 @@ def test_workload_defaults_and_overrides():
 
 def test_fastai_recipe_defaults_pretrained_and_lr_find():
     raw = {"workloads": ["fastai-resnet18", "torch-convnet"], "workload": {"fastai-resnet18": {"lr": "find"}}}
-    cells = {c.workload: c for c in suite.expand("t", settings(**raw))}
+    cells = {c.workload: c for c in expand("t", settings(**raw))}
     f = cells["fastai-resnet18"]
     assert (f.epochs, f.batch_size, f.num_workers, f.lr, f.pretrained) == (2, 64, 0, "find", True)
     assert cells["torch-convnet"].pretrained is None  # no pretrained weights: the setting does not apply
-    (g,) = suite.expand("t", settings(workloads=["fastai-resnet18"], pretrained=False, num_workers=2))
+    (g,) = expand("t", settings(workloads=["fastai-resnet18"], pretrained=False, num_workers=2))
     assert (g.pretrained, g.num_workers, g.lr) == (False, 2, 0.0209)
     assert g.fingerprint != f.fingerprint
     with pytest.raises(SuiteError, match=r'lr = "find" needs a workload with a learning-rate finder'):
-        suite.expand("t", settings(lr="find"))
+        expand("t", settings(lr="find"))
 
 
 def test_lr_find_steps_apply_to_the_finder_and_fastais_default_keeps_the_fingerprint():
     raw = {"workloads": ["fastai-resnet18", "torch-convnet"]}
-    default = {c.workload: c for c in suite.expand("t", settings(**raw))}
+    default = {c.workload: c for c in expand("t", settings(**raw))}
     assert default["fastai-resnet18"].lr_find_steps == 100 and default["torch-convnet"].lr_find_steps is None
     # a cell as written before the setting existed: fastai's default is the same measurement
     old = Cell(**{k: v for k, v in vars(default["fastai-resnet18"]).items() if k != "lr_find_steps"})
     assert old.lr_find_steps is None and old.fingerprint == default["fastai-resnet18"].fingerprint
-    short = {c.workload: c for c in suite.expand("t", settings(**raw, lr_find_steps=20))}
+    short = {c.workload: c for c in expand("t", settings(**raw, lr_find_steps=20))}
     assert short["fastai-resnet18"].lr_find_steps == 20 and short["torch-convnet"].lr_find_steps is None
     assert short["fastai-resnet18"].fingerprint != default["fastai-resnet18"].fingerprint
     assert short["torch-convnet"].fingerprint == default["torch-convnet"].fingerprint
@@ -81,21 +83,21 @@ def test_lr_find_steps_apply_to_the_finder_and_fastais_default_keeps_the_fingerp
 
 
 def test_seed_epochs_are_the_default():
-    (cell,) = suite.expand("t", settings(workloads=["lightning-convnet"]))
+    (cell,) = expand("t", settings(workloads=["lightning-convnet"]))
     assert (cell.epochs, cell.batch_size, cell.precision, cell.devices) == (10, 32, "fp32", 1)
 
 
 def test_devices_all_is_deduplicated_on_one_device():
-    cells = suite.expand("t", settings(workloads=["torch-convnet"], devices=[1, "all"]))
+    cells = expand("t", settings(workloads=["torch-convnet"], devices=[1, "all"]))
     assert [c.devices for c in cells] == [1]
 
 
 def test_fingerprint_tracks_what_is_measured():
-    a, b = suite.expand("t", settings(workloads=["torch-convnet"], repeats=2))
+    a, b = expand("t", settings(workloads=["torch-convnet"], repeats=2))
     assert a.fingerprint != b.fingerprint
-    (c,) = suite.expand("other-name", settings(workloads=["torch-convnet"], timeout_s=5))
+    (c,) = expand("other-name", settings(workloads=["torch-convnet"], timeout_s=5))
     assert c.fingerprint == a.fingerprint  # suite name and timeout do not change the measurement
-    (d,) = suite.expand("t", settings(workloads=["torch-convnet"], epochs=2))
+    (d,) = expand("t", settings(workloads=["torch-convnet"], epochs=2))
     assert d.fingerprint != a.fingerprint
 
 
@@ -134,7 +136,7 @@ def test_bad_suite_content_fails_with_the_key(raw, message):
 
 def test_precisions_per_workload():
     over = {"torch-resnet18": {"precisions": ["fp32"]}}
-    found = suite.expand("t", settings(workloads=["fastai-resnet18", "torch-resnet18"],
+    found = expand("t", settings(workloads=["fastai-resnet18", "torch-resnet18"],
                                        precisions=["fp32", "bf16-mixed"], workload=over))  # fmt: skip
     assert [(c.workload, c.precision) for c in found] == [
         ("fastai-resnet18", "fp32"), ("fastai-resnet18", "bf16-mixed"), ("torch-resnet18", "fp32")
@@ -161,34 +163,35 @@ def test_suite_files_by_path(tmp_path):
 
 
 def test_cell_round_trips_through_json():
-    (cell,) = suite.expand("t", settings(workloads=["torch-convnet"]))
+    (cell,) = expand("t", settings(workloads=["torch-convnet"]))
     assert Cell.from_json(cell.to_json()) == cell
 
 
 def test_a_cell_holds_the_settings_table_says_it_holds():
-    """A setting is declared once (bench.spec.settings): those marked ``field`` are Cell fields of the same name,
+    """A setting is declared once (bench.plan.settings): those marked ``field`` are Cell fields of the same name,
     filled from the suite as they are; the rest of a cell is where it runs and which repeat it is."""
-    from bench.spec.settings import CELL_FIELDS
+    from bench.plan.settings import CELL_FIELDS
 
     axes = {"workload", "backend", "precision", "devices", "nodes", "repeat", "seed", "input", "mode", "suite"}
     assert {f.name for f in dataclasses.fields(Cell)} == set(CELL_FIELDS) | axes
-    cell = suite.expand("t", settings(workloads=["torch-convnet"], warmup_steps=7, timeout_s=9))[0]
+    cell = expand("t", settings(workloads=["torch-convnet"], warmup_steps=7, timeout_s=9))[0]
     assert (cell.warmup_steps, cell.timeout_s, cell.lr, cell.pretrained) == (7, 9, 0.5, None)
 
 
 def test_what_cannot_run_on_several_devices_or_nodes_says_why():
-    from bench import cluster, runner
+    from bench import cluster
+    from bench.run import runner
 
-    (cell,) = suite.expand("t", settings(workloads=["fastai-resnet18"], backend="cpu", devices=[2]))
+    (cell,) = expand("t", settings(workloads=["fastai-resnet18"], backend="cpu", devices=[2]))
     assert "one device only: fastai's distrib_ctx needs Hugging Face accelerate" in runner.unsupported_reason(cell)
-    (cell,) = suite.expand("t", settings(workloads=["torch-convnet"], backend="xla", devices=[2]))
+    (cell,) = expand("t", settings(workloads=["torch-convnet"], backend="xla", devices=[2]))
     assert "on XLA it runs on one device" in runner.unsupported_reason(cell)
-    (cell,) = suite.expand("t", settings(workloads=["torch-convnet"], backend="cpu", nodes=[2]))
+    (cell,) = expand("t", settings(workloads=["torch-convnet"], backend="cpu", nodes=[2]))
     assert (cell.world_size, cell.cell_id) == (2, "torch-convnet/2xcpux1/fp32")
     assert "needs `bench run` on each node with --nnodes" in runner.unsupported_reason(cell)
     two = cluster.resolve(2, 1, "127.0.0.1:29500")
     assert runner.unsupported_reason(cell, two) is None
-    (three,) = suite.expand("t", settings(workloads=["torch-convnet"], backend="cpu", nodes=[3]))
+    (three,) = expand("t", settings(workloads=["torch-convnet"], backend="cpu", nodes=[3]))
     assert "a cell of 3 nodes, but this run spans 2" in runner.unsupported_reason(three, two)
 
 
@@ -253,7 +256,7 @@ def test_an_option_out_of_range_names_the_option():
 
 def test_a_cell_listed_twice_is_one_cell():
     s = settings(workloads=["torch-convnet", "torch-convnet"], precisions=["fp32", "fp32"], repeats=2)
-    cells, copies = suite.collapse(suite.expand("t", s))
+    cells, copies = suite.collapse(expand("t", s))
     assert [(c.workload, c.repeat) for c in cells] == [("torch-convnet", 0), ("torch-convnet", 1)]
     assert len(copies) == 6 and {c.fingerprint for c in copies} == {c.fingerprint for c in cells}
 
@@ -262,7 +265,7 @@ def test_auto_repeats_start_with_five_and_cap():
     assert suite.repeats_plan("auto") == (5, 10) and suite.repeats_plan("auto:7") == (5, 7)
     assert suite.repeats_plan("auto:2") == (2, 2) and suite.repeats_plan(4) == (4, None)
     s = settings(repeats="auto:6")
-    assert (s["repeats"], s["repeats_max"]) == (5, 6) and len(suite.expand("t", s)) == 2 * 5
+    assert (s["repeats"], s["repeats_max"]) == (5, 6) and len(expand("t", s)) == 2 * 5
 
 
 def test_bench_list_names_what_there_is(capsys):
@@ -276,7 +279,7 @@ def test_bench_list_names_what_there_is(capsys):
 
 
 def test_the_configuration_key_is_declared_in_the_settings_table_and_listed_in_the_docs():
-    from bench.spec import settings
+    from bench.plan import settings
     from tests.conftest import ROOT
 
     keyed = [k for k, s in settings.SETTINGS.items() if s.key]
@@ -285,4 +288,20 @@ def test_the_configuration_key_is_declared_in_the_settings_table_and_listed_in_t
     assert {"timeout_s", "profile_steps", "allow_emulated"}.isdisjoint(keyed)  # they change no measurement
     docs = (ROOT / "docs" / "methodology.md").read_text()
     listed = docs.split("<!-- key-table -->\n")[1].split("\n<!-- /key-table -->")[0]
-    assert listed == settings.key_table(), "docs/methodology.md: paste bench.spec.settings.key_table() there"
+    assert listed == settings.key_table(), "docs/methodology.md: paste bench.plan.settings.key_table() there"
+
+
+def test_every_packaged_suite_keeps_its_fingerprints():
+    """A cell's fingerprint is what resumes a run and pools its repeats: moving code (issue 42's packages) or adding a
+    setting with its default must not change any. The cells of every packaged suite, expanded on a fixed machine (the
+    suite's backend, or cpu for auto; 8 devices for "all"), against those recorded before the move."""
+    from tests.conftest import ROOT
+
+    want = json.loads((ROOT / "tests/data/suite-fingerprints.json").read_text())
+    got = {}
+    for name in suite.suite_names():
+        n, raw = suite.load(name)
+        s = suite.validate(n, raw)
+        cells = suite.expand(n, s, "cpu" if s["backend"] == "auto" else s["backend"], lambda: 8)
+        got[n] = sorted(f"{c.cell_id} repeat {c.repeat} {c.fingerprint}" for c in cells)
+    assert got == want

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from bench import report, runner
-from bench.suite import expand, validate
-from tests.conftest import QUIET, bench_cli, bench_env
+from bench import report
+from bench.plan.suite import validate
+from bench.run import runner
+from tests.conftest import QUIET, bench_cli, bench_env, expand
 from tests.test_runner import run_records, suite_file
 
 
@@ -22,7 +23,7 @@ def env(mnist_dir, session_cache) -> dict[str, str]:
 HOLD = """
 import sys, time
 from pathlib import Path
-from bench import runlock
+from bench.run import runlock
 with runlock.hold(Path(sys.argv[1]), "elsewhere"):
     print("held", flush=True)
     time.sleep(600)

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench import adapters
-from bench.spec import backends
+from bench.plan import backends
+from bench.run import adapters
 from tests.conftest import bench_cli, bench_env
 
 
@@ -40,9 +40,9 @@ def test_a_dry_run_says_why_each_cell_cannot_run(tmp_path, mnist_dir, session_ca
 def test_the_lightning_accelerator_and_precision_plugins_train_in_the_precision_asked(name, mnist_dir, cache):
     import pytorch_lightning as pl
 
-    from bench import data
     from bench.backends import torchtpu_lightning
-    from bench.precision import Probe
+    from bench.plan.precision import Probe
+    from bench.run import data
     from bench.workloads.lightning_convnet import LitConvNet
 
     x, y = data.tensors("train", mnist_dir, limit=96)

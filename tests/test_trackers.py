@@ -12,11 +12,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench import records, report, runner, schema, trackers, worker
-from bench.spec.job import Job
-from bench.suite import expand, validate
+from bench import records, report, trackers
+from bench.plan.job import Job
+from bench.plan.suite import validate
+from bench.records import schema
+from bench.run import runner, worker
 from bench.trackers import compile as compile_tracker
 from bench.trackers import contention, profile
+from tests.conftest import expand
 
 SEGMENTS = '''
 """Counts steady-state segments: a tracker written as a user would, in one file."""
@@ -90,10 +93,10 @@ def test_a_new_tracker_is_one_file_and_its_model_and_adds_its_section_and_report
 
 
 def test_every_tracker_has_its_sections_model():
-    """The record's shape is stated once (bench.schema.SECTIONS): every tracker's section has its model there, and
-    the worker's sections are the meter's and the trackers', in the schema's order."""
+    """The record's shape is stated once (bench.records.schema.SECTIONS): every tracker's section has its model there,
+    and the worker's sections are the meter's and the trackers', in the schema's order."""
     missing = [m.__name__ for m in trackers.modules() if m.TRACKER.SECTION not in schema.SECTIONS]
-    assert not missing, f"trackers without a model in bench.schema.SECTIONS: {missing}"
+    assert not missing, f"trackers without a model in bench.records.schema.SECTIONS: {missing}"
     written = ["cell", "run", "outcome", "timing", "accuracy", *(m.TRACKER.SECTION for m in trackers.modules())]
     assert written == list(schema.sections()), "a section no one writes, or out of the schema's order"
 
@@ -187,7 +190,7 @@ def test_profile_report_columns_and_verdicts():
 
 def test_the_compile_counter_reads_the_backend(tmp_path):
     be = backend("xla", stats=lambda: {"compilations": 9, "compile_seconds": 1.5})
-    assert compile_tracker.counter(small_cell(), be)() == 9  # what the meter reads after every step (bench.meter)
+    assert compile_tracker.counter(small_cell(), be)() == 9  # what the meter reads after every step (bench.run.meter)
     assert compile_tracker.counter(small_cell(), backend("cpu")) is None  # eager: nothing compiles
     assert tracker(compile_tracker, small_cell(), be, tmp_path).section() == {"compilations": 9, "compile_seconds": 1.5}
     # records made before the meter left such segments out warn in the row's notes (tests/test_modes.py)

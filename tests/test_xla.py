@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch_xla", reason="the XLA environment runs these: make test-xla")
 
-from tests.conftest import bench_env
+from tests.conftest import bench_env, expand
 from tests.test_runner import run_records
 
 SUITE = """
@@ -170,9 +170,10 @@ def test_xla_recompilations_after_warmup_are_left_out():
     import torch_xla
 
     from bench import backends
-    from bench.meter import Meter
-    from bench.suite import expand, validate
+    from bench.plan.suite import validate
+    from bench.run.meter import Meter
     from bench.trackers import compile as compile_tracker
+    from tests.conftest import expand
 
     backend = backends.get("xla")
     cell = expand("t", validate("t", {"backend": "xla", "workloads": ["torch-convnet"]}))[0]
@@ -216,16 +217,18 @@ def test_several_devices_on_the_cpu_runtime_are_recorded_unsupported(tmp_path, e
 
 
 def test_several_hosts_are_refused_where_pjrt_cannot_join_them(monkeypatch):
-    from bench import cluster, runner, suite
+    from bench import cluster
+    from bench.plan import suite
+    from bench.run import runner
 
     monkeypatch.setenv("PJRT_DEVICE", "CPU")
     raw = {"workloads": ["lightning-convnet"], "backend": "xla", "nodes": [1, 2]}
-    one, two = suite.expand("t", suite.validate("t", raw))
+    one, two = expand("t", suite.validate("t", raw))
     pod = cluster.resolve(2, 0, "10.0.0.1:29500")  # a slice of two hosts: no cell on fewer
     assert "PJRT's CPU runtime has no multi-host world" in runner.unsupported_reason(two, pod)
     assert "every cell spans them all (nodes = 2)" in runner.unsupported_reason(one, pod)
     assert "torch-convnet runs data-parallel under torchrun" in runner.unsupported_reason(
-        suite.expand("t", suite.validate("t", {**raw, "workloads": ["torch-convnet"]}))[1]
+        expand("t", suite.validate("t", {**raw, "workloads": ["torch-convnet"]}))[1]
     )
 
 
@@ -263,7 +266,7 @@ def test_devices_between_one_and_all_are_recorded_unsupported(tmp_path, env):
 RANK = """
 import pathlib, sys
 from lightning_fabric.plugins.environments import XLAEnvironment
-from bench import worker
+from bench.run import worker
 rank = int(sys.argv[2])
 XLAEnvironment.world_size = lambda self: 2
 XLAEnvironment.global_rank = XLAEnvironment.local_rank = lambda self: rank
@@ -276,8 +279,8 @@ def test_a_several_device_record_is_written_once_by_rank_0_with_the_global_batch
     PJRT's CPU runtime cannot run two ranks' collectives (above), so here each rank trains on the one real device
     while Lightning's cluster environment reports two: the harness's rank processes with Lightning's own XLA
     strategy, teardown included, whose collectives then span one device."""
-    from bench.spec.cell import Cell
-    from bench.spec.job import Job
+    from bench.plan.cell import Cell
+    from bench.plan.job import Job
 
     cell = Cell(
         workload="lightning-convnet",

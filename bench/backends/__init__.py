@@ -1,18 +1,19 @@
 """Backends: device discovery, clock synchronisation, peak memory and precision support, one file each. Their static
-facts (launcher, collective, what the profiler and NVML see) are in bench.spec.backends, read without importing
+facts (launcher, collective, what the profiler and NVML see) are in bench.plan.backends, read without importing
 them."""
 
 from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 
-from bench.spec import backends
+from bench.plan import backends
 
 
 class Backend:
     """What every backend does, with the defaults most share: a backend overrides what its device does otherwise.
-    Its static facts, what it never runs among them, are its ``spec`` (bench.spec.backends)."""
+    Its static facts, what it never runs among them, are its ``spec`` (bench.plan.backends)."""
 
     name = ""
     lightning_accelerator: str | None = None
@@ -68,7 +69,7 @@ class Backend:
         return None
 
     def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
-        return None  # torchrun joins any nodes (bench.launch)
+        return None  # torchrun joins any nodes (bench.run.launch)
 
     def run_reason(self, nnodes: int) -> str | None:
         return None
@@ -100,6 +101,13 @@ def detect() -> str:
         if get(name).available():
             return name
     return "cpu"
+
+
+def machine(requested: str) -> tuple[str, Callable[[], int]]:
+    """What a suite is expanded on (bench.plan.suite.expand): the backend that runs it (``auto``: the one detected
+    here), and how many devices that backend sees, asked only when called (it imports the framework)."""
+    name = detect() if requested == "auto" else requested
+    return name, lambda: get(name).device_count()
 
 
 def now(backend: Backend) -> float:

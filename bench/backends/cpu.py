@@ -1,5 +1,5 @@
 """The host CPU. Timing needs no synchronisation; peak memory is the process's peak RSS. ``devices = N`` runs N
-processes (gloo between them, bench.launch), sharing the cores out."""
+processes (gloo between them, bench.run.launch), sharing the cores out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import resource
 import torch
 
 from bench.backends import Backend
-from bench.isa import cpu_model
+from bench.run.isa import cpu_model
 
 
 def bf16_kernels() -> bool:
@@ -26,7 +26,7 @@ class CPU(Backend):
         return True
 
     def device_count(self) -> int:
-        return 1  # one process using torch's intra-op threads (devices = N: N processes, bench.launch)
+        return 1  # one process using torch's intra-op threads (devices = N: N processes, bench.run.launch)
 
     def device_name(self) -> str:
         # the threads in use on this machine: torchrun's ranks on it (LOCAL_WORLD_SIZE) share its cores out

@@ -23,7 +23,7 @@ import contextlib
 import importlib.util
 
 from bench.backends import Backend
-from bench.env import version
+from bench.run.env import version
 
 SETUP_HINT = (
     "TorchTPU runs in its own environment (make setup-torchtpu, then .venv-torchtpu/bin/bench) or image (make "

@@ -17,7 +17,7 @@ import os
 import re
 
 from bench.backends import Backend
-from bench.env import version
+from bench.run.env import version
 
 SETUP_HINT = "use the XLA environment (`make setup-xla`, then .venv-xla/bin/bench) with PJRT_DEVICE=TPU or CPU"
 RUNTIMES = ("TPU", "CPU")  # the PJRT devices this backend runs and counts without a client
@@ -244,7 +244,7 @@ class XLA(Backend):
 def _rank(ordinal: int, fn, args: tuple) -> None:
     """One process of ``spawn`` (a thread, on PJRT's CPU runtime): it dies with the worker that spawned it (a
     SIGKILLed worker would leave it holding its TPU chip), then runs ``fn``."""
-    from bench import process
+    from bench.run import process
 
     xr = _xla()[2]
     process.die_with_parent()

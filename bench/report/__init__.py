@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import files, micro, stats
+from bench.records import files, stats
 from bench.report import aggregate, benchmarks, glance, history, index, plots, render, verdicts
 from bench.report.document import Document, Figure, Items, Lines, Section, Table, split
+from bench.run import micro
 
 PROFILE_NOTE = (
     "busy % = the share of a profiled window of the cell's own training loop (after training, torch.profiler) in "
@@ -33,16 +34,17 @@ FASTEST_NOTE = (
 
 COST_NOTE = (
     "$ to target = TTA in hours × the price of a node-hour × nodes; $/M samples = the same price for a million "
-    "samples at the steady samples/s. Prices are list prices of the date shown (bench/prices.toml, or one given with "
-    "--price-per-hour), per node: the whole VM, slice or instance, even where a cell used fewer of its "
+    "samples at the steady samples/s. Prices are list prices of the date shown (bench/plan/prices.toml, or one given "
+    "with --price-per-hour), per node: the whole VM, slice or instance, even where a cell used fewer of its "
     "accelerators; no discounts, storage or network. A table entry prices the hardware it names, which need not be "
     "the machine that ran (see priced at)."
 )
 
 
 LEFT_OUT_NOTE = (
-    "These records do not hold what their schema says (bench/schema.py), so nothing above uses them: file:line, "
-    "then each field and what is wrong with it. Mend or remove them, or run bench report --strict to stop at them."
+    "These records do not hold what their schema says (bench/records/schema.py), so nothing above uses them: "
+    "file:line, then each field and what is wrong with it. Mend or remove them, or run bench report --strict to stop "
+    "at them."
 )
 
 
@@ -52,7 +54,8 @@ SUPERSEDED_NOTE = (
 )
 
 
-# What a report's folder holds (bench.files.output replaces a folder of these that bench wrote before it marked them).
+# What a report's folder holds (bench.records.files.output replaces a folder of these that bench wrote before it
+# marked them).
 FILES = (
     "REPORT.md",
     "report.html",
@@ -67,7 +70,7 @@ RATIOS = {"speedup_stats": "speedup", "vs_fp32": "vs_fp32", "scaling_stats": "sc
 
 
 def comparisons(tests: int) -> str:
-    """How the report's comparisons are made, and how many were adjusted together (bench.stats)."""
+    """How the report's comparisons are made, and how many were adjusted together (bench.records.stats)."""
     head = (
         "Each comparison is a ratio of geometric means with its 95% interval, paired by block where the repeats ran "
         "side by side (one repeat of every configuration per round), Welch's otherwise"
@@ -96,8 +99,8 @@ def csv_frame(s: pd.DataFrame) -> pd.DataFrame:
 
 
 def write(results_dir: Path, baseline: str = "cpu/fp32", strict: bool = False, include_unquiet: bool = False) -> Path:
-    """The report of every record under ``results_dir``; records that fail their schema (bench.schema) are left out
-    and listed, or, ``strict``, stop it; of two records of one measurement the newer stands (records.latest).
+    """The report of every record under ``results_dir``; records that fail their schema (bench.records.schema) are left
+    out and listed, or, ``strict``, stop it; of two records of one measurement the newer stands (records.latest).
     Repeats not measured on a quiet host are flagged and left out of comparisons unless ``include_unquiet``."""
     df, left_out, superseded = index.frame(results_dir, strict)
     s = aggregate.summarise(df, baseline, include_unquiet)

@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import cost, isa, records, schema, stats, trackers
-from bench.precision import PRECISIONS
-from bench.spec.cell import RECIPE
-from bench.spec.settings import CONFIG_KEY, STEP_KEY
+from bench import records, trackers
+from bench.plan import cost
+from bench.plan.cell import RECIPE
+from bench.plan.precision import PRECISIONS
+from bench.plan.settings import CONFIG_KEY, STEP_KEY
+from bench.records import schema, stats
+from bench.run import isa
 from bench.trackers import contention
 
 # A row's repeats are unstable from these: the median repeat's p90 step ÷ median step, and the coefficient of
@@ -27,7 +30,7 @@ UNSTABLE_P90 = 1.5
 UNSTABLE_CV = 0.15
 # Where and how a row ran: what a comparison may set side by side (two hosts, fp32 against bf16-mixed).
 AXES = ["workload", "host", "hardware", "backend", "stack", "nodes", "device_count", "precision", "mode", "input"]
-# The settings that change what is measured (bench.spec.settings, ``key``): records that differ in one are different
+# The settings that change what is measured (bench.plan.settings, ``key``): records that differ in one are different
 # configurations, never repeats of one, and are compared with nothing but their own kind. The allocator is the one
 # the cell ran with (env), not the setting ("auto" resolves per host).
 CONFIG = list(CONFIG_KEY)
@@ -49,14 +52,14 @@ class Summary:
     repeats: int
     repeats_busy: int  # ok repeats measured on a busy host (bench.trackers.contention)
     repeats_undetermined: int
-    throughputs: dict  # samples/s by block (run id, repeat): what every comparison uses (bench.stats.compare)
+    throughputs: dict  # samples/s by block (run id, repeat): what every comparison uses (bench.records.stats.compare)
     throughput_median: float | None
     throughput_min: float | None
     throughput_max: float | None
     step_ms_median: float | None
     step_ms_p90: float | None
     accuracy_median: float | None
-    tta_s: float | None  # MLPerf's score over the runs (bench.stats.tta), with how many reached and why none
+    tta_s: float | None  # MLPerf's score over the runs (bench.records.stats.tta), with how many reached and why none
     tta_reached: int
     tta_runs: int
     tta_method: str
@@ -138,7 +141,9 @@ def rows(recs: list[dict]) -> pd.DataFrame:
     df["nodes"] = df["nodes"].fillna(1).astype(int)  # and one node
     for c in CONFIG:  # as text, alike in every frame: two sides of a comparison hold None, 3840 or 3840.0
         df[c] = df[c].map(setting_text)
-    df["block"] = list(zip(df["run_id"].map(norm), df["repeat"].map(setting_text)))  # bench.stats.compare pairs by it
+    df["block"] = list(
+        zip(df["run_id"].map(norm), df["repeat"].map(setting_text))
+    )  # bench.records.stats.compare pairs by it
     df["full_network_samples_per_s"] = [
         full_network_throughput(p, phase, t)
         for p, phase, t in zip(df["phase_throughput"], df["full_network_phase"], df["throughput_samples_per_s"])
@@ -294,7 +299,7 @@ def _emulated(g: pd.DataFrame) -> str:
 
 
 def _price(g: pd.DataFrame) -> tuple[dict | None, str]:
-    """The price the row's records ran under (bench.cost), or None and why there is none."""
+    """The price the row's records ran under (bench.plan.cost), or None and why there is none."""
     found = {norm(sorted(p.items()) if isinstance(p, dict) else None): p for p in g["price"]}
     if len(found) > 1:
         return None, "its repeats ran under different prices"
@@ -303,7 +308,7 @@ def _price(g: pd.DataFrame) -> tuple[dict | None, str]:
 
 
 def _cost(row: dict, price: dict | None) -> dict:
-    """The row's cost columns at its price: $ to the target and $ per million samples (bench.cost)."""
+    """The row's cost columns at its price: $ to the target and $ per million samples (bench.plan.cost)."""
     if price is None:
         return {"usd_per_hour": None, "usd_to_target": None, "usd_per_M_samples": None}
     usd, nodes = price["usd_per_hour"], int(row["nodes"])
@@ -360,7 +365,7 @@ def _unstable(ok: pd.DataFrame) -> str:
 
 
 def _left_out(ok: pd.DataFrame) -> str:
-    """Steps a compilation took out of steady throughput (bench.meter), in the median repeat; in records made before
+    """Steps a compilation took out of steady throughput (bench.run.meter), in the median repeat; in records made before
     the meter left such segments out, a warning of the compilations inside steady-state training."""
     steps, inside = [], []
     for t in ok["timing"]:
@@ -379,16 +384,16 @@ def _left_out(ok: pd.DataFrame) -> str:
 
 
 def _sample(g: pd.DataFrame, values: list) -> dict:
-    """``values`` of ``g``'s records by block (run id, repeat: bench.stats.compare pairs on them), gaps left out (and
-    a rate of 0, which measures nothing: a record of schema 2 may hold one)."""
+    """``values`` of ``g``'s records by block (run id, repeat: bench.records.stats.compare pairs on them), gaps left out
+    (and a rate of 0, which measures nothing: a record of schema 2 may hold one)."""
     return {b: float(v) for b, v in zip(g["block"], values) if v is not None and not pd.isna(v) and v > 0}
 
 
 def _tta(g: pd.DataFrame, dropped: pd.Index) -> stats.TTA:
-    """The row's time-to-accuracy by MLPerf's rule (bench.stats.tta). A run is a training that ended ok, diverged or
-    ran out of time (a crash is no run); a diverged run retried since counts still (records.latest), as a run that did
-    not reach the target. ``dropped``: ok repeats not measured on a quiet host, where the row's figures leave them
-    out."""
+    """The row's time-to-accuracy by MLPerf's rule (bench.records.stats.tta). A run is a training that ended ok,
+    diverged or ran out of time (a crash is no run); a diverged run retried since counts still (records.latest), as a
+    run that did not reach the target. ``dropped``: ok repeats not measured on a quiet host, where the row's figures
+    leave them out."""
     runs = g[g["status"].isin(["ok", "diverged", "timeout"])].drop(dropped)
     seconds = [None if s != "ok" else t for s, t in zip(runs["status"], pd.to_numeric(runs["tta_seconds"]))]
     return stats.tta(seconds + [None] * int(g["diverged_before"].sum()))

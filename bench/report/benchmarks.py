@@ -8,7 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench import files, records, schema
+from bench import records
+from bench.records import files, schema
 from bench.report import aggregate
 
 # Dense peak tensor throughput, TFLOP/s, from the vendors' data sheets (no sparsity), keyed by the device name the

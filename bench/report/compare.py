@@ -1,5 +1,5 @@
 """``bench compare A B``: two sets of records (result folders, runs, machines, images, commits) as one table of
-matched cells, B against A, each with its speedup, 95% interval and flag (bench.stats); and ``bench
+matched cells, B against A, each with its speedup, 95% interval and flag (bench.records.stats); and ``bench
 compare-micro``: the same over saved step micro-benchmark runs. Both exit 1 when a cell is significantly slower by
 more than a threshold, so that they can gate CI."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import files, schema, stats
+from bench.records import files, schema, stats
 from bench.report import aggregate, benchmarks, document, index
 from bench.report.verdicts import fmt
 
@@ -39,7 +39,9 @@ class Result:
     table: pd.DataFrame
     header: list[str]  # what was compared, in sentences
     regressions: list[str]  # the cells significantly slower than the threshold
-    left_out: list[str] = dataclasses.field(default_factory=list)  # records that failed their schema (bench.schema)
+    left_out: list[str] = dataclasses.field(
+        default_factory=list
+    )  # records that failed their schema (bench.records.schema)
     lost: list[str] = dataclasses.field(default_factory=list)  # cells ok in A that failed or are missing in B
 
     def document(self) -> document.Document:
@@ -205,7 +207,7 @@ _METHODS = {
 
 
 def _tta(g: pd.DataFrame) -> str:
-    """One side's time-to-accuracy by MLPerf's rule over its ok runs (bench.stats.tta)."""
+    """One side's time-to-accuracy by MLPerf's rule over its ok runs (bench.records.stats.tta)."""
     return stats.tta(pd.to_numeric(g["tta_seconds"]).tolist()).text()
 
 

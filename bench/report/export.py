@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import files, stats
+from bench.records import files, stats
 from bench.report import aggregate, index, render
 
 FORMATS = ("bmf", "mllog")
@@ -83,7 +83,7 @@ def _name(text: str) -> str:
 def bmf(s: pd.DataFrame) -> dict:
     """The Bencher Metric Format of the report's rows: ``{workload/row: {measure: {value, lower_value, upper_value}}}``;
     throughput from the quiet repeats (their geometric mean and 95% interval), time to accuracy by MLPerf's rule
-    (bench.stats.tta). A row with neither is left out."""
+    (bench.records.stats.tta). A row with neither is left out."""
     out: dict[str, dict] = {}
     for _, r in s.iterrows():
         measures: dict[str, dict] = {}
@@ -98,7 +98,8 @@ def bmf(s: pd.DataFrame) -> dict:
 
 
 def write(results_dir: Path, fmt: str, out: Path, include_unquiet: bool = False) -> Path:
-    """Every record under ``results_dir`` as ``fmt`` into the folder ``out`` (bench's own: bench.files.output)."""
+    """Every record under ``results_dir`` as ``fmt`` into the folder ``out`` (bench's own:
+    bench.records.files.output)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     df, _, _ = index.frame(results_dir)

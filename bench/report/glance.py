@@ -1,14 +1,14 @@
 """The answer first: per workload, the fastest honest configuration on each host and the ratios a reader asks for
 (accelerator against the CPU baseline, each precision against fp32, the fastest mode against the seed's way, the
 framework against its plain-PyTorch loop), each a sentence with its 95% interval and what the comparison says
-(bench.stats). Honest: only quiet repeats (aggregate.summarise's ``throughputs``) count, so a row measured on a busy
-host is never the answer."""
+(bench.records.stats). Honest: only quiet repeats (aggregate.summarise's ``throughputs``) count, so a row measured on a
+busy host is never the answer."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from bench import stats
+from bench.records import stats
 from bench.report.verdicts import Shown, fmt, interval_text
 
 
@@ -26,7 +26,7 @@ def where(r: pd.Series) -> str:
 
 def compared(ratio: stats.Ratio, than: str) -> str:
     """``1.27× [1.10–1.45] faster than fp32 (significant, p = 0.003)``: the ratio of samples/s, its interval, and
-    its flag (bench.stats.FLAGS) with the p-value where there is one."""
+    its flag (bench.records.stats.FLAGS) with the p-value where there is one."""
     text = ratio.text("×", ".2f", flag=False)
     word = "faster than" if ratio.estimate >= 1 else "the speed of"
     p = f", p = {ratio.p:.2g}" if ratio.p is not None else ""
@@ -34,7 +34,8 @@ def compared(ratio: stats.Ratio, than: str) -> str:
 
 
 def reaches(r: pd.Series) -> str:
-    """`` and reaches 0.98 in 12.3 s (3 of 3 reached)``, or that it did not, by MLPerf's rule (bench.stats.tta)."""
+    """`` and reaches 0.98 in 12.3 s (3 of 3 reached)``, or that it did not, by MLPerf's rule
+    (bench.records.stats.tta)."""
     target = r["tta_target"]
     if target in (None, "none") or not r["tta_runs"]:
         return ""

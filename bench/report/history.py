@@ -1,13 +1,13 @@
 """History: over many runs of one configuration on one host (nightly, or per commit), each run's samples/s (the
 geometric mean of its quiet repeats, with its 95% interval) and time to accuracy by date and commit, each run
-compared with the one before by ``bench compare``'s gate (bench.stats.gate): a significant slowdown beyond the
+compared with the one before by ``bench compare``'s gate (bench.records.stats.gate): a significant slowdown beyond the
 threshold is marked a regression."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from bench import stats
+from bench.records import stats
 from bench.report import aggregate, render
 from bench.report.verdicts import interval_text
 

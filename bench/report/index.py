@@ -1,13 +1,13 @@
 """The table of every record under a results folder, as the report reads it, at a cost that grows with new records
 and the rows shown, not with history.
 
-Reading a records.jsonl and checking its records costs about half a millisecond a record (JSON, bench.schema); a
+Reading a records.jsonl and checking its records costs about half a millisecond a record (JSON, bench.records.schema); a
 year of nightly runs holds some 100,000, and held whole they take gigabytes. So the report reads a table of one row
 per usable record holding what it reads of every record (aggregate.SCALARS) and where the record's line starts; the
 rest of a record (a tracker's section, the accuracy curve, the files it saved) is read again from its line
 (aggregate.complete) only for the repeats a table shows in detail.
 
-The table is kept in the cache folder (bench.data.cache_dir), one per results folder, with each records file's size
+The table is kept in the cache folder (bench.run.data.cache_dir), one per results folder, with each records file's size
 and modification time, the lines it left out and the warnings its reading gave, and the code that made it (every
 source file of bench, and pandas' version). The next report reads again only the files that changed or are new (a
 run appended to, tonight's run) and drops the rows of those gone. The cache folder is trusted as the user's own, as
@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import data, files, records, schema
+from bench import records
+from bench.records import files, schema
 from bench.report import aggregate
+from bench.run import data
 
 BATCH = 5_000  # records made into rows at a time: a call of aggregate.rows costs ~10 ms besides them, a record ~25 kB
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # no display: plots go to files
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from bench import stats
+from bench.records import stats
 from bench.report import aggregate, render
 
 

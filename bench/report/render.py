@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.precision import PRECISIONS
+from bench.plan.cell import RECIPE
+from bench.plan.precision import PRECISIONS
 from bench.report import aggregate
 from bench.report.document import Link, Table
 from bench.report.verdicts import fmt, tta_text
-from bench.spec.cell import RECIPE
 from bench.text import shown
 
 UNQUIET = ("busy", "undetermined")  # the verdicts of repeats that are not quiet (bench.trackers.contention)
@@ -94,7 +94,7 @@ def values(s: pd.DataFrame) -> dict[str, dict[str, list]]:
             **({"stack": list(s["stack"])} if s["stack"].nunique() == 1 else {}),
             "allocator": list(s["allocator"]),
             "loader samples/s": [fmt(x) for x in s["loader_median"]],
-            # the harness's own work inside each timed step (bench.meter.Meter.own_cost)
+            # the harness's own work inside each timed step (bench.run.meter.Meter.own_cost)
             "meter % of step": ["" if x is None or pd.isna(x) else f"{x * 100:.2g}%" for x in s["meter_share"]],
             **_tracked(s, "diagnostics"),
         },
@@ -168,8 +168,8 @@ def dollars(x: float | None) -> str:
 
 
 def costs(s: pd.DataFrame) -> dict[str, list[str]]:
-    """$ to the target and $ per million samples at each row's price (bench.cost), with the price each row is billed
-    at, where any row has a price."""
+    """$ to the target and $ per million samples at each row's price (bench.plan.cost), with the price each row is
+    billed at, where any row has a price."""
     if s["usd_per_hour"].isna().all():
         return {}
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench import stats
-from bench.precision import PRECISIONS
+from bench.plan import workloads
+from bench.plan.precision import PRECISIONS
+from bench.records import stats
 from bench.report import aggregate
 from bench.report.benchmarks import PEAK_TFLOPS
-from bench.spec import workloads
 from bench.trackers.profile import INPUT_BOUND
 
 WITHIN = 0.85  # a framework within 15% of its plain-PyTorch reference counts as close to it
@@ -22,8 +22,8 @@ def fmt(x: float | None, spec: str = ",.0f") -> str:
 
 
 def interval_text(found: tuple[float, float | None, float | None] | None, unit: str = "") -> str:
-    """``3,482 samples/s [3,117–3,889]``: a geometric mean, its ``unit`` and its 95% interval (bench.stats.interval),
-    the mean alone where there is no interval, "" where there is no value."""
+    """``3,482 samples/s [3,117–3,889]``: a geometric mean, its ``unit`` and its 95% interval
+    (bench.records.stats.interval), the mean alone where there is no interval, "" where there is no value."""
     if not found:
         return ""
     mean, low, high = found
@@ -32,7 +32,7 @@ def interval_text(found: tuple[float, float | None, float | None] | None, unit: 
 
 def tta_text(r: pd.Series) -> str:
     """``60.0 (2 of 3 reached)`` or ``no TTA (2 not reached; 1 of 3 reached)``: MLPerf's score of the row's runs
-    (bench.stats.tta)."""
+    (bench.records.stats.tta)."""
     if r["status"] != "ok" or not r["tta_runs"]:
         return ""
     seconds = None if pd.isna(r["tta_s"]) else r["tta_s"]
@@ -42,7 +42,7 @@ def tta_text(r: pd.Series) -> str:
 def overhead(s: pd.DataFrame) -> pd.DataFrame:
     """Each framework workload against its plain-PyTorch reference on the same hardware, devices, precision, mode and
     input, where the two share every setting that changes what a step costs (aggregate.STEP); its interval pairs the
-    repeats run in the same blocks (bench.stats.compare).
+    repeats run in the same blocks (bench.records.stats.compare).
 
     With the loader in the training process (num_workers = 0) a step costs loader time plus compute time, so
     ``loader share`` = training samples/s ÷ loader-only samples/s is the fraction of each step spent loading,
@@ -94,7 +94,7 @@ def _overhead_row(r: pd.Series, ref: pd.Series, interval: stats.Ratio) -> dict:
 
 class Shown:
     """A comparison in a table cell, formatted when the table is written: its flag may still change when the
-    report's comparisons are adjusted together (bench.stats.adjust)."""
+    report's comparisons are adjusted together (bench.records.stats.adjust)."""
 
     def __init__(self, ratio: stats.Ratio, unit: str = "x", spec: str = ".2f") -> None:
         self.ratio, self.unit, self.spec = ratio, unit, spec
@@ -112,7 +112,7 @@ def ratios(t: pd.DataFrame) -> list[stats.Ratio]:
 
 
 def decomposition(s: pd.DataFrame, benchmarks: list[dict]) -> pd.DataFrame:
-    """Where each configuration's time goes, from the step micro-benchmarks (bench.micro) of the same host, device,
+    """Where each configuration's time goes, from the step micro-benchmarks (bench.run.micro) of the same host, device,
     stack and precision, next to its end-to-end throughput when a record has it.
 
     compute-only is the workload's own training step on a fixed batch already on the device (for Lightning and
@@ -194,7 +194,7 @@ def fastest(s: pd.DataFrame) -> pd.DataFrame:
     fastest mode and input that ran the same configuration (aggregate.ROW but the mode and input) on the same
     hardware and precision, with the compile
     seconds it costs and the device's busy share before and after.
-    The speedup has its 95% interval (bench.stats)."""
+    The speedup has its 95% interval (bench.records.stats)."""
     if not len(s):
         return pd.DataFrame()
     ok = s[(s["status"] == "ok") & s["throughputs"].map(bool)]

@@ -1,8 +1,8 @@
-"""Trackers: each fills one section of a record by hooking the meter's lifecycle (bench.meter).
+"""Trackers: each fills one section of a record by hooking the meter's lifecycle (bench.run.meter).
 
 A tracker is one file here defining ``TRACKER`` (a ``Tracker`` subclass whose ``SECTION`` names its record section)
 and, optionally, ``report(sections) -> dict[str, str]``: the columns it adds to a row of the report, from that row's
-sections over repeats; and its section's model in bench/schema.py (``SECTIONS``, which also gives the section's
+sections over repeats; and its section's model in bench/records/schema.py (``SECTIONS``, which also gives the section's
 place in the record). Adding both adds the section to every record, checked on write and read, and the columns to
 the report; a tracker without a model fails tests/test_trackers.py. The meter itself fills ``timing`` and
 ``accuracy``.
@@ -15,7 +15,7 @@ import pkgutil
 from pathlib import Path
 from types import ModuleType
 
-from bench import schema
+from bench.records import schema
 
 
 class Tracker:
@@ -39,7 +39,7 @@ class Tracker:
         """The segment ends (evaluation starts) after ``samples`` samples (global), device synchronised."""
 
     def steady_cancel(self) -> None:
-        """The segment is left out (a graph compiled in it, bench.meter): drop what was measured since its start."""
+        """The segment is left out (a graph compiled in it, bench.run.meter): drop what was measured since its start."""
 
     def target_reached(self) -> None:
         """The evaluation that first reached the accuracy target has ended: time to accuracy stops here."""
@@ -62,7 +62,7 @@ class Tracker:
 
 
 def modules() -> list[ModuleType]:
-    """The tracker modules in this package, in the order of their sections in the record (bench.schema)."""
+    """The tracker modules in this package, in the order of their sections in the record (bench.records.schema)."""
     found = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
     order = {name: i for i, name in enumerate(schema.sections())}
     return sorted(found, key=lambda m: (order.get(m.TRACKER.SECTION, len(order)), m.__name__))

@@ -2,7 +2,7 @@
 
 How many graphs, how long compiling took, graph breaks and recompilations with dynamo's reasons. ``counter`` gives
 the meter the count it reads after every step past warmup, so that a segment in which a graph compiled is left out
-of steady throughput (``timing.left_out``, bench.meter). Compile seconds stay on the time-to-accuracy clock (a user
+of steady throughput (``timing.left_out``, bench.run.meter). Compile seconds stay on the time-to-accuracy clock (a user
 waits for them); the report puts them beside it.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 
-from bench import adapters
+from bench.run import adapters
 from bench.trackers import Tracker
 
 REASONS = 5  # recompilation reasons kept in the record (dynamo's guard failures, first ones)

@@ -1,15 +1,15 @@
 """How the cell's processes were laid out: world size, nodes, processes per node, launcher, collective backend.
 
-Written by global rank 0 for the whole world (bench.launch, bench.ddp); a single-process cell says so. Each node's
-hosts and rendezvous are what this rank saw: torchrun's environment, or torch_xla's runtime for XLA's spawn.
+Written by global rank 0 for the whole world (bench.run.launch, bench.run.ddp); a single-process cell says so. Each
+node's hosts and rendezvous are what this rank saw: torchrun's environment, or torch_xla's runtime for XLA's spawn.
 """
 
 from __future__ import annotations
 
 import os
 
-from bench.spec import backends
-from bench.spec.launcher import TORCHRUN, XLA_SPAWN, launcher, world
+from bench.plan import backends
+from bench.plan.launcher import TORCHRUN, XLA_SPAWN, launcher, world
 from bench.trackers import Tracker
 
 

@@ -14,8 +14,8 @@ import logging
 import os
 import statistics
 
-from bench.spec import backends
-from bench.spec.launcher import world
+from bench.plan import backends
+from bench.plan.launcher import world
 from bench.trackers import Tracker
 
 COMPONENTS = ("gpu", "cpu", "dram")
@@ -112,7 +112,7 @@ class Energy(Tracker):
         self.segments += 1
 
     def steady_cancel(self) -> None:
-        if self.monitor is not None:  # the segment is left out (bench.meter): so are its joules
+        if self.monitor is not None:  # the segment is left out (bench.run.meter): so are its joules
             self.monitor.end_window(f"steady{self.segments}", sync_execution=False, cancel=True)
         self.segments += 1
 

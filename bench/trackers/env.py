@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import env
+from bench.run import env
 from bench.trackers import Tracker
 
 

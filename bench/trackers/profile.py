@@ -18,7 +18,7 @@ import socket
 import statistics
 from pathlib import Path
 
-from bench.spec import backends
+from bench.plan import backends
 from bench.trackers import Tracker
 
 WARMUP = 3  # profiled steps discarded first: the profiler's own start-up stays out of the window

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from bench import adapters, data, ddp, inputs
-from bench.inputs import DeviceBatches
+from bench.run import adapters, data, ddp, inputs
+from bench.run.inputs import DeviceBatches
 
 EVAL_BATCH_SIZE = 1000  # evaluation batch size changes no result, only how long evaluation takes
 
@@ -45,8 +45,8 @@ def optimizer(params, lr: float) -> torch.optim.Optimizer:
 
 def loaders(cell, data_dir: str | None, device=None, world: ddp.World = ddp.ONE) -> tuple[DataLoader, DataLoader]:
     """Train loader in the seed's order (no shuffling), test loader over the 10,000 test images; with
-    ``input = "device"``, the same batches from tensors resident on ``device`` (bench.inputs). In a data-parallel
-    cell, this rank's shards of both (bench.ddp)."""
+    ``input = "device"``, the same batches from tensors resident on ``device`` (bench.run.inputs). In a data-parallel
+    cell, this rank's shards of both (bench.run.ddp)."""
     x, y = data.tensors("train", data_dir, cell.limit_train)
     tx, ty = data.tensors("test", data_dir, cell.limit_test)
     rows = ddp.test_rows(len(tx), world)

@@ -36,9 +36,11 @@ from fastai.vision.all import (
     vision_learner,
 )
 
-from bench import adapters, data, inputs, micro, precision, weights, workloads
-from bench.precision import Probe
-from bench.spec.workloads import WORKLOADS
+from bench import workloads
+from bench.plan import precision
+from bench.plan.precision import Probe
+from bench.plan.workloads import WORKLOADS
+from bench.run import adapters, data, inputs, micro, weights
 
 SPEC = WORKLOADS["fastai-resnet18"]  # its defaults and what it can run (lr = "find" fits with lr_find's suggestion)
 ARTIFACTS = ("show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png")
@@ -229,7 +231,7 @@ def run(ctx) -> dict:
 
 
 class WindowSteps(Callback):
-    """The profile window after training (bench.meter.Meter.window): fastai's own loop, without validation,
+    """The profile window after training (bench.run.meter.Meter.window): fastai's own loop, without validation,
     ended once the window is done."""
 
     def __init__(self, meter, window) -> None:
@@ -253,7 +255,7 @@ class TrainOnly(Callback):
 
 
 def steps(cell, backend, data_dir: str | None) -> micro.Steps:
-    """fastai's own loops over one fixed batch (bench.micro): ``fit_one_cycle`` of the unfrozen network, as the
+    """fastai's own loops over one fixed batch (bench.run.micro): ``fit_one_cycle`` of the unfrozen network, as the
     seed's unfrozen epochs run, and ``validate``. The batch is one the real DataLoaders decoded and normalised."""
     device = backend.torch_device()
     dls = loaders(cell, data.png_folders(data_dir), device)

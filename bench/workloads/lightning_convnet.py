@@ -11,8 +11,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from bench import adapters, ddp, micro, weights, workloads
-from bench.precision import Probe
+from bench import workloads
+from bench.plan.precision import Probe
+from bench.run import adapters, ddp, micro, weights
 from bench.workloads import convnet
 
 
@@ -60,7 +61,7 @@ class LitConvNet(pl.LightningModule):
 
 
 class WindowSteps(pl.Callback):
-    """The profile window after training (bench.meter.Meter.window): Lightning's own loop, ended once it is done."""
+    """The profile window after training (bench.run.meter.Meter.window): Lightning's own loop, ended once it is done."""
 
     def __init__(self, meter, window, world_size: int) -> None:
         self.meter, self.window, self.world_size = meter, window, world_size
@@ -114,7 +115,7 @@ class Timing(pl.Callback):
 def make_trainer(cell, backend, world: ddp.World = ddp.ONE, **kwargs) -> pl.Trainer:
     """The Trainer on the cell's backend, devices and precision, with nothing that runs inside timed steps. In
     torchrun's world, DDP over its nodes: Lightning reads torchrun's environment and starts no process of its own;
-    the loaders are sharded already (bench.ddp), so Lightning adds no sampler."""
+    the loaders are sharded already (bench.run.ddp), so Lightning adds no sampler."""
     parallel = {"strategy": "ddp", "num_nodes": world.nodes, "use_distributed_sampler": False}
     return pl.Trainer(
         **adapters.lightning_trainer_args(cell, backend),
@@ -152,7 +153,7 @@ def run(ctx) -> dict:
 
 
 def steps(cell, backend, data_dir: str | None) -> micro.Steps:
-    """Lightning's own fit and validate loops over one fixed batch (bench.micro), each in a fresh Trainer."""
+    """Lightning's own fit and validate loops over one fixed batch (bench.run.micro), each in a fresh Trainer."""
     device = backend.torch_device()  # before train_flops' CPU backward (see there)
     train, _ = convnet.loaders(cell, data_dir)
     x, y = next(iter(train))

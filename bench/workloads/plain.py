@@ -3,7 +3,7 @@
 A reference shows what a framework adds on top of the same computation, so this loop is what a careful user
 writes by hand: autocast for the mixed precisions (a GradScaler for fp16), a bf16 model and bf16 inputs for
 bf16-true, the loss summed on the device and read once per epoch. In a data-parallel cell (torchrun's world,
-bench.ddp) the model is wrapped in ``DistributedDataParallel`` and each rank trains on its shard.
+bench.run.ddp) the model is wrapped in ``DistributedDataParallel`` and each rank trains on its shard.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from collections.abc import Callable
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from bench import adapters, ddp, micro, precision, weights, workloads
-from bench.precision import Probe
+from bench import workloads
+from bench.plan import precision
+from bench.plan.precision import Probe
+from bench.run import adapters, ddp, micro, weights
 
 
 def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, train_loader, test_loader) -> dict:
@@ -73,7 +75,7 @@ def cycle(loader, steps: int):
 class Step:
     """One training step as a careful user writes it: forward under the precision, loss, backward, optimizer
     step. The model is moved to ``device`` (and to bf16 for bf16-true); batches must already be there. In a
-    compiled mode the model and the optimizer step are compiled (bench.adapters); in a data-parallel world the
+    compiled mode the model and the optimizer step are compiled (bench.run.adapters); in a data-parallel world the
     model is wrapped in DistributedDataParallel first, which averages the gradients over the ranks."""
 
     def __init__(self, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, cell, device,
@@ -150,7 +152,7 @@ def count_correct(step: Step, batches, device: torch.device, backend) -> torch.T
 def steps(
     model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callable, train_loader, cell, backend
 ) -> micro.Steps:
-    """The reference's step micro-benchmarks (bench.micro): this loop's step and forward pass on one fixed batch."""
+    """The reference's step micro-benchmarks (bench.run.micro): this loop's step and forward pass on one fixed batch."""
     device = backend.torch_device()
     x, y = next(iter(train_loader))
     flops = micro.train_flops(model, x, y, loss_fn)

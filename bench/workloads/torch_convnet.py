@@ -5,7 +5,7 @@ It exists so every report can show what Lightning adds on top of the same comput
 
 from __future__ import annotations
 
-from bench import micro
+from bench.run import micro
 from bench.workloads import convnet, plain
 
 

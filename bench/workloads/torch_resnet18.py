@@ -12,8 +12,8 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from bench import data, ddp, inputs, micro
-from bench.inputs import DeviceBatches
+from bench.run import data, ddp, inputs, micro
+from bench.run.inputs import DeviceBatches
 from bench.workloads import plain
 
 EVAL_BATCH_SIZE = 1000
@@ -21,8 +21,8 @@ EVAL_BATCH_SIZE = 1000
 
 def loaders(cell, data_dir: str | None, device=None, world: ddp.World = ddp.ONE) -> tuple[DataLoader, DataLoader]:
     """Shuffled training batches of 3-channel images, last partial batch dropped, as fastai's loader does; with
-    ``input = "device"``, from tensors resident on ``device`` (bench.inputs), shuffled there. In a data-parallel
-    cell, this rank's shards of both (bench.ddp)."""
+    ``input = "device"``, from tensors resident on ``device`` (bench.run.inputs), shuffled there. In a data-parallel
+    cell, this rank's shards of both (bench.run.ddp)."""
     x, y = data.tensors("train", data_dir, cell.limit_train)
     tx, ty = data.tensors("test", data_dir, cell.limit_test)
     rows = ddp.test_rows(len(tx), world)

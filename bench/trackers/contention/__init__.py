@@ -12,8 +12,8 @@ makes a cell busy, chosen from the calibration in docs/methodology.md (A quiet h
 Three verdicts: **busy** when a measure is beyond its threshold by more than its resolution; **quiet** only when the
 span was long enough (``MIN_SPAN_S``), every measure a verdict needs was measured, and each is below its threshold
 by more than its resolution; else **undetermined**. No other bench run may share the host for a cell to be quiet
-(bench.hostlock). The report leaves every repeat that is not quiet out of speedups. ``HostCheck`` looks at the host the
-same way before ``bench run``'s first cell.
+(bench.run.hostlock). The report leaves every repeat that is not quiet out of speedups. ``HostCheck`` looks at the host
+the same way before ``bench run``'s first cell.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from bench import hostlock
-from bench.spec import backends
+from bench.plan import backends
+from bench.run import hostlock
 from bench.trackers import Tracker
 from bench.trackers.contention import cpu, kernel
 from bench.trackers.contention.cpu import cores, share, take, top_text, tree, usage
