@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from bench.run import ddp, launch
+from bench.run import ddp, launchers
 from tests.conftest import bench_cli, bench_env
 from tests.test_runner import run_records, wait_for, workers_of
 
@@ -85,7 +85,7 @@ def test_a_worker_never_inherits_a_rank():
         "PET_NNODES": "2",
         "PATH": "/bin",
     }
-    assert launch.worker_env(env) == {"PATH": "/bin"}  # a `bench run` under a scheduler's torchrun, or Kubeflow's
+    assert launchers.worker_env(env) == {"PATH": "/bin"}  # a `bench run` under a scheduler's torchrun, or Kubeflow's
 
 
 def test_two_processes_give_one_record_each_close_to_one_process(tmp_path, env):
@@ -157,7 +157,7 @@ from bench.run import worker
 def rank(index, cell_file):
     if index == 0:
         time.sleep(600)
-    worker.run_rank(index, Path(cell_file), writer=False)
+    worker.train_rank(index, Path(cell_file), writer=False)
 
 if __name__ == "__main__":
     ranks = [multiprocessing.get_context("spawn").Process(target=rank, args=(i, sys.argv[1])) for i in range(2)]
@@ -185,7 +185,7 @@ def test_a_rank_of_a_spawned_pool_that_fails_ends_the_pool_with_its_reason(tmp_p
     assert pool.returncode == -signal.SIGTERM, pool.stderr  # long before rank 0's 600 s
     result = json.loads((cell_dir / "result.json").read_text())
     assert result["status"] == "failed" and result["reason"].startswith("rank 1: DataError"), result["reason"]
-    assert launch.write_first(cell_dir / "result.json", {"status": "ok"}) is False  # the first failure stays
+    assert launchers.write_first(cell_dir / "result.json", {"status": "ok"}) is False  # the first failure stays
     assert json.loads((cell_dir / "result.json").read_text())["reason"] == result["reason"]
 
 

@@ -103,7 +103,7 @@ def test_no_read_of_a_device_value_by_the_harness_inside_a_steady_window(workloa
 
     monkeypatch.setattr(trackers, "modules_create", trackers.create, raising=False)
     monkeypatch.setattr(trackers, "create", create)
-    result = worker.run_cell(Job(cell, "t", str(mnist_dir), "glibc"), tmp_path)
+    result = worker.train_cell(Job(cell, "t", str(mnist_dir), "glibc"), tmp_path)
     assert result["status"] == "ok", result["reason"]
     steps = result["timing"]["steady_steps"]
     assert steps >= 10  # enough steps that a per-step read would show

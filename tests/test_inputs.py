@@ -58,7 +58,7 @@ def test_device_input_trains_the_same_losses_as_the_loader(workload, tmp_path, m
     for cell in cells(workloads=[workload], epochs=2):
         cell_dir = tmp_path / cell.dirname
         cell_dir.mkdir()
-        results[cell.input] = worker.run_cell(Job(cell, "r", str(mnist_dir), "glibc"), cell_dir)
+        results[cell.input] = worker.train_cell(Job(cell, "r", str(mnist_dir), "glibc"), cell_dir)
     for r in results.values():
         assert r["status"] == "ok", r["reason"]
     loader, device = ([e["train_loss"] for e in results[i]["accuracy"]["curve"]] for i in ("loader", "device"))

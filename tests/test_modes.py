@@ -14,7 +14,7 @@ from bench.plan.suite import SuiteError, validate
 from bench.plan.workloads import WORKLOADS
 from bench.records import schema
 from bench.report import aggregate
-from bench.run import adapters, runner
+from bench.run import adapters, launchers, runner
 from bench.trackers import compile as compile_tracker
 from bench.workloads import convnet, lightning_convnet, plain
 from tests.conftest import bench_cli, bench_env, expand
@@ -68,6 +68,11 @@ def test_each_mode_says_where_it_cannot_run():
     xla = cells(modes=["compile"], backend="xla")[0]
     assert "already traces and compiles" in adapters.unsupported(xla, WORKLOADS["lightning-convnet"])
     assert runner.unsupported_reason(cells(modes=["compile"])[0]) is None
+    # data-parallel is the launcher's to say: two nodes of one device each are two ranks, as two devices are
+    for over in ({"devices": [2]}, {"nodes": [2]}):
+        spread = cells(modes=["compile"], **over)[0]
+        assert launchers.of(spread).data_parallel and not launchers.of(cells()[0]).data_parallel
+        assert "data-parallel runs are eager" in adapters.unsupported(spread, WORKLOADS["torch-convnet"])
 
 
 def test_what_a_backend_never_runs_is_data_in_its_spec_said_once():

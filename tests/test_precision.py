@@ -51,7 +51,7 @@ def test_cpu_refuses_what_it_cannot_run_honestly():
     cpu = backends.get("cpu")
     assert "bf16-mixed" in cpu.unsupported("fp16-mixed", 1)
     assert "TF32" in cpu.unsupported("tf32", 1)
-    assert cpu.unsupported("fp32", 2) is None  # two processes (bench.run.launch)
+    assert cpu.unsupported("fp32", 2) is None  # two processes (bench.run.launchers)
     assert "at least one core per process" in cpu.unsupported("fp32", 1000)
     bf16 = ["bf16-mixed", "bf16-true"] if bf16_kernels() else []
     assert [p for p in PRECISIONS if cpu.unsupported(p, 1) is None] == ["fp32", *bf16]

@@ -261,10 +261,10 @@ def test_a_stopped_cell_leaves_no_process_of_its_group_behind(monkeypatch):
 
 
 def test_another_nodes_done_never_replaces_a_result_a_rank_of_it_wrote(tmp_path):
-    from bench.run import launch
+    from bench.run import launchers
 
-    launch.node_done(tmp_path)
+    launchers.node_done(tmp_path)
     assert json.loads((tmp_path / "result.json").read_text()) == {"status": "ok", "reason": None}
-    launch.write_result(tmp_path / "result.json", {"status": "ok", "reason": None, "timing": {}})  # process 0's
-    launch.node_done(tmp_path)
+    launchers.write_result(tmp_path / "result.json", {"status": "ok", "reason": None, "timing": {}})  # process 0's
+    launchers.node_done(tmp_path)
     assert "timing" in json.loads((tmp_path / "result.json").read_text())

@@ -76,7 +76,7 @@ def test_a_new_tracker_is_one_file_and_its_model_and_adds_its_section_and_report
     run_dir = tmp_path / "results" / "r"
     cell_dir = run_dir / "cells" / cell.dirname
     cell_dir.mkdir(parents=True)
-    result = worker.run_cell(Job(cell, "r", str(mnist_dir), "glibc"), cell_dir)  # the worker, in this process
+    result = worker.train_cell(Job(cell, "r", str(mnist_dir), "glibc"), cell_dir)  # the worker, in this process
     record = records.new(**result, cell=runner.cell_section(cell, "r"), run={})
     records.append(run_dir / "records.jsonl", record)
     assert record["status"] == "ok", record["reason"]

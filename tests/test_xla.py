@@ -270,7 +270,7 @@ from bench.run import worker
 rank = int(sys.argv[2])
 XLAEnvironment.world_size = lambda self: 2
 XLAEnvironment.global_rank = XLAEnvironment.local_rank = lambda self: rank
-worker.run_rank(rank, pathlib.Path(sys.argv[1]))
+worker.train_rank(rank, pathlib.Path(sys.argv[1]))
 """
 
 

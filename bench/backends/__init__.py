@@ -51,6 +51,11 @@ class Backend:
     def seconds_between(self, a, b) -> float | None:
         return b - a
 
+    def spawn(self, fn, args: tuple) -> None:
+        """Run ``fn(ordinal, *args, writer=...)`` in one process per device, where the backend starts its ranks
+        itself (its spec's ``spawn`` is not torchrun: bench.run.launchers.BackendSpawn)."""
+        raise NotImplementedError(f"{self.name}'s ranks start under torchrun: it has no spawn of its own")
+
     def unsupported(self, precision: str, devices: int, allow_emulated: bool = False) -> str | None:
         """Why a cell of ``precision`` on ``devices`` devices cannot run here, or None: the machine first (the
         device, its count), then what the backend never runs (its spec), then what this machine's device lacks."""
@@ -69,7 +74,7 @@ class Backend:
         return None
 
     def hosts_reason(self, nodes: int, devices: int, nnodes: int) -> str | None:
-        return None  # torchrun joins any nodes (bench.run.launch)
+        return None  # torchrun joins any nodes (bench.run.launchers)
 
     def run_reason(self, nnodes: int) -> str | None:
         return None

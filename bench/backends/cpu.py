@@ -1,5 +1,5 @@
 """The host CPU. Timing needs no synchronisation; peak memory is the process's peak RSS. ``devices = N`` runs N
-processes (gloo between them, bench.run.launch), sharing the cores out."""
+processes (gloo between them, bench.run.launchers), sharing the cores out."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class CPU(Backend):
         return True
 
     def device_count(self) -> int:
-        return 1  # one process using torch's intra-op threads (devices = N: N processes, bench.run.launch)
+        return 1  # one process using torch's intra-op threads (devices = N: N processes, bench.run.launchers)
 
     def device_name(self) -> str:
         # the threads in use on this machine: torchrun's ranks on it (LOCAL_WORLD_SIZE) share its cores out

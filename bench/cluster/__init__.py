@@ -12,7 +12,7 @@ Node 0 decides what the run does. At the endpoint's port it holds a store (``tor
 it publishes the cells that span several nodes, in its order, with what it has recorded already left out; the
 other nodes run exactly those, so a resumed run stays in step. After each such cell every node reports its
 outcome there, and node 0's record names a failure on another node. Each cell's torchrun rendezvous takes the
-next port (bench.run.launch). Only node 0 writes records; the others keep their cells' logs under
+next port (bench.run.launchers). Only node 0 writes records; the others keep their cells' logs under
 ``<run>/node<K>/``.
 """
 
@@ -48,7 +48,7 @@ class Cluster:
 
     def unsupported(self, cell) -> str | None:
         """Why a cell cannot run on this run's nodes, or None."""
-        if cell.nodes == 1:
+        if not cell.multinode:
             return None
         if self.nnodes == 1:
             return (

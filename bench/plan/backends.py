@@ -25,7 +25,9 @@ class BackendSpec:
     device_trace: bool = False  # torch.profiler records its kernels (ProfilerActivity.CUDA)
     profiler: str | None = None  # why torch.profiler cannot measure its steps; None: it can
     energy: str | None = None  # why its devices' energy is not measured; None: NVML (zeus)
-    shares_cores: bool = False  # its devices are the host's cores: torchrun's ranks share them out (bench.run.launch)
+    shares_cores: bool = (
+        False  # its devices are the host's cores: torchrun's ranks share them out (bench.run.launchers)
+    )
     compiler: str | None = "inductor"  # torch.compile's backend for mode = compile; None: no compiled mode (adapters)
     static_shapes: bool = False  # it compiles a graph per batch shape: the last partial batch is dropped (adapters)
     # precisions and execution modes it never runs, each with why (what depends on the machine, such as a CPU's bf16

@@ -55,7 +55,7 @@ class Cell:
     timeout_s: int
     suite: str
     allow_emulated: bool = False  # run a precision the CPU only emulates (bench.backends.cpu), labelled so
-    nodes: int = 1  # nodes the cell spans, each with ``devices`` devices (bench.run.launch)
+    nodes: int = 1  # nodes the cell spans, each with ``devices`` devices (bench.run.launchers)
     lr_find_steps: int | None = None  # None: the workload has no learning-rate finder
 
     @property
@@ -63,9 +63,14 @@ class Cell:
         return self.nodes * self.devices
 
     @property
+    def multinode(self) -> bool:
+        """Whether the cell spans several nodes (each runs `bench run`; node 0 records it, bench.cluster)."""
+        return self.nodes > 1
+
+    @property
     def layout(self) -> str:
         """Where the cell runs: ``cpux2``, or ``2xcudax8`` for two nodes of eight GPUs."""
-        return (f"{self.nodes}x" if self.nodes > 1 else "") + f"{self.backend}x{self.devices}"
+        return (f"{self.nodes}x" if self.multinode else "") + f"{self.backend}x{self.devices}"
 
     @property
     def cell_id(self) -> str:

@@ -20,7 +20,7 @@ class Job:
     run_id: str
     data_dir: str | None  # the MNIST folder, resolved by the runner
     allocator: str  # the allocator the runner put in force for the process (bench.plan.allocator.child_env)
-    node_rank: int = 0  # this node's rank in a cell of several nodes (bench.run.launch)
+    node_rank: int = 0  # this node's rank in a cell of several nodes (bench.run.launchers)
     rendezvous: str | None = None  # HOST:PORT of that cell's torchrun rendezvous; None on one node
 
     def to_json(self) -> str:

@@ -1,8 +1,8 @@
-"""Where a cell's processes are and what starts them, decided once per cell: the runner plans by it, the worker
-starts by it, the record's ``distributed`` section says it.
+"""Where a cell's processes are and what starts them, decided once per cell, by name: the runner plans by it, the
+worker starts by the launcher of that name (bench.run.launchers), the record's ``distributed`` section says it.
 
 - ``in-process``: one process, the cell's worker, trains (one device on one node).
-- ``torchrun``: the worker runs torchrun, which starts one rank per device on each node (bench.run.launch).
+- ``torchrun``: the worker runs torchrun, which starts one rank per device on each node (bench.run.launchers).
 - ``xla-spawn``: the worker runs torch_xla's spawn, one process per XLA device (bench.backends.xla).
 
 A rank's place in the world is torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE,

@@ -21,6 +21,7 @@ import types
 from collections.abc import Callable
 
 from bench.plan import backends
+from bench.run import launchers
 
 # torch is imported where a cell is set up, not here: the runner asks ``unsupported`` before any cell runs.
 COMPILED = ("compile", "graphs")
@@ -42,7 +43,7 @@ def unsupported(cell, spec) -> str | None:
             "mode = graphs cannot capture fp16-mixed: the GradScaler reads the gradients' inf check on the host every "
             "step, a synchronisation a CUDA graph cannot contain"
         )
-    if cell.mode in COMPILED and cell.devices > 1:
+    if cell.mode in COMPILED and launchers.of(cell).data_parallel:
         return f"mode = {cell.mode} is built for one device; data-parallel runs are eager"
     return None
 

@@ -1,7 +1,7 @@
 """What one rank of a data-parallel cell needs: its place in the world, the process group, and its share of the data.
 
 The world is torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_WORLD_SIZE for the
-nodes): bench.run.launch starts the ranks with torchrun, and a process that torchrun did not start is a world of one.
+nodes): bench.run.launchers starts the ranks with torchrun, and a process that torchrun did not start is a world of one.
 Every rank trains on its own shard of the training set, as ``DistributedSampler`` cuts it (the DataLoader gets the
 sampler; device-resident batches cut their index order the same way), and evaluates its own strided slice of the
 test set; the correct counts are summed over the world, so the accuracy is over every test image exactly once.

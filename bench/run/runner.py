@@ -2,7 +2,7 @@
 
 A crash, out-of-memory kill, hang or NaN loss becomes a record with a reason, and the sweep goes on.
 Running the same command again resumes: cells whose fingerprint already has a record are skipped.
-A cell of several processes runs under torchrun (bench.run.launch); in a run of several nodes, node 0 records and the
+A cell of several processes runs under torchrun (bench.run.launchers); in a run of several nodes, node 0 records and the
 other nodes follow its plan (bench.cluster).
 """
 
@@ -25,10 +25,9 @@ from bench.cluster import ONE_NODE, Cluster, Sync
 from bench.plan import allocator, workloads
 from bench.plan.cell import Cell
 from bench.plan.job import Job
-from bench.plan.launcher import IN_PROCESS, XLA_SPAWN, launcher
 from bench.plan.settings import AUTO_FIRST
 from bench.records import files, schema, stats
-from bench.run import adapters, env, estimate, launch, process
+from bench.run import adapters, env, estimate, launchers, process
 from bench.run.progress import Progress
 from bench.trackers import contention
 
@@ -124,17 +123,17 @@ def run_cell(cell: Cell, run_dir: Path, run_id: str, data_dir: str | None, progr
              cluster: Cluster = ONE_NODE) -> dict:  # fmt: skip
     """Run one cell in a subprocess and return its record (never raises for a failing cell). ``progress`` is
     shown the epochs as they finish. On a node other than node 0 of a cell of several nodes, the record holds
-    only this node's status and reason (bench.run.launch writes them)."""
+    only this node's status and reason (bench.run.launchers writes them)."""
     # what an interrupted run left there is removed: never mix its files with this one's
     cell_dir = files.fresh_folder(files.folder(run_dir / "cells") / cell.dirname, own="cell.json")
     alloc_env, alloc_name = allocator.child_env(cell.allocator)
-    rendezvous = cluster.rendezvous if cell.nodes > 1 else None
+    rendezvous = cluster.rendezvous if cell.multinode else None
     job = Job(cell, run_id, data_dir, alloc_name, cluster.node_rank, rendezvous)
     (cell_dir / "cell.json").write_text(job.to_json())
     log = cell_dir / "log.txt"
     run = {"started_at": _started()}
     t0 = time.perf_counter()
-    child_env = {k: v for k, v in {**launch.worker_env(os.environ), **alloc_env}.items() if k != contention.ROOT_VAR}
+    child_env = {k: v for k, v in {**launchers.worker_env(os.environ), **alloc_env}.items() if k != contention.ROOT_VAR}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.run.worker", str(cell_dir / "cell.json")],
@@ -188,14 +187,10 @@ def _number(text: str) -> float | int | str | None:
 
 def unsupported_reason(cell: Cell, cluster: Cluster = ONE_NODE) -> str | None:
     """Why this cell cannot run honestly here, or None. Decided before any process starts."""
-    spec, how = workloads.get(cell.workload), launcher(cell)
-    if how != IN_PROCESS and spec.single_device:
-        return f"{cell.workload} runs on one device only: {spec.single_device}"
-    if how == XLA_SPAWN and not spec.xla_data_parallel:
-        return f"{cell.workload} runs data-parallel under torchrun (cpu, cuda); on XLA it runs on one device"
-    backend = backends.get(cell.backend)
+    spec, backend = workloads.get(cell.workload), backends.get(cell.backend)
     return (
-        cluster.unsupported(cell)
+        launchers.of(cell).refuses(spec)
+        or cluster.unsupported(cell)
         or adapters.unsupported(cell, spec)
         or backend.unsupported(cell.precision, cell.devices, cell.allow_emulated)
         or backend.hosts_reason(cell.nodes, cell.devices, cluster.nnodes)
@@ -384,7 +379,7 @@ def sweep(
     done, reasons, estimator = p.done, p.reasons, p.estimator
     sync = Sync(cluster) if cluster.nnodes > 1 else None
     if sync:
-        sync.publish([c.fingerprint for _, c in p.to_run if c.nodes > 1])
+        sync.publish([c.fingerprint for _, c in p.to_run if c.multinode])
     ordering = {"order": order, **({"order_seed": order_seed} if order == "random" else {})}
     automatic = {"auto": auto.record()} if auto else {}
     progress = Progress(len(cells))
@@ -421,7 +416,7 @@ def sweep(
                     progress.line(f"{label}: running" + (f" again ({again})" if again else ""))
                     progress.cell_start(label, estimate.epochs(cell), estimator.seconds(cell)[0])
                     record = run_cell(cell, run_dir, run_id, data_dir, progress, cluster)
-                    if sync and cell.nodes > 1:
+                    if sync and cell.multinode:
                         _other_nodes(record, sync.reports(cell.fingerprint, cell.nodes), cell.nodes)
                 # where the cell ran in the sweep, why, and at what price (its fingerprint ignores them)
                 retried = {"retry": p.retried[cell.fingerprint]} if cell.fingerprint in p.retried else {}

@@ -1,4 +1,5 @@
-"""One cell in its own process: ``python -m bench.run.worker <cell-dir>/cell.json`` (a bench.plan.job.Job).
+"""One cell in its own process, the child side of the runner's ``launch_cell``: ``python -m bench.run.worker
+<cell-dir>/cell.json`` (a bench.plan.job.Job).
 
 Assembles the cell's record once: the workload's own fields (``outcome``), the meter's timing and accuracy,
 and a section from every tracker (bench.trackers); writes it as ``result.json`` into the cell's folder (the meter
@@ -20,9 +21,9 @@ from pathlib import Path
 from bench import backends, trackers, workloads
 from bench.plan.cell import Cell
 from bench.plan.job import Job
-from bench.plan.launcher import TORCHRUN, XLA_SPAWN, inside_torchrun, launcher
+from bench.plan.launcher import inside_torchrun
 from bench.records import files
-from bench.run import adapters, ddp, launch, process
+from bench.run import adapters, ddp, launchers, process
 from bench.run.meter import Meter
 from bench.trackers import compile as compile_tracker
 from bench.trackers import contention
@@ -38,7 +39,7 @@ class Context:
     world: ddp.World  # this rank's place in a data-parallel cell (a world of one otherwise)
 
 
-def run_cell(job: Job, cell_dir: Path, writer: bool = True) -> dict:
+def train_cell(job: Job, cell_dir: Path, writer: bool = True) -> dict:
     """Train the cell here and return its worker sections: status, reason, outcome (the workload's own fields),
     timing, accuracy and one section per tracker. The ``writer`` (one rank of a cell) keeps the per-epoch curve."""
     import numpy as np
@@ -82,25 +83,23 @@ def run_cell(job: Job, cell_dir: Path, writer: bool = True) -> dict:
     }
 
 
-def run_rank(index: int, cell_file: Path, writer: bool | None = None) -> None:
-    """Run the cell in this process. The writer (global rank 0, unless ``backend.spawn`` names another) writes the
-    cell's result; every other rank keeps its files, its result included, in a folder of its own
-    (bench.run.launch.rank_dir).
+def train_rank(index: int, cell_file: Path, writer: bool | None = None) -> None:
+    """Train the cell in this process, as one rank of it (the whole of it in one process). The writer (global rank 0,
+    unless ``backend.spawn`` names another) writes the cell's result; every other rank keeps its files, its result
+    included, in a folder of its own (bench.run.launchers.rank_dir).
 
     ``index`` is torch_xla's global ordinal in the processes that ``backend.spawn`` starts, else 0; the ranks that
-    torchrun starts (bench.run.launch) have theirs in RANK. A torchrun rank that failed exits 1, so that torchrun
+    torchrun starts (bench.run.launchers) have theirs in RANK. A torchrun rank that failed exits 1, so that torchrun
     names it and stops the others; a rank of backend.spawn's pool stops them itself (``end_pool``)."""
     world = ddp.world()
-    if inside_torchrun():
-        launch.die_with_agent()
     rank = index or world.rank
     spawned = writer is not None  # a rank of backend.spawn's pool
     writer = rank == 0 if writer is None else writer
     job = Job.from_json(cell_file.read_text())
-    cell_dir = cell_file.parent if writer else launch.rank_dir(cell_file.parent, rank)
+    cell_dir = cell_file.parent if writer else launchers.rank_dir(cell_file.parent, rank)
     files.folder(cell_dir)
-    result = run_cell(job, cell_dir, writer)
-    launch.write_result(cell_dir / "result.json", result)
+    result = train_cell(job, cell_dir, writer)
+    launchers.write_result(cell_dir / "result.json", result)
     if result["status"] != "failed" or not (spawned or inside_torchrun()):
         return
     print(f"rank {rank}: {result['reason']}", file=sys.stderr, flush=True)
@@ -116,7 +115,7 @@ def end_pool(cell_dir: Path, rank: int, result: dict) -> None:
     reason. The cell's result names the first rank that failed (never replaced: the writer's own, or an earlier
     rank's, stays); then the worker's process group (the worker and every rank of this host) is terminated, and the
     runner records that result."""
-    launch.write_first(cell_dir / "result.json", {**result, "reason": f"rank {rank}: {result['reason']}"})
+    launchers.write_first(cell_dir / "result.json", {**result, "reason": f"rank {rank}: {result['reason']}"})
     os.killpg(0, signal.SIGTERM)
 
 
@@ -126,29 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     # the ranks that torchrun and torch_xla start below it inherit it
     os.environ.setdefault(contention.ROOT_VAR, str(os.getpid()))
     job = Job.from_json(cell_file.read_text())
-    cell = job.cell
-    if launcher(cell) == XLA_SPAWN:
-        # torch_xla trains data-parallel with one process per device, started before the runtime is touched; on a
-        # TPU pod slice every host does so, and PJRT joins them into one world whose first process writes the result.
-        backends.get("xla").spawn(run_rank, (cell_file,))
-        if job.node_rank != 0:
-            launch.node_done(cell_file.parent)
-        return 0
-    if cell.mode in adapters.COMPILED and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    launcher = launchers.of(job.cell)
+    if job.cell.mode in adapters.COMPILED and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
         # A cold compile cache of the cell's own: compile seconds are what a first run costs, alike in every repeat.
         # A cache the user names (TORCHINDUCTOR_CACHE_DIR) is used as it is; the record's cache hits say so. The
         # ranks of a data-parallel cell inherit the launcher's.
         with tempfile.TemporaryDirectory(prefix="inductor-") as cache:
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-            return _run(job, cell_file)
-    return _run(job, cell_file)
-
-
-def _run(job: Job, cell_file: Path) -> int:
-    if launcher(job.cell) == TORCHRUN and not inside_torchrun():
-        return launch.run(job, cell_file)  # torchrun starts this module again, once per rank
-    run_rank(0, cell_file)
-    return 0
+            return launcher.run(job, cell_file, train_rank)
+    return launcher.run(job, cell_file, train_rank)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ class Energy(Tracker):
         logging.getLogger("zeus").setLevel(logging.WARNING)  # zeus logs every window at INFO
         if world().rank != 0:  # global rank 0 measures its node for the cell; its section is the record's
             return
-        if self.cell.nodes > 1:
+        if self.cell.multinode:
             self.not_measured["other nodes"] = "node 0's devices only"
         gpu, cpu = _gpu_reason(self.cell.backend), _rapl_reason()
         if gpu:

@@ -1,12 +1,17 @@
-"""torchrun, the one contract for a cell of several processes: one process per device on each of the cell's nodes.
+"""What starts a cell's processes, from its worker: one launcher object per name bench.plan.launcher gives a cell
+(``in-process``, ``torchrun``, ``xla-spawn``), chosen once (``of``), each behind one call, ``run(job, cell_file,
+rank)``, that ends with every rank's ``rank(index, cell_file)`` (bench.run.worker.train_rank) done. Whether a cell
+trains data-parallel, what its workload refuses of that, and the record's ``distributed`` section are asked of it too.
 
-The worker of such a cell (``python -m bench.run.worker cell.json``) runs torchrun in-process
-(``torch.distributed.run``, what the ``torchrun`` command runs), which starts the ranks as ``python -m bench.run.worker
-cell.json`` again with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT, bench.run.ddp). One node:
-a standalone rendezvous on a free local port. Several: torchrun's static rendezvous at the endpoint the runner gives
-each cell (bench.cluster), so that node ranks are the ones the scheduler assigned and global rank 0, which writes the
-record, is on node 0. No restarts: a rank that fails or is killed ends the cell, torchrun stops the others, and the
-cell's ``result.json`` names the rank (the runner turns it into a ``failed`` record and goes on).
+torchrun is the one contract for a cell of several processes on cpu and cuda: one process per device on each of the
+cell's nodes. The worker of such a cell (``python -m bench.run.worker cell.json``) runs torchrun in-process
+(``torch.distributed.run``, what the ``torchrun`` command runs), which starts the ranks as ``python -m
+bench.run.worker cell.json`` again with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR/PORT,
+bench.run.ddp). One node: a standalone rendezvous on a free local port. Several: torchrun's static rendezvous at the
+endpoint the runner gives each cell (bench.cluster), so that node ranks are the ones the scheduler assigned and
+global rank 0, which writes the record, is on node 0. No restarts: a rank that fails or is killed ends the cell,
+torchrun stops the others, and the cell's ``result.json`` names the rank (the runner turns it into a ``failed``
+record and goes on). torch_xla starts its ranks itself (the backend's ``spawn``).
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from bench import backends as implementations
 from bench.plan import backends
+from bench.plan import launcher as names
+from bench.plan.launcher import inside_torchrun, world
 from bench.records import files
 from bench.run import process
 
@@ -41,7 +50,7 @@ def arguments(job, cell_file: Path) -> list[str]:
     cell = job.cell
     args = ["--nnodes", str(cell.nodes), "--nproc-per-node", str(cell.devices), "--max-restarts", "0"]
     args += ["--monitor-interval", MONITOR_S]
-    if cell.nodes == 1:
+    if not cell.multinode:
         args.append("--standalone")
     else:
         host, _, port = job.rendezvous.rpartition(":")
@@ -50,7 +59,7 @@ def arguments(job, cell_file: Path) -> list[str]:
     return [*args, "--module", "bench.run.worker", str(cell_file)]
 
 
-def run(job, cell_file: Path) -> int:
+def run_torchrun(job, cell_file: Path) -> int:
     """Start the cell's ranks on this node and wait for them; on a failure, write the cell's result naming the
     failed ranks (the first observed failure first). Returns the exit status."""
     from torch.distributed import run as torchrun
@@ -90,7 +99,7 @@ def _write_failure(job, cell_dir: Path, failures: dict) -> None:
         return failure.exitcode >= 0, failure.exitcode == -signal.SIGTERM, failure.timestamp, rank
 
     ordered = sorted(failures.items(), key=order)
-    where = socket.gethostname() if job.cell.nodes == 1 else f"node {job.node_rank} ({socket.gethostname()})"
+    where = socket.gethostname() if not job.cell.multinode else f"node {job.node_rank} ({socket.gethostname()})"
     parts = []
     for rank, failure in ordered:
         if failure.exitcode < 0:
@@ -133,3 +142,100 @@ def die_with_agent() -> None:
     process.die_with_parent()
     if os.getppid() == 1:  # the agent died before prctl took effect
         sys.exit(1)
+
+
+RankMain = Callable[..., None]  # bench.run.worker.train_rank(index, cell_file, writer=None)
+
+
+class Launcher:
+    """What starts a cell's processes. ``data_parallel``: its processes train one model together."""
+
+    name: str | None = None  # the record's ``distributed.launcher``
+    data_parallel = True
+
+    def run(self, job, cell_file: Path, rank: RankMain) -> int:
+        """Start the cell's processes on this node, wait for them, and return the worker's exit status."""
+        raise NotImplementedError
+
+    def refuses(self, spec) -> str | None:
+        """Why a workload (``spec``, bench.plan.workloads) cannot run under this launcher, or None."""
+        if self.data_parallel and spec.single_device:
+            return f"{spec.name} runs on one device only: {spec.single_device}"
+        return None
+
+    def section(self, job) -> dict:
+        """The record's ``distributed`` section, as this rank sees the world."""
+        return {"launcher": None, "world_size": 1, "nodes": 1, "processes_per_node": 1, "collective": None}
+
+
+class InProcess(Launcher):
+    """One process, the cell's worker, trains (one device on one node)."""
+
+    data_parallel = False
+
+    def run(self, job, cell_file: Path, rank: RankMain) -> int:
+        rank(0, cell_file)
+        return 0
+
+
+class Torchrun(Launcher):
+    """The worker runs torchrun (``run_torchrun``), which starts this module again as each rank."""
+
+    name = names.TORCHRUN
+
+    def run(self, job, cell_file: Path, rank: RankMain) -> int:
+        if not inside_torchrun():
+            return run_torchrun(job, cell_file)
+        die_with_agent()
+        rank(0, cell_file)
+        return 0
+
+    def section(self, job) -> dict:
+        w = world()
+        return {
+            "launcher": self.name,
+            "world_size": w.size,
+            "nodes": w.nodes,
+            "processes_per_node": w.local_size,
+            "collective": backends.get(job.cell.backend).collective,
+            "rendezvous": job.rendezvous or "standalone",
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        }
+
+
+class BackendSpawn(Launcher):
+    """The backend starts one process per device itself (torch_xla's spawn, started before its runtime is touched);
+    on a TPU pod slice every host does so, and PJRT joins them into one world whose first process writes the
+    result."""
+
+    name = names.XLA_SPAWN
+
+    def run(self, job, cell_file: Path, rank: RankMain) -> int:
+        implementations.get(job.cell.backend).spawn(rank, (cell_file,))
+        if job.node_rank != 0:
+            node_done(cell_file.parent)
+        return 0
+
+    def refuses(self, spec) -> str | None:
+        if not spec.xla_data_parallel:
+            return f"{spec.name} runs data-parallel under torchrun (cpu, cuda); on XLA it runs on one device"
+        return super().refuses(spec)
+
+    def section(self, job) -> dict:
+        import torch_xla.runtime as xr
+
+        return {
+            "launcher": self.name,
+            "world_size": xr.world_size(),
+            "nodes": xr.process_count() // max(xr.local_process_count(), 1),
+            "processes_per_node": xr.local_process_count(),
+            "collective": backends.get(job.cell.backend).collective,
+        }
+
+
+LAUNCHERS = {names.IN_PROCESS: InProcess(), names.TORCHRUN: Torchrun(), names.XLA_SPAWN: BackendSpawn()}
+
+
+def of(cell) -> Launcher:
+    """The cell's launcher, by the name bench.plan.launcher gives it."""
+    return LAUNCHERS[names.launcher(cell)]
