@@ -90,7 +90,8 @@ def _copies_text(copies: list) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import backends, cluster, records
     from bench.plan import cost
-    from bench.run import env, estimate, hostlock, runlock, runner
+    from bench.run import env, estimate, hostlock, planning, runlock, sweep
+    from bench.run.auto import Auto
     from bench.trackers import contention
 
     check = None if args.dry_run else contention.HostCheck()  # measures the host while the run gets ready
@@ -103,14 +104,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError("repeats = auto runs on one node: the nodes of a run follow one plan made before it starts")
     host = env.host()
     run_id = records.check_run_id(args.run_id) if args.run_id else records.default_run_id(name, host)
-    auto = runner.Auto(settings["repeats_max"], settings["target_ci"]) if settings["repeats_max"] else None
-    retry = runner.Retry(args.retry or ())
+    auto = Auto(settings["repeats_max"], settings["target_ci"]) if settings["repeats_max"] else None
+    retry = planning.Retry(args.retry or ())
     if copies:
         print(_copies_text(copies))
     if args.dry_run:
-        p = runner.plan(cells, Path(args.results_dir), run_id, nodes, retry)
+        p = planning.plan(cells, Path(args.results_dir), run_id, nodes, retry)
         for cell in cells:
-            why = p.reasons.get(cell.fingerprint) or runner.unsupported_reason(cell, nodes)
+            why = p.reasons.get(cell.fingerprint) or planning.unsupported_reason(cell, nodes)
             print(
                 f"{cell.cell_id} repeat {cell.repeat} epochs {cell.epochs} fingerprint {cell.fingerprint}"
                 + (f"  [unsupported here: {why}]" if why else "")
@@ -136,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if waited or waited_host:  # the host while the other run ran is not the host now
             check = contention.HostCheck()
         check.finish()  # warns, naming the busiest other processes, when the host is busy
-        status = runner.sweep(
+        status = sweep.sweep(
             cells, Path(args.results_dir), run_id, data_dir, settings["order"], settings["order_seed"], nodes, price,
             retry=retry, auto=auto,
         )  # fmt: skip

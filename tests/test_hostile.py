@@ -17,7 +17,7 @@ from bench.cluster import k8s, slurm
 from bench.plan.suite import validate
 from bench.records import files, schema
 from bench.report import compare
-from bench.run import estimate, runlock, runner
+from bench.run import estimate, planning, runlock, runner
 from bench.trackers import contention
 from tests.conftest import expand
 from tests.test_schema import valid
@@ -170,7 +170,7 @@ def test_a_hostile_record_never_stops_a_reader(case, tmp_path, capsys):
         assert not [v for row in csv.reader(f) for v in row if v.startswith(RISKY)]
     compare.compare(results, results)
     cells = expand("t", validate("t", {"backend": "cpu", "workloads": ["torch-convnet"]}))
-    runner.plan(cells, results, "r")  # resume reads the run's own records
+    planning.plan(cells, results, "r")  # resume reads the run's own records
     estimate.history(results, "box")  # the ETA reads every run's
     assert f"{path}:2" in capsys.readouterr().err or kept == 2  # a line left out is named by file:line
 
@@ -428,7 +428,7 @@ def test_a_record_cannot_pass_for_another_cells_measurement(tmp_path, capsys):
     recs, left_out, superseded = records.load(tmp_path)
     assert len(left_out) == 1 and "is not this cell's" in left_out[0] and ":2:" in left_out[0]
     assert superseded == [] and len(recs) == 2  # the real record stands beside the unverifiable one
-    assert runner.plan([cell], tmp_path, "r").done[cell.fingerprint]["cell"]["epochs"] == 10  # resume: the real one
+    assert planning.plan([cell], tmp_path, "r").done[cell.fingerprint]["cell"]["epochs"] == 10  # resume: the real one
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import torch
 from bench.plan.job import Job
 from bench.plan.suite import SuiteError, validate
 from bench.records import schema
-from bench.run import runner, worker
+from bench.run import planning, worker
 from bench.run.inputs import DeviceBatches
 from tests.conftest import expand
 
@@ -45,9 +45,9 @@ def test_the_input_axis_names_cells_and_keeps_the_seeds_fingerprints():
 
 def test_fastai_and_xla_say_why_they_take_no_device_input():
     fastai = cells(workloads=["fastai-resnet18"], pretrained=False)[1]
-    assert "PNG" in runner.unsupported_reason(fastai)
+    assert "PNG" in planning.unsupported_reason(fastai)
     xla = cells(backend="xla")[1]
-    assert "not built for XLA" in runner.unsupported_reason(xla)
+    assert "not built for XLA" in planning.unsupported_reason(xla)
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from bench.plan.suite import SuiteError, validate
 from bench.plan.workloads import WORKLOADS
 from bench.records import schema
 from bench.report import aggregate
-from bench.run import adapters, launchers, runner
+from bench.run import adapters, launchers, planning
 from bench.trackers import compile as compile_tracker
 from bench.workloads import convnet, lightning_convnet, plain
 from tests.conftest import bench_cli, bench_env, expand
@@ -62,12 +62,12 @@ def test_modes_and_inputs_per_workload():
 
 def test_each_mode_says_where_it_cannot_run():
     graphs = cells(modes=["graphs"])[0]
-    assert "CUDA only" in runner.unsupported_reason(graphs)
+    assert "CUDA only" in planning.unsupported_reason(graphs)
     fp16 = cells(modes=["graphs"], backend="cuda", precisions=["fp16-mixed"])[0]
     assert "GradScaler" in adapters.unsupported(fp16, WORKLOADS["lightning-convnet"])
     xla = cells(modes=["compile"], backend="xla")[0]
     assert "already traces and compiles" in adapters.unsupported(xla, WORKLOADS["lightning-convnet"])
-    assert runner.unsupported_reason(cells(modes=["compile"])[0]) is None
+    assert planning.unsupported_reason(cells(modes=["compile"])[0]) is None
     # data-parallel is the launcher's to say: two nodes of one device each are two ranks, as two devices are
     for over in ({"devices": [2]}, {"nodes": [2]}):
         spread = cells(modes=["compile"], **over)[0]
@@ -120,7 +120,7 @@ def first_losses(workload: str, cell, mnist_dir) -> list[float]:
 def parity_cells(workload: str, precision: str, modes: list[str]):
     backend = backends.detect()
     found = cells(workloads=[workload], precisions=[precision], modes=modes, backend=backend)
-    why = runner.unsupported_reason(found[-1])
+    why = planning.unsupported_reason(found[-1])
     if why:
         pytest.skip(f"{backend} {precision}: {why}")
     return found

@@ -22,7 +22,8 @@ from bench.plan import suite
 from bench.plan.cell import Cell
 from bench.plan.suite import SuiteError
 from bench.records import schema
-from bench.run import estimate, runner
+from bench.run import estimate, runner, sweep
+from bench.run.events import Listener
 from bench.run.meter import Meter
 from bench.run.progress import Progress, epoch_text
 from tests.conftest import expand
@@ -108,7 +109,7 @@ def _curve(tmp_path: Path) -> list[dict]:
         m.eval_start()
         m.eval_end(accuracy)
         m.epoch_end(epoch, 0.5)
-    return runner._read_curve(tmp_path / "curve.csv")
+    return runner.read_curve(tmp_path / "curve.csv")
 
 
 def test_plain_lines_for_epochs_and_eta(tmp_path):
@@ -191,7 +192,7 @@ def test_a_real_sweep_prints_plain_lines_and_records_its_order(tmp_path, mnist_d
     s = suite.validate("s", {**suite.load(str(tmp_path / "s.toml"))[1], "order": "random", "order_seed": 3})
     planned = suite.order(expand("s", s), s)
     results = tmp_path / "results"
-    assert runner.sweep(planned, results, "r", str(mnist_dir), "random", 3) == 0  # in this process: no start-up
+    assert sweep.sweep(planned, results, "r", str(mnist_dir), "random", 3) == 0  # in this process: no start-up
     out = capsys.readouterr().out
     assert not ESCAPES.search(out)  # not a terminal: plain lines only
     assert out.startswith("no estimate for the 1 cell to run: no earlier records of them on this host")
@@ -217,3 +218,48 @@ def test_a_real_sweep_prints_plain_lines_and_records_its_order(tmp_path, mnist_d
     seconds = estimate.duration(ok["run"]["process_seconds"])
     assert f"estimated {seconds} for the 1 cell to run, from earlier records on this host" in out
     assert "2 cells in suite s (random order)" in out
+
+    # The sweep shows nothing itself: it tells a listener its events, in order (bench.run.events), and prints its
+    # summary line. Run again under another run id, then resumed, with a listener that notes them.
+    class Notes(Listener):
+        def __init__(self):
+            self.seen = []
+
+        def planned(self, plan, auto):
+            self.seen.append(("planned", len(plan.cells), auto))
+
+        def skipped(self, position, cell, record):
+            self.seen.append(("skipped", position, record["status"]))
+
+        def started(self, position, cell, again, seconds):
+            self.seen.append(("started", position, again))
+
+        def epochs(self, rows):  # told at each look (about a second): the epochs finished by the last
+            self.seen = self.seen[:-1] if self.seen[-1][0] == "epochs" else self.seen
+            self.seen.append(("epochs", len(rows)))
+
+        def recorded(self, position, cell, record, eta=None):
+            self.seen.append(("recorded", position, record["status"], eta is not None))
+
+        def ended(self):
+            self.seen.append(("ended",))
+
+    status = {c.fingerprint: r["status"] for r in recs for c in planned if c.fingerprint == r["cell"]["fingerprint"]}
+    ran = [i for i, c in enumerate(planned, 1) if status[c.fingerprint] == "ok"]
+    notes = Notes()
+    assert sweep.sweep(planned, results, "again", str(mnist_dir), listener=notes) == 0
+    want = [("planned", 2, None)]
+    for i in range(1, len(planned) + 1):
+        if i in ran:
+            want += [("started", i, None), ("epochs", 2), ("recorded", i, "ok", True)]
+        else:
+            want += [("recorded", i, "unsupported", False)]
+    assert notes.seen == [*want, ("ended",)]
+    assert capsys.readouterr().out.splitlines() == [
+        f"2 cells: 1 ok, 1 unsupported, 0 failed/timeout/diverged. Records: {results / 'again' / 'records.jsonl'}"
+    ]
+    notes = Notes()
+    assert sweep.sweep(planned, results, "again", str(mnist_dir), listener=notes) == 0  # resumed: all recorded
+    assert notes.seen == [("planned", 2, None), *(("skipped", i, status[c.fingerprint]) for i, c in
+                                                  enumerate(planned, 1)), ("ended",)]  # fmt: skip
+    capsys.readouterr()

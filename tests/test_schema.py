@@ -20,7 +20,7 @@ from bench import cli, records, report
 from bench.plan.suite import validate
 from bench.records import schema
 from bench.report import compare
-from bench.run import estimate, runner
+from bench.run import estimate, planning
 from tests.conftest import QUIET, expand
 
 HOSTILE_TEXT = [
@@ -342,7 +342,7 @@ def test_the_report_survives_hostile_records_escapes_them_and_keeps_every_valid_
     # the other readers of records go through the same check, and none stops either
     with contextlib.suppress(compare.CompareError):  # nothing to match: one clear error, not a crash
         compare.compare(folder, folder)
-    runner.plan(expand("t", validate("t", {"backend": "cpu", "workloads": ["torch-convnet"]})), folder, "run")
+    planning.plan(expand("t", validate("t", {"backend": "cpu", "workloads": ["torch-convnet"]})), folder, "run")
     estimate.history(folder, "box")
 
     page = Markup()

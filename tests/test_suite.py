@@ -180,19 +180,19 @@ def test_a_cell_holds_the_settings_table_says_it_holds():
 
 def test_what_cannot_run_on_several_devices_or_nodes_says_why():
     from bench import cluster
-    from bench.run import runner
+    from bench.run import planning
 
     (cell,) = expand("t", settings(workloads=["fastai-resnet18"], backend="cpu", devices=[2]))
-    assert "one device only: fastai's distrib_ctx needs Hugging Face accelerate" in runner.unsupported_reason(cell)
+    assert "one device only: fastai's distrib_ctx needs Hugging Face accelerate" in planning.unsupported_reason(cell)
     (cell,) = expand("t", settings(workloads=["torch-convnet"], backend="xla", devices=[2]))
-    assert "on XLA it runs on one device" in runner.unsupported_reason(cell)
+    assert "on XLA it runs on one device" in planning.unsupported_reason(cell)
     (cell,) = expand("t", settings(workloads=["torch-convnet"], backend="cpu", nodes=[2]))
     assert (cell.world_size, cell.cell_id) == (2, "torch-convnet/2xcpux1/fp32")
-    assert "needs `bench run` on each node with --nnodes" in runner.unsupported_reason(cell)
+    assert "needs `bench run` on each node with --nnodes" in planning.unsupported_reason(cell)
     two = cluster.resolve(2, 1, "127.0.0.1:29500")
-    assert runner.unsupported_reason(cell, two) is None
+    assert planning.unsupported_reason(cell, two) is None
     (three,) = expand("t", settings(workloads=["torch-convnet"], backend="cpu", nodes=[3]))
-    assert "a cell of 3 nodes, but this run spans 2" in runner.unsupported_reason(three, two)
+    assert "a cell of 3 nodes, but this run spans 2" in planning.unsupported_reason(three, two)
 
 
 def test_node_layouts_from_flags_and_schedulers():

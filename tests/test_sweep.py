@@ -10,7 +10,7 @@ import pytest
 
 from bench import report
 from bench.plan.suite import validate
-from bench.run import runner
+from bench.run.auto import Auto
 from tests.conftest import QUIET, bench_cli, bench_env, expand
 from tests.test_runner import run_records, suite_file
 
@@ -124,7 +124,7 @@ def auto_records(rates: dict[str, list], status: str = "ok", busy: tuple = ()) -
 
 
 def test_auto_repeats_run_in_blocks_until_every_interval_is_narrow_from_five_quiet_repeats():
-    auto = runner.Auto(cap=8, target=0.05)
+    auto = Auto(cap=8, target=0.05)
     wide, narrow = [100.0, 130.0, 80.0, 120.0, 90.0], [100.0, 101.0, 100.5, 100.2, 100.7]
     more = auto.more(*auto_records({"fp32": wide, "bf16-mixed": narrow}))
     # a block: the narrow configuration runs again too, so that drift of the host falls on both alike

@@ -219,15 +219,15 @@ def test_several_devices_on_the_cpu_runtime_are_recorded_unsupported(tmp_path, e
 def test_several_hosts_are_refused_where_pjrt_cannot_join_them(monkeypatch):
     from bench import cluster
     from bench.plan import suite
-    from bench.run import runner
+    from bench.run import planning
 
     monkeypatch.setenv("PJRT_DEVICE", "CPU")
     raw = {"workloads": ["lightning-convnet"], "backend": "xla", "nodes": [1, 2]}
     one, two = expand("t", suite.validate("t", raw))
     pod = cluster.resolve(2, 0, "10.0.0.1:29500")  # a slice of two hosts: no cell on fewer
-    assert "PJRT's CPU runtime has no multi-host world" in runner.unsupported_reason(two, pod)
-    assert "every cell spans them all (nodes = 2)" in runner.unsupported_reason(one, pod)
-    assert "torch-convnet runs data-parallel under torchrun" in runner.unsupported_reason(
+    assert "PJRT's CPU runtime has no multi-host world" in planning.unsupported_reason(two, pod)
+    assert "every cell spans them all (nodes = 2)" in planning.unsupported_reason(one, pod)
+    assert "torch-convnet runs data-parallel under torchrun" in planning.unsupported_reason(
         expand("t", suite.validate("t", {**raw, "workloads": ["torch-convnet"]}))[1]
     )
 

@@ -142,7 +142,7 @@ SETTINGS: dict[str, Setting] = {
     "modes": S(list, ["eager"], per_workload=True, flag="--mode", parse=csv, choices=MODES,
                help="comma-separated execution modes: eager (the seed), compile, graphs"),
     # a number, or "auto" / "auto:MAX": AUTO_FIRST repeats, then rounds of one more of every configuration until each
-    # one's interval is within target_ci, up to MAX (default AUTO_MAX) (bench.run.runner.Auto)
+    # one's interval is within target_ci, up to MAX (default AUTO_MAX) (bench.run.auto)
     "repeats": S((int, str), 1, REPEATS, flag="--repeats", parse=repeats,
                  help="repeats of every cell, or auto[:MAX]: 5, then rounds of one more repeat of every cell until "
                  "each 95%% interval is within --target-ci, up to MAX (default 10)"),

@@ -1,5 +1,5 @@
 """A record's shape, stated once: its sections, in order, and one strict pydantic model per section. The runner
-checks every record against it before it appends one (bench.run.runner), and everything that reads records checks each
+checks every record against it before it appends one (bench.run.sweep), and everything that reads records checks each
 one before it uses it: records come from other machines, older and newer versions of the harness, and hand edits.
 
 Each model holds every field the report reads: its type and its range (no NaN or infinity where a measurement is

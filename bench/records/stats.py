@@ -139,7 +139,7 @@ def ratio(new: Iterable, base: Iterable) -> Ratio:
 
 
 def paired(new: Sample, base: Sample) -> Ratio:
-    """Repeats run in blocks (one repeat of every configuration per round, bench.run.runner): ``new`` against ``base``
+    """Repeats run in blocks (one repeat of every configuration per round, bench.run.auto): ``new`` against ``base``
     over the blocks both have. The estimate is the geometric mean of the per-block ratios and its interval the
     t-interval of the mean log ratio: whatever slowed a whole block (the host drifting, a neighbour) cancels in
     its ratio."""

@@ -1,4 +1,5 @@
-"""What a sweep shows while it runs: each finished epoch of the running cell, and the sweep's ETA after each cell.
+"""What a sweep shows while it runs: a line per cell, each finished epoch of the running cell, and the sweep's ETA after
+each cell. ``Progress`` is a listener of the sweep's events (bench.run.events).
 
 Two forms of the same events. Not a terminal (CI logs, files, pipes): plain lines only, no carriage return and no
 escape code, so a log reads and greps like any other. A terminal: live tqdm bars (the sweep with its ETA, the
@@ -14,9 +15,12 @@ import sys
 import time
 from typing import TextIO
 
+from bench import records
 from bench.run import estimate
 from bench.run.estimate import Eta
+from bench.run.events import Listener
 from bench.text import shown
+from bench.trackers import contention
 
 
 def epoch_text(rows: list[dict], epochs: int) -> str:
@@ -42,14 +46,14 @@ def _sized_terminal(out: TextIO) -> bool:
         return False
 
 
-class Progress:
+class Progress(Listener):
     """The sweep's display; ``live`` (default: whether ``out`` is a terminal) picks bars over plain lines."""
 
     def __init__(self, cells: int, out: TextIO | None = None, live: bool | None = None) -> None:
         self.out = out or sys.stdout
         self.total = cells
         self.live = _sized_terminal(self.out) if live is None else live
-        self.started = time.monotonic()
+        self._began = time.monotonic()
         self._epochs, self._shown = 0, 0
         self._eta: Eta | None = None  # the latest estimate, made before the running cell
         self._cell = (0.0, time.monotonic())  # the running cell's estimated seconds and its start
@@ -127,7 +131,7 @@ class Progress:
     def eta(self, e: Eta) -> None:
         """After a cell: the ETA of the cells still to run."""
         if not self.live and e.cells:
-            self.line(f"  {estimate.eta_text(e)} (elapsed {estimate.duration(time.monotonic() - self.started)})")
+            self.line(f"  {estimate.eta_text(e)} (elapsed {estimate.duration(time.monotonic() - self._began)})")
         self._set_eta(e)
 
     def _set_eta(self, e: Eta) -> None:
@@ -150,3 +154,57 @@ class Progress:
         if self._sweep_bar is not None:
             self._sweep_bar.close()
             self._sweep_bar = None
+
+    # The sweep's events (bench.run.events), shown.
+
+    def planned(self, plan, auto) -> None:
+        self.plan(plan.eta(), plan.skipped, plan.unsupported)
+        if auto:
+            self.line(auto.text())
+
+    def _label(self, position: int, cell) -> str:
+        return f"[{position}/{self.total}] {cell.cell_id} repeat {cell.repeat}"
+
+    def skipped(self, position: int, cell, record: dict) -> None:
+        self.cell_end()
+        self.line(f"{self._label(position, cell)}: already recorded ({record['status']}), skipped")
+
+    def started(self, position: int, cell, again: str | None, seconds: float | None) -> None:
+        label = self._label(position, cell)
+        self.line(f"{label}: running" + (f" again ({again})" if again else ""))
+        self.cell_start(label, estimate.epochs(cell), seconds)
+
+    def epochs(self, rows: list[dict]) -> None:
+        self.curve(rows)
+
+    def waiting(self) -> None:
+        self.tick()
+
+    def recorded(self, position: int, cell, record: dict, eta: Eta | None = None) -> None:
+        self.cell_end()
+        self.line(f"{self._label(position, cell)}: {summary(record)}")
+        if eta is not None:
+            self.eta(eta)
+
+    def joined(self, cells: int) -> None:
+        self.add(cells)
+
+    def said(self, text: str) -> None:
+        self.line(text)
+
+    def ended(self) -> None:
+        self.close()
+
+
+def summary(record: dict) -> str:
+    """A recorded cell's line: its status and reason, or its speed, accuracy and TTA, and the host's verdict."""
+    r = records.flat(record)
+    if r["status"] != "ok":
+        return f"{r['status']}: {r['reason']}"
+    if not r["throughput_samples_per_s"]:
+        return f"ok, accuracy {r['final_accuracy']}, no steady-state steps (raise epochs or lower warmup_steps)"
+    tta = f"{r['tta_seconds']:.1f} s" if r["tta_seconds"] is not None else "not reached"
+    verdict, why = contention.verdict_of(record.get("contention"))
+    # what the report will leave out, and the first reason why (the record holds them all)
+    host = "" if verdict == "quiet" else f"; host {verdict}: {(why or '').split('; ')[0]}"
+    return f"ok, {r['throughput_samples_per_s']:,.0f} samples/s, accuracy {r['final_accuracy']:.4f}, TTA {tta}{host}"
