@@ -33,8 +33,8 @@ def expand(name: str, settings: dict) -> list:
 
 # The files that train end to end, longest first (make test's durations): make test hands whole files to its two
 # processes in collection order (--dist loadfile --no-loadscope-reorder), and the longest first finish together.
-LONGEST_FIRST = ("test_fastai.py", "test_distributed.py", "test_runner.py", "test_micro.py", "test_modes.py",
-                 "test_sweep.py", "test_host_reads.py", "test_schedulers.py", "test_schema.py",
+LONGEST_FIRST = ("test_fastai.py", "test_distributed.py", "test_weights.py", "test_runner.py", "test_micro.py",
+                 "test_modes.py", "test_sweep.py", "test_host_reads.py", "test_schedulers.py", "test_schema.py",
                  "test_hostile.py")  # fmt: skip
 
 
@@ -132,3 +132,14 @@ def bench_env(mnist_dir: Path, cache_dir: Path) -> dict[str, str]:
 def bench_cli(args: list[str], env: dict[str, str], **kw) -> subprocess.CompletedProcess:
     """Run the real `bench` command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "bench", *args], env=env, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture
+def offline_env(mnist_dir, session_cache, tmp_path) -> dict[str, str]:
+    """bench_env with an empty torch hub cache and a weights address that refuses connections: offline, whatever
+    the machine (the fastai workload's pretrained weights)."""
+    return {
+        **bench_env(mnist_dir, session_cache),
+        "TORCH_HOME": str(tmp_path / "torch-home"),
+        "BENCH_WEIGHTS_URL": "http://127.0.0.1:1/resnet18-f37072fd.pth",
+    }

@@ -217,9 +217,11 @@ class BackendSpawn(Launcher):
         return 0
 
     def refuses(self, spec) -> str | None:
+        if why := super().refuses(spec):
+            return why
         if not spec.xla_data_parallel:
             return f"{spec.name} runs data-parallel under torchrun (cpu, cuda); on XLA it runs on one device"
-        return super().refuses(spec)
+        return None
 
     def section(self, job) -> dict:
         import torch_xla.runtime as xr
