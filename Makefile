@@ -25,7 +25,12 @@ TORCHTPU_PIN := torch-tpu==0.2.0 libtpu==0.0.52
 # torch_xla 2.9.0 (its last release) needs exactly torch 2.9.0: the XLA environment and the TPU image have a lock of
 # their own (constraints-xla.txt, make lock-xla); installing with it as constraints keeps pip from swapping torch.
 XLA_LOCK := constraints-xla.txt
-XLA_PIN := torch-xla==2.9.0
+XLA_PIN_DEFAULT := torch-xla==2.9.0
+# Unless one is given, the pin .venv-xla was made with: `make bench-micro XLA=1` after `make setup-xla
+# XLA_PIN='torch-xla[tpu]==2.9.0'` keeps that environment (and its libtpu) as it is.
+ifeq ($(origin XLA_PIN),undefined)
+XLA_PIN := $(or $(shell cat $(XLA_VENV)/.xla-pin 2>/dev/null),$(XLA_PIN_DEFAULT))
+endif
 
 .PHONY: setup setup-xla setup-torchtpu lint test test-fast test-xla bench bench-xla-smoke report data lock lock-xla clean \
 	calibrate-quiet \
@@ -35,17 +40,30 @@ XLA_PIN := torch-xla==2.9.0
 
 setup: $(VENV)/.installed
 
+# A virtual environment $(1) for `make $(2)`, made by $(PYTHON) where there is none (RECREATE=1: made again). One
+# made by a Python older than 3.11 (a TPU VM's python3 is 3.10) is refused, naming the fix.
+define venv
+	$(if $(RECREATE),rm -rf $(1) && )test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	@$(1)/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make $(2): $(1) was made by\
+	 $$($(1)/bin/python -V 2>&1); bench needs Python 3.11 or newer: make $(2) PYTHON=python3.11 RECREATE=1"; exit 2; }
+endef
+MAYBE_AGAIN = $(if $(RECREATE),FORCE)
+
 # Re-runs only when the project or the lock changes: setup is idempotent.
-$(VENV)/.installed: pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/.installed: pyproject.toml constraints.txt $(MAYBE_AGAIN)
+	$(call venv,$(VENV),setup)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
 
 # The XLA environment: its own lock with torch_xla, kept apart (fastai's to_bf16() breaks where it is importable).
 setup-xla: $(XLA_VENV)/.installed
 
-$(XLA_VENV)/.installed: pyproject.toml $(XLA_LOCK) $(XLA_VENV)/.xla-pin
-	test -x $(XLA_VENV)/bin/python || $(PYTHON) -m venv $(XLA_VENV)
+$(XLA_VENV)/.installed: pyproject.toml $(XLA_LOCK) $(XLA_VENV)/.xla-pin $(MAYBE_AGAIN)
+	$(call venv,$(XLA_VENV),setup-xla)
+	@echo '$(XLA_PIN)' > $(XLA_VENV)/.xla-pin
+	@# torch_xla runs no CUDA: torch's CPU wheel where its index answers, as the tpu image takes (not 3 GB of CUDA's)
+	@$(CPU_INDEX); test -z "$$index" || $(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c $(XLA_LOCK) --index-url "$$index" --extra-index-url https://pypi.org/simple torch torchvision
 	$(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c $(XLA_LOCK) -e '.[test]' $(XLA_PIN)
 	touch $@
 
@@ -58,8 +76,8 @@ $(XLA_VENV)/.xla-pin: FORCE
 # then finds no chip). Unverified on a TPU: docs/tpu.md, TorchTPU.
 setup-torchtpu: $(TORCHTPU_VENV)/.installed
 
-$(TORCHTPU_VENV)/.installed: pyproject.toml constraints.txt
-	test -x $(TORCHTPU_VENV)/bin/python || $(PYTHON) -m venv $(TORCHTPU_VENV)
+$(TORCHTPU_VENV)/.installed: pyproject.toml constraints.txt $(MAYBE_AGAIN)
+	$(call venv,$(TORCHTPU_VENV),setup-torchtpu)
 	$(TORCHTPU_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]' \
 		$(TORCHTPU_PIN)
 	touch $@
@@ -165,7 +183,7 @@ lock:
 	$(call make_lock,constraints.txt,torch==$(TORCH) torchvision==$(TORCHVISION) $(TORCHTPU_PIN))
 
 lock-xla:
-	$(call make_lock,$(XLA_LOCK),torch==2.9.0 torchvision==0.24.0 $(XLA_PIN))
+	$(call make_lock,$(XLA_LOCK),torch==2.9.0 torchvision==0.24.0 $(XLA_PIN_DEFAULT))
 
 clean:
 	rm -rf $(VENV) $(XLA_VENV) $(TORCHTPU_VENV) .pytest_cache .ruff_cache .docker-data
@@ -268,7 +286,8 @@ build-image:
 # image and no way to download them, fastai trains from random initialisation, as `make bench` does.
 define bench_in
 	@mkdir -p $(RESULTS); test -d $(HOST_LOCKS) || { mkdir -p $(HOST_LOCKS) && chmod 1777 $(HOST_LOCKS); }
-	@if out=$$($(DOCKER) run $(RUN_FLAGS) $(2) $(IMAGE):$(FLAVOUR) weights 2>&1); then nopre=; else \
+	@$(if $(3),trap '$(3) exit 130' INT TERM;) \
+	if out=$$($(DOCKER) run $(RUN_FLAGS) $(2) $(IMAGE):$(FLAVOUR) weights 2>&1); then nopre=; else \
 		echo "make bench-$(FLAVOUR): $$out"; \
 		echo "make bench-$(FLAVOUR): so fastai-resnet18 trains from random initialisation"; nopre=--no-pretrained; fi; \
 	$(DOCKER) run $(RUN_FLAGS) $(2) $(IMAGE):$(FLAVOUR) run --suite $(1) --no-report $$nopre $(ARGS); rc=$$?; \
@@ -295,10 +314,14 @@ bench-tpu: $(foreach s,$(filter xla torchtpu,$(TPU_STACKS)),$(if $(filter xla,$(
 bench-tpu-stack: FLAVOUR = $(if $(filter xla,$(TPU_STACK)),tpu,$(TPU_STACK))
 bench-tpu-stack: RUN_USER = $(TPU_USER)
 bench-tpu-stack:
-	$(call bench_in,$(TPU_SUITE),$(TPU_FLAGS) $(if $(filter xla,$(TPU_STACK)),-e PJRT_DEVICE=$(PJRT_DEVICE)),$(GIVE_BACK))
+	$(call bench_in,$(TPU_SUITE) $(TPU_RUN),$(TPU_FLAGS) $(if $(filter xla,$(TPU_STACK)),-e PJRT_DEVICE=$(PJRT_DEVICE)),$(GIVE_BACK))
 
-TPU_SUITE = $(if $(filter auto,$(SUITE)),tpu,$(SUITE))$(if $(filter torchtpu,$(TPU_STACK)), --device torchtpu)
+TPU_SUITE_NAME = $(if $(filter auto,$(SUITE)),tpu,$(SUITE))
+TPU_SUITE = $(TPU_SUITE_NAME)$(if $(filter torchtpu,$(TPU_STACK)), --device torchtpu)
+# Each stack's run a folder of its own, <suite>-<stack>-<host> (its copy-back names it), unless ARGS names one.
+TPU_RUN = $(if $(findstring --run-id,$(ARGS)),,--run-id $(TPU_SUITE_NAME)-$(TPU_STACK)-$$(hostname))
 
-# The results of a container that ran as root, given back to the user who ran make.
+# The results of a container that ran as root, given back to the user who ran make: when the run ends, and when it
+# is interrupted (bench_in's trap).
 GIVE_BACK = $(DOCKER) run --rm --user 0:0 --entrypoint chown -v "$(abspath $(RESULTS))":/results $(IMAGE):$(FLAVOUR) \
 	-R $$(id -u):$$(id -g) /results;

@@ -94,6 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.run.auto import Auto
     from bench.trackers import contention
 
+    # before torch is imported: the parent of every cell loads no device backend (TorchTPU's would initialise its
+    # device, on a TPU the chips its workers need); each worker gets the user's setting back (bench.run.process)
+    process.hold_device_backends()
     check = None if args.dry_run else contention.HostCheck()  # measures the host while the run gets ready
     name, settings, cells, copies = build_cells(args)
     nodes = cluster.resolve(args.nnodes, args.node_rank, args.rdzv_endpoint)

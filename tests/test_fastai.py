@@ -1,6 +1,6 @@
-"""The fastai workload on real MNIST PNGs: a tiny real run at fp32 and bf16-true (fp16-mixed refused) and its
-artifacts (pretrained weights and lr_find: tests/test_weights.py, a file of its own so that make test's processes
-share the two long runs)."""
+"""The fastai workload on real MNIST PNGs: a tiny real run at fp32 (fp16-mixed refused; each precision's step:
+tests/test_micro.py) and its artifacts (pretrained weights and lr_find: tests/test_weights.py, a file of its own so
+that make test's processes share the two long runs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends.cpu import bf16_kernels
 from bench.trackers import profile
 from tests.conftest import bench_cli
 from tests.test_runner import run_records
@@ -49,8 +48,8 @@ def tiny_suite(tmp_path: Path, workloads, precisions, fastai: str = "") -> Path:
 @pytest.mark.slow
 def test_tiny_real_run_every_precision_artifacts_and_report(tmp_path, offline_env):
     suite = tiny_suite(
-        tmp_path, ["fastai-resnet18", "torch-resnet18"], ["fp32", "bf16-true", "fp16-mixed"]
-    )  # bf16-mixed's fastai step: tests/test_micro.py (its forward pass's precision checked the same way)
+        tmp_path, ["fastai-resnet18", "torch-resnet18"], ["fp32", "fp16-mixed"]
+    )  # bf16-mixed's and bf16-true's fastai steps: tests/test_micro.py (the forward pass's dtypes, params included)
     results = tmp_path / "results"
     # --no-pretrained over a suite whose default (pretrained) would stop offline: the flag must win
     args = ["run", "--suite", str(suite), "--no-pretrained", "--results-dir", str(results), "--run-id", "r"]
@@ -60,34 +59,28 @@ def test_tiny_real_run_every_precision_artifacts_and_report(tmp_path, offline_en
     recs = {(r["workload"], r["precision"]): r for r in run_records(results)}
     assert "fp16" in recs["fastai-resnet18", "fp16-mixed"]["reason"]
     assert recs["fastai-resnet18", "fp16-mixed"]["status"] == "unsupported"
-    bf16 = ("bf16-true",) if bf16_kernels() else ()
-    if not bf16:  # a CPU without AVX-512: hours of reference convolutions, refused up front
-        assert recs["fastai-resnet18", "bf16-true"]["status"] == "unsupported"
-    for p in ("fp32", *bf16):
-        r = recs["fastai-resnet18", p]
-        assert r["status"] == "ok", r["reason"]
-        assert r["precision_effective"] == p  # a real forward pass of the body's first conv ran in it
-        assert r["weights"] == {"source": "random initialisation", "pretrained": False}
-        assert (r["train_samples"], r["test_samples"]) == (320, 200)
-        assert [c["phase"] for c in r["curve"]] == ["frozen", "unfrozen"]
-        assert r["phase_throughput"]["frozen"] > 0 and r["phase_throughput"]["unfrozen"] > 0
-        assert {"setup", "loader", "lr_find", "frozen", "unfrozen", "eval", "artifacts"} <= set(r["phase_seconds"])
-        assert r["loader_samples_per_s"] > r["throughput_samples_per_s"] > 0
-        assert r["lr_found"] > 0 and r["lr_used"] == 0.0209
-        cell = results / "r" / "cells" / f"fastai-resnet18.cpux1.{p}.r0"
-        names = [Path(a).name for a in r["artifacts"]]
-        assert names == ["show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png"]
-        for a in r["artifacts"]:
-            assert (results / "r" / a).read_bytes().startswith(PNG)
-        assert list((cell / "tensorboard").glob("events.out.tfevents.*"))
-        assert list(r["phase_seconds"])[-2:] == ["artifacts", "profile"]  # the plots show the trained model
+    r = recs["fastai-resnet18", "fp32"]
+    assert r["status"] == "ok", r["reason"]
+    assert r["precision_effective"] == "fp32"  # a real forward pass of the body's first conv ran in it
+    assert r["weights"] == {"source": "random initialisation", "pretrained": False}
+    assert (r["train_samples"], r["test_samples"]) == (320, 200)
+    assert [c["phase"] for c in r["curve"]] == ["frozen", "unfrozen"]
+    assert r["phase_throughput"]["frozen"] > 0 and r["phase_throughput"]["unfrozen"] > 0
+    assert {"setup", "loader", "lr_find", "frozen", "unfrozen", "eval", "artifacts"} <= set(r["phase_seconds"])
+    assert r["loader_samples_per_s"] > r["throughput_samples_per_s"] > 0
+    assert r["lr_found"] > 0 and r["lr_used"] == 0.0209
+    cell = results / "r" / "cells" / "fastai-resnet18.cpux1.fp32.r0"
+    names = [Path(a).name for a in r["artifacts"]]
+    assert names == ["show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png"]
+    for a in r["artifacts"]:
+        assert (results / "r" / a).read_bytes().startswith(PNG)
+    assert list((cell / "tensorboard").glob("events.out.tfevents.*"))
+    assert list(r["phase_seconds"])[-2:] == ["artifacts", "profile"]  # the plots show the trained model
     for w in ("fastai-resnet18", "torch-resnet18"):
         p = recs[w, "fp32"]["profile"]  # fastai's own loop, its TensorBoard writes and DataLoader included
         assert p["status"] == "ok" and p["steps"] == 4 and 0 < p["device_busy_pct"] <= 100, p
         events = profile.read_trace(results / "r" / p["trace"])["traceEvents"]
         assert profile.analyse(events, device=False)["loader_pct"] == pytest.approx(p["loader_pct"])
-    if bf16:
-        assert recs["fastai-resnet18", "bf16-true"]["precision_evidence"]["param_dtype"] == "torch.bfloat16"
     assert recs["torch-resnet18", "fp32"]["status"] == "ok"
     report = (results / "report" / "REPORT.md").read_text()
     assert "fastai-resnet18 vs torch-resnet18" in report  # the framework-overhead row

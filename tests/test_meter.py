@@ -117,6 +117,27 @@ def test_device_is_synchronised_at_boundaries_only(clock):
     assert clock.syncs == 4
 
 
+def test_a_boundary_reads_the_last_steps_value_after_synchronising_where_the_backend_asks(clock):
+    """TorchTPU's synchronize may return before a step's compute has run (bench.backends.torchtpu.read_back): each
+    boundary after a training step reads that step's value on the host, after synchronising, never between steps."""
+    reads = []
+
+    class Reading(FakeDevice):
+        def read_back(self, last) -> None:
+            reads.append((self.clock.syncs, last))
+
+    m = meter.Meter(Reading(clock), warmup_steps=2, tta_target=1.0)
+    m.epoch_start()  # no step yet: nothing to read
+    for i in range(5):
+        clock.t += 0.01
+        m.step_end(32, f"loss {i}")
+    m.eval_start()
+    m.eval_end(0.5)
+    # the end of warmup (after step 2), eval start and eval end, each after its synchronisation
+    assert reads == [(2, "loss 1"), (3, "loss 4"), (4, "loss 4")]
+    assert clock.syncs == 4
+
+
 def test_no_steady_steps_gives_null_throughput(clock):
     m = meter.Meter(FakeDevice(clock), warmup_steps=50, tta_target=1.0)
     train(m, clock, epochs=1, steps=10, step_s=0.01, eval_s=0.1, accs=[0.5])

@@ -125,6 +125,7 @@ def test_convnets_every_precision_compile_outside_the_steady_state(tmp_path, env
         unsupported = recs[w, "fp16-mixed"]  # recorded by the parent, environment included
         assert unsupported["status"] == "unsupported" and "bf16" in unsupported["reason"]
         assert unsupported["env"]["backend"]["xla_device_count"] == 1
+        assert unsupported["env"]["backend"]["mat_mul_precision"] is None  # the parent set none: it trains nothing
         for p in ("fp32", "bf16-mixed", "bf16-true"):
             r = recs[w, p]
             assert r["status"] == "ok", r["reason"]
@@ -326,3 +327,17 @@ def test_a_several_device_record_is_written_once_by_rank_0_with_the_global_batch
     assert result["outcome"]["global_batch_size"] == 64
     assert result["accuracy"]["curve"][0]["samples"] == 128  # 2 steps × 32 × 2 ranks
     assert result["profile"]["status"] == "unsupported"
+    assert result["env"]["backend"]["input_transfer"] == "blocking"  # as on one device: one input pipeline
+
+
+def test_every_xla_cell_copies_its_batches_one_way():
+    """Lightning's XLAStrategy would feed several devices through torch_xla's MpDeviceLoader (a background transfer)
+    while one device, the plain loops and fastai copy each batch with a blocking .to: the scaling column would divide
+    one input pipeline by another. The harness's strategy keeps the loader as it is, and the record says so."""
+    import torch.utils.data
+
+    from bench.backends import xla, xla_lightning
+
+    loader = torch.utils.data.DataLoader(list(range(4)))
+    assert xla_lightning.InRankXLAStrategy().process_dataloader(loader) is loader
+    assert xla.INPUT_TRANSFER == "blocking"

@@ -16,6 +16,7 @@ class Backend:
     Its static facts, what it never runs among them, are its ``spec`` (bench.plan.backends)."""
 
     name = ""
+    precision_set = False  # whether this process set the cell's precision (apply_precision): a parent never does
     lightning_accelerator: str | None = None
     peak_memory_kind = "device"
 
@@ -50,6 +51,11 @@ class Backend:
 
     def seconds_between(self, a, b) -> float | None:
         return b - a
+
+    def read_back(self, last) -> None:
+        """At a timing boundary, after ``synchronize``: read ``last`` (a tensor the last step produced) on the host
+        where synchronize alone may return before the step's compute has run. The others' synchronize waits for it."""
+        return None
 
     def spawn(self, fn, args: tuple) -> None:
         """Run ``fn(ordinal, *args, writer=...)`` in one process per device, where the backend starts its ranks
@@ -115,7 +121,10 @@ def machine(requested: str) -> tuple[str, Callable[[], int]]:
     return name, lambda: get(name).device_count()
 
 
-def now(backend: Backend) -> float:
-    """A wall-clock timestamp taken after all queued device work has finished."""
+def now(backend: Backend, last=None) -> float:
+    """A wall-clock timestamp taken after all queued device work has finished; ``last``, a tensor the last step
+    produced, is read on the host where the backend's synchronize alone may return early (``read_back``)."""
     backend.synchronize()
+    if last is not None:
+        backend.read_back(last)
     return time.perf_counter()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import time
 
 from bench.backends import Backend
 from bench.run.env import version
@@ -57,6 +58,7 @@ class TorchTPU(Backend):
     name = "torchtpu"
     lightning_accelerator = None  # a small Accelerator of the harness's: backends/torchtpu_lightning.py
     peak_memory_kind = "device"
+    _read_back_wait: float | None = None  # the longest read_back past synchronize in this process, seconds
 
     def chips(self) -> int:
         """The TPU devices on this machine's PCI bus that VFIO exposes, counted without a runtime."""
@@ -87,6 +89,16 @@ class TorchTPU(Backend):
 
         torch.accelerator.synchronize()
 
+    def read_back(self, last) -> None:
+        """A host read of a value the last step produced, after ``synchronize``: TorchTPU documents
+        torch.accelerator.synchronize() as waiting for pending device-to-host copies, and with deferred ("fused")
+        eager execution it may return before the step's compute has run; the read cannot. How long it waited past
+        synchronize is kept for the record (``env.backend.read_back_wait_ms_max``): about 0 where synchronize already
+        waited for the compute, and so the check, on a TPU, that both clocks agree (docs/tpu.md)."""
+        t = time.perf_counter()
+        last.detach().reshape(-1)[0].item()
+        self._read_back_wait = max(self._read_back_wait or 0.0, time.perf_counter() - t)
+
     def cut_graph(self) -> None:
         pass  # eager ops are dispatched as they come; a compiled step is one graph already
 
@@ -104,7 +116,10 @@ class TorchTPU(Backend):
             return f"torch_tpu is not installed in this environment: {SETUP_HINT}"
         count = self.chips()
         if count == 0:
-            return "no TPU chip on this machine's PCI bus (none that VFIO exposes): run on a Cloud TPU VM (docs/tpu.md)"
+            return (
+                "no TPU chip on this machine's PCI bus (none that VFIO exposes: TorchTPU runs TPU v5e and newer; v4 "
+                "and older are torch_xla's, --device xla): run on a Cloud TPU VM (docs/tpu.md)"
+            )
         if not version("libtpu"):
             return "torch_tpu is installed without libtpu: pip install -c constraints.txt libtpu (make setup-torchtpu)"
         if devices > count:
@@ -128,6 +143,7 @@ class TorchTPU(Backend):
         import torch
 
         torch.set_float32_matmul_precision("highest")
+        self.precision_set = True
 
     def reset_peak_memory(self) -> None:
         import torch
@@ -158,7 +174,8 @@ class TorchTPU(Backend):
             **out,
             "tpu_name": self.device_name(),
             "eager_mode": str(getattr(torch.tpu, "eager_mode", None)),
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "float32_matmul_precision": torch.get_float32_matmul_precision() if self.precision_set else None,
+            "read_back_wait_ms_max": None if self._read_back_wait is None else round(self._read_back_wait * 1e3, 3),
         }
 
 

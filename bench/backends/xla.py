@@ -23,6 +23,10 @@ SETUP_HINT = "use the XLA environment (`make setup-xla`, then .venv-xla/bin/benc
 RUNTIMES = ("TPU", "CPU")  # the PJRT devices this backend runs and counts without a client
 # A slice's accelerator type names its generation as Google names the chips, but for v5e's (v5litepod-8).
 GENERATIONS = {"v5litepod": "v5e"}
+# How every XLA cell's batches reach the device (env.backend.input_transfer): the loader's batch copied with a
+# blocking .to(device) each step, in every workload and on one device or several (bench.backends.xla_lightning), so
+# that scaling compares one input pipeline; torch_xla's MpDeviceLoader (a background transfer) is used by none.
+INPUT_TRANSFER = "blocking"
 LIBTPU = ("libtpu", "libtpu-nightly")  # the packages that bring libtpu.so (torch-xla[tpu] installs the first)
 
 
@@ -203,6 +207,7 @@ class XLA(Backend):
         import torch_xla.backends
 
         torch_xla.backends.set_mat_mul_precision("highest")
+        self.precision_set = True
 
     def reset_peak_memory(self) -> None:
         pass  # each cell is its own process: the runtime's peak covers this cell
@@ -237,7 +242,9 @@ class XLA(Backend):
             "tpu_accelerator_type": self.accelerator_type(),
             "libtpu": self.libtpu() if self.device_type() == "TPU" else None,
             "torch_xla": torch_xla.__version__,
-            "mat_mul_precision": torch_xla.backends.get_mat_mul_precision(),
+            "input_transfer": INPUT_TRANSFER,
+            # what the cell's process set (a parent that refused the cell never did)
+            "mat_mul_precision": torch_xla.backends.get_mat_mul_precision() if self.precision_set else None,
         }
 
 

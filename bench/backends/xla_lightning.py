@@ -75,6 +75,13 @@ class InRankXLAStrategy(XLAStrategy):
     def _configure_launcher(self) -> None:
         self._launcher = None
 
+    def process_dataloader(self, dataloader):
+        """The loader as it is: each batch copied to the device with a blocking ``.to`` (``batch_to_device``), as
+        one-device Lightning, the plain loops and fastai do on XLA. Lightning's XLAStrategy would wrap it in
+        torch_xla's MpDeviceLoader (a background transfer), and the scaling column would divide one input pipeline
+        by another (bench.backends.xla.INPUT_TRANSFER)."""
+        return dataloader
+
 
 def trainer_args(precision: str, devices: int) -> dict:
     """``accelerator``, ``strategy`` and the precision plugin for ``pl.Trainer`` on XLA."""

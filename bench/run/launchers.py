@@ -39,10 +39,12 @@ TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_
 
 
 def worker_env(env: dict[str, str]) -> dict[str, str]:
-    """``env`` without torchrun's variables, for a cell's worker: a `bench run` that a runtime started under torchrun
-    must not hand its own rank on, or a single-process cell would take itself for a rank of a bigger world; and
-    torchrun takes a default for every option from PET_<OPTION> (Kubeflow Trainer sets them for `bench run`)."""
-    return {k: v for k, v in env.items() if k not in TORCHRUN_VARS and not k.startswith(("TORCHELASTIC_", "PET_"))}
+    """``env`` for a cell's worker: without torchrun's variables, since a `bench run` that a runtime started under
+    torchrun must not hand its own rank on, or a single-process cell would take itself for a rank of a bigger world,
+    and torchrun takes a default for every option from PET_<OPTION> (Kubeflow Trainer sets them for `bench run`);
+    with the device-backend autoload the parent held back (bench.run.process.hold_device_backends)."""
+    kept = {k: v for k, v in env.items() if k not in TORCHRUN_VARS and not k.startswith(("TORCHELASTIC_", "PET_"))}
+    return process.device_backends(kept)
 
 
 def arguments(job, cell_file: Path) -> list[str]:

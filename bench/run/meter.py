@@ -86,6 +86,7 @@ class Meter:
     _warm_left: int | None = None  # steps of warmup still to run before a steady segment may begin
     _warming: dict | None = None  # the left_out entry the current warmup (after the first) counts its steps in
     _compiled: int = 0  # the compilation count as last read
+    _last: object = None  # a tensor the last training step produced, read at a boundary where a backend needs it
     _segment_rates: list[float] = field(default_factory=list)  # samples/s of each steady segment kept
     _steady_count: int = 0  # steps in the steady segments kept (on every backend, where step times are not)
 
@@ -100,11 +101,11 @@ class Meter:
     @contextlib.contextmanager
     def phase(self, name: str):
         """Time a block of work outside training as its own phase, device synchronised at both ends."""
-        t0 = now(self.backend)
+        t0 = now(self.backend, self._last)
         try:
             yield
         finally:
-            seconds = now(self.backend) - t0
+            seconds = now(self.backend, self._last) - t0
             self.phases[name] = self.phases.get(name, 0.0) + seconds
             if self.train_t0 is None:
                 self._pre_train_phases += seconds
@@ -131,7 +132,7 @@ class Meter:
         changed, self._phase = self.train_t0 is not None and phase != self._phase, phase
         if changed and self.warmup_end is not None:
             self._warm_again(f"warmup after the phase change to {phase}")
-        t = now(self.backend)
+        t = now(self.backend, self._last)
         if self.train_t0 is None:
             self.train_t0 = t
             for tracker in self._measuring:
@@ -168,8 +169,11 @@ class Meter:
         self._seg_samples, self._marks = 0, [self.backend.mark()]
         self._seg_t0 = time.perf_counter()
 
-    def step_end(self, samples: int) -> None:
-        """After an optimizer step over ``samples`` samples (global, across devices)."""
+    def step_end(self, samples: int, last=None) -> None:
+        """After an optimizer step over ``samples`` samples (global, across devices); ``last``, a tensor the step
+        produced (its loss, or a sum of losses), kept by reference (no read) for the next boundary's clock
+        (bench.backends.now)."""
+        self._last = last
         if self._window is not None:
             self._window.done_steps += 1
             for tracker in self.trackers:
@@ -194,7 +198,7 @@ class Meter:
 
     def _end_warmup(self) -> None:
         """Warmup (first steps, compilation, allocator growth) ends here, with an empty device queue."""
-        t = now(self.backend)
+        t = now(self.backend, self._last)
         if self.warmup_end is None:
             self.warmup_end = t
             self._compiled = self._count()  # what the first warmup compiled is its own
@@ -217,7 +221,7 @@ class Meter:
             self._end_warmup()
 
     def eval_start(self) -> None:
-        t = now(self.backend)
+        t = now(self.backend, self._last)
         self._epoch["train_seconds"] = t - self._epoch["t0"]
         if self._seg_t0 is not None and not self._seg_samples:  # a segment that began at the epoch's last step
             self._drop_segment()
@@ -239,7 +243,7 @@ class Meter:
 
     def eval_end(self, accuracy: float) -> bool:
         """Evaluation finished; returns True the first time ``accuracy`` reaches the target."""
-        t = now(self.backend)
+        t = now(self.backend, self._last)
         self.eval_seconds += t - self._eval_t0
         self.accuracy = accuracy
         self._epoch["elapsed"] = t - self.train_t0

@@ -1,5 +1,5 @@
-"""How the harness's processes end: a worker dies with its parent, and a finished process leaves without tearing
-the interpreter down."""
+"""How the harness's processes start and end: the parent (``bench``) loads no device backend, a worker dies with its
+parent, and a finished process leaves without tearing the interpreter down."""
 
 from __future__ import annotations
 
@@ -11,6 +11,31 @@ import signal
 import sys
 import threading
 from pathlib import Path
+
+# torch calls the loader of every installed out-of-tree device backend (entry points "torch.backends") as it is
+# imported, unless this is "0". TorchTPU's loader initialises its device there, and so does a plain `import
+# torch_tpu` (its _loader runs load() when the variable was not "0"): on a TPU VM, the chips a cell's worker needs.
+AUTOLOAD = "TORCH_DEVICE_BACKEND_AUTOLOAD"
+_users_autoload: tuple[str | None] | None = None  # the user's value (None: unset), once held
+
+
+def hold_device_backends() -> None:
+    """Before torch is imported in ``bench`` (the parent of every cell): no device backend loads or initialises in
+    it; TorchTPU's chips are counted without its runtime (bench.backends.torchtpu). A worker gets the user's own
+    setting back (``device_backends``). Too late once torch is imported (a test calling bench in-process)."""
+    global _users_autoload
+    if _users_autoload is None and "torch" not in sys.modules:
+        _users_autoload = (os.environ.get(AUTOLOAD),)
+        os.environ[AUTOLOAD] = "0"
+
+
+def device_backends(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a cell's worker: torch's device-backend autoload as the user had it before ``bench`` held it."""
+    if _users_autoload is None:
+        return dict(env)
+    (value,) = _users_autoload
+    out = {k: v for k, v in env.items() if k != AUTOLOAD}
+    return out if value is None else {**out, AUTOLOAD: value}
 
 
 def die_with_parent() -> None:

@@ -120,7 +120,7 @@ class Timing(Callback):
         if self.training:
             self.loss_sum += self.loss.detach().float()
             self.batches += 1
-            self.meter.step_end(len(self.xb[0]))
+            self.meter.step_end(len(self.xb[0]), self.loss_sum)
 
     def before_validate(self) -> None:
         self.meter.eval_start()

@@ -89,7 +89,8 @@ class Timing(pl.Callback):
         self.meter.epoch_start()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self.meter.step_end(len(batch[0]) * self.world_size)
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # training_step's: this step's
+        self.meter.step_end(len(batch[0]) * self.world_size, loss)
 
     def on_validation_epoch_start(self, trainer, module) -> None:
         self.meter.eval_start()

@@ -41,7 +41,7 @@ def train(ctx, model: torch.nn.Module, make_optimizer: Callable, loss_fn: Callab
             loss_sum += loss.detach().float()
             ctx.backend.cut_graph()  # XLA: one graph per step, dispatched without waiting
             batches += 1
-            meter.step_end(len(x) * world.size)  # the ranks step together: the world's samples per step
+            meter.step_end(len(x) * world.size, loss_sum)  # the ranks step together: the world's samples
         meter.eval_start()
         accuracy = evaluate(step, test_loader, device, ctx.backend, world)
         reached = meter.eval_end(accuracy)
