@@ -60,7 +60,10 @@ def test_an_interrupted_docker_run_gives_the_results_back(tmp_path):
     docker.chmod(0o755)
     args = ["make", "-s", "--no-print-directory", "-C", str(ROOT), "bench-tpu-stack", "TPU_STACK=xla",
             f"DOCKER={docker}", f"RESULTS={tmp_path / 'results'}", f"HOST_LOCKS={tmp_path / 'locks'}"]  # fmt: skip
-    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C's default action: a shell started in the background without job control (CI's, under nohup) passes
+    # SIGINT on ignored, and a signal ignored on entry cannot be trapped
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 60
     while not (log.exists() and "run --suite" in log.read_text()):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[0]
