@@ -5,17 +5,25 @@ when repeats = auto adds a round; ``said`` for what the sweep concludes; ``ended
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.plan.cell import Cell
+    from bench.run.auto import Auto
+    from bench.run.estimate import Eta
+    from bench.run.planning import Plan
+
 
 class Listener:
     """Ignores every event: a listener overrides those it follows."""
 
-    def planned(self, plan, auto) -> None:
+    def planned(self, plan: Plan, auto: Auto | None) -> None:
         """Before the first cell: the sweep's plan (bench.run.planning.Plan) and its auto rule, if any."""
 
-    def skipped(self, position: int, cell, record: dict) -> None:
+    def skipped(self, position: int, cell: Cell, record: dict) -> None:
         """A cell recorded before (this run resumes): ``record`` stands."""
 
-    def started(self, position: int, cell, again: str | None, seconds: float | None) -> None:
+    def started(self, position: int, cell: Cell, again: str | None, seconds: float | None) -> None:
         """A cell starts: ``again`` says why a recorded cell runs again, ``seconds`` is its estimate."""
 
     def epochs(self, rows: list[dict]) -> None:
@@ -24,7 +32,7 @@ class Listener:
     def waiting(self) -> None:
         """About once a second while a cell runs."""
 
-    def recorded(self, position: int, cell, record: dict, eta=None) -> None:
+    def recorded(self, position: int, cell: Cell, record: dict, eta: Eta | None = None) -> None:
         """A cell's record is written; ``eta`` (bench.run.estimate.Eta): the estimate of the cells after it, where
         the cell ran."""
 
