@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -47,6 +49,7 @@ def test_an_environment_made_by_a_python_older_than_3_11_is_refused_naming_the_f
     assert out.returncode != 0 and not python.exists()
 
 
+@pytest.mark.slow  # seconds of make's own start-up before the suite's run (make test-fast leaves it out)
 def test_an_interrupted_docker_run_gives_the_results_back(tmp_path):
     """make bench-tpu runs the container as root; Ctrl-C (or SIGTERM) during the suite still gives the results folder
     back to the user (the chown), as the end of a run does."""

@@ -219,8 +219,12 @@ def test_a_real_sweep_prints_plain_lines_and_records_its_order(tmp_path, mnist_d
     assert f"estimated {seconds} for the 1 cell to run, from earlier records on this host" in out
     assert "2 cells in suite s (random order)" in out
 
-    # The sweep shows nothing itself: it tells a listener its events, in order (bench.run.events), and prints its
-    # summary line. Run again under another run id, then resumed, with a listener that notes them.
+
+@pytest.mark.slow
+def test_a_sweep_tells_a_listener_its_events_in_order_and_shows_nothing_itself(tmp_path, mnist_dir, cache, capsys):
+    """The sweep shows nothing itself but its summary line: it tells a listener its events, in order
+    (bench.run.events; the display is one such listener). A run, then the same run resumed."""
+
     class Notes(Listener):
         def __init__(self):
             self.seen = []
@@ -244,10 +248,14 @@ def test_a_real_sweep_prints_plain_lines_and_records_its_order(tmp_path, mnist_d
         def ended(self):
             self.seen.append(("ended",))
 
-    status = {c.fingerprint: r["status"] for r in recs for c in planned if c.fingerprint == r["cell"]["fingerprint"]}
-    ran = [i for i, c in enumerate(planned, 1) if status[c.fingerprint] == "ok"]
+    (tmp_path / "s.toml").write_text(SUITE)
+    s = suite.validate("s", suite.load(str(tmp_path / "s.toml"))[1])
+    planned, results = suite.order(expand("s", s), s), tmp_path / "results"
     notes = Notes()
     assert sweep.sweep(planned, results, "again", str(mnist_dir), listener=notes) == 0
+    recs = records.read(results / "again" / "records.jsonl")
+    status = {c.fingerprint: r["status"] for r in recs for c in planned if c.fingerprint == r["cell"]["fingerprint"]}
+    ran = [i for i, c in enumerate(planned, 1) if status[c.fingerprint] == "ok"]
     want = [("planned", 2, None)]
     for i in range(1, len(planned) + 1):
         if i in ran:

@@ -92,6 +92,7 @@ def _stub_torch_tpu(site) -> None:
     (meta / "entry_points.txt").write_text("[torch.backends]\ntorch_tpu = torch_tpu._loader:load\n")
 
 
+@pytest.mark.slow  # a bench run end to end, in seconds
 @pytest.mark.skipif(find_spec("torch_tpu") is not None, reason="the real torch_tpu is installed here")
 def test_the_parent_never_loads_torchtpus_device_and_its_workers_may(tmp_path, mnist_dir, session_cache):
     """`bench run --device torchtpu` counts chips and writes its records in a parent that loads no device backend
