@@ -60,6 +60,7 @@ setup-xla: $(XLA_VENV)/.installed
 
 $(XLA_VENV)/.installed: pyproject.toml $(XLA_LOCK) $(XLA_VENV)/.xla-pin $(MAYBE_AGAIN)
 	$(call venv,$(XLA_VENV),setup-xla)
+	@# the pin again: RECREATE=1 removed the folder it was in
 	@echo '$(XLA_PIN)' > $(XLA_VENV)/.xla-pin
 	@# torch_xla runs no CUDA: torch's CPU wheel where its index answers, as the tpu image takes (not 3 GB of CUDA's)
 	@$(CPU_INDEX); test -z "$$index" || $(XLA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \

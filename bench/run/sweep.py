@@ -8,8 +8,10 @@ nodes, node 0 records and the other nodes follow its plan (``_follow``, bench.cl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import backends, records
@@ -26,6 +28,18 @@ from bench.run.progress import Progress
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stopped_as_by_ctrl_c() -> Iterator[None]:
+    """SIGTERM (docker stop, a batch scheduler) stops a sweep as cleanly as Ctrl-C does; the handlers before it are
+    back afterwards."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclasses.dataclass
@@ -112,28 +126,25 @@ def sweep(
     queue = [(cell, "auto: the first repeats, before the interval decides" if auto else "planned") for cell in cells]
     swept: list[Cell] = []
     interrupted = False
-    # SIGTERM (docker stop, a batch scheduler) stops the sweep as cleanly as Ctrl-C does.
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while queue:
-            for cell, why in queue:
-                swept.append(cell)
-                if cell.fingerprint in p.done:
-                    listener.skipped(len(swept), cell, p.done[cell.fingerprint])
-                    statuses.append(p.done[cell.fingerprint]["status"])
-                else:
-                    statuses.append(one.record(len(swept), cell, why)["status"])
-            queue = auto.more(swept, p.done) if auto else []
-            listener.joined(len(queue))
-        if auto and (said := auto.end(swept, p.done)):
-            listener.said(said)
-    except KeyboardInterrupt:
-        interrupted = True
-        listener.said(f"\ninterrupted: finished records are in {path}; run the same command again to resume")
-    finally:
-        listener.ended()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with _stopped_as_by_ctrl_c():
+        try:
+            while queue:
+                for cell, why in queue:
+                    swept.append(cell)
+                    if cell.fingerprint in p.done:
+                        listener.skipped(len(swept), cell, p.done[cell.fingerprint])
+                        statuses.append(p.done[cell.fingerprint]["status"])
+                    else:
+                        statuses.append(one.record(len(swept), cell, why)["status"])
+                queue = auto.more(swept, p.done) if auto else []
+                listener.joined(len(queue))
+            if auto and (said := auto.end(swept, p.done)):
+                listener.said(said)
+        except KeyboardInterrupt:
+            interrupted = True
+            listener.said(f"\ninterrupted: finished records are in {path}; run the same command again to resume")
+        finally:
+            listener.ended()
     if interrupted:
         return 130
     bad = sum(s in schema.FAILED for s in statuses)
@@ -173,22 +184,21 @@ def _follow(cells: list[Cell], node_dir: Path, run_id: str, data_dir: str | None
     print(f"node {cluster.node_rank} of {cluster.nnodes} ({cluster.source}): {len(mine)} cells span this node; "
           f"node 0 ({cluster.host}) writes the records", flush=True)  # fmt: skip
     bad = 0
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for i, cell in enumerate(mine, 1):
-            label = f"[{i}/{len(mine)}] {cell.cell_id} repeat {cell.repeat}"
-            print(f"{label}: running", flush=True)
-            record = runner.launch_cell(cell, node_dir, run_id, data_dir, None, cluster)
-            try:
-                sync.report(cell.fingerprint, record["status"], record["reason"])
-            except RuntimeError as e:
-                raise ClusterError(f"node 0's store is gone ({e}): node 0 stopped, so this node stops too") from e
-            bad += record["status"] in schema.FAILED
-            print(f"{label}: {record['status']}" + (f": {record['reason']}" if record["reason"] else ""), flush=True)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: node {cluster.node_rank} stops; node 0 holds the records", flush=True)
-        return 130
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with _stopped_as_by_ctrl_c():
+        try:
+            for i, cell in enumerate(mine, 1):
+                label = f"[{i}/{len(mine)}] {cell.cell_id} repeat {cell.repeat}"
+                print(f"{label}: running", flush=True)
+                record = runner.launch_cell(cell, node_dir, run_id, data_dir, None, cluster)
+                try:
+                    sync.report(cell.fingerprint, record["status"], record["reason"])
+                except RuntimeError as e:
+                    raise ClusterError(f"node 0's store is gone ({e}): node 0 stopped, so this node stops too") from e
+                bad += record["status"] in schema.FAILED
+                print(
+                    f"{label}: {record['status']}" + (f": {record['reason']}" if record["reason"] else ""), flush=True
+                )
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: node {cluster.node_rank} stops; node 0 holds the records", flush=True)
+            return 130
     return 1 if bad else 0
