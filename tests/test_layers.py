@@ -101,6 +101,20 @@ def test_what_describes_a_cell_imports_no_framework():
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def test_the_plan_of_a_cpu_run_at_fp32_imports_no_framework(tmp_path):
+    """bench run's parent asks the CPU backend only what needs no torch (its devices, its reasons) until a cell asks
+    for bf16: a CPU run starts without torch (bench.backends.cpu)."""
+    suite = tmp_path / "s.toml"
+    suite.write_text('backend = "cpu"\nworkloads = ["torch-convnet", "lightning-convnet"]\nprecisions = ["fp32"]\n')
+    run = ["run", "--suite", str(suite), "--results-dir", str(tmp_path / "results"), "--dry-run"]
+    code = (
+        f"import sys\nfrom bench import cli\nassert cli.main({run!r}) == 0\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
 def test_every_folder_of_bench_says_what_it_owns():
     """A package's ``__init__`` opens with what it holds, and bench's top level holds packages and the two base
     modules only: the folders show the way."""
