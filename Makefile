@@ -88,12 +88,12 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint docker/*
 
-# Three test processes on two cores (pytest-xdist), each test file in one of them, the longest first
-# (tests/conftest.py): most tests wait on subprocesses, imports and a browser, so a third keeps the cores busy (4 min
-# 50 s against 5 min 5 s with two, on the 2-core CI machine kind); a file's tests share what its first one built.
-# TEST_JOBS=0 runs them in this process. Then, alone, the tests that need the machine to themselves (a quiet host
-# told from a busy one).
-TEST_JOBS ?= 3
+# Two test processes on two cores (pytest-xdist), each test file in one of them, the longest first
+# (tests/conftest.py); a file's tests share what its first one built. A third process no longer pays: the tests keep
+# the cores busy, and each process collects every test file, importing torch, Lightning and the rest again (make test
+# 240-255 s of parallel tests with two, 255-260 s with three, on the 2-core CI machine kind). TEST_JOBS=0 runs them in
+# this process. Then, alone, the tests that need the machine to themselves (a quiet host told from a busy one).
+TEST_JOBS ?= 2
 test: lint
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not alone"
 	$(BIN)/python -m pytest -p no:xdist -m alone tests/test_contention.py
@@ -151,7 +151,9 @@ MICRO_ENV = $(if $(XLA),PJRT_DEVICE=$${PJRT_DEVICE:-CPU}) $(shell $(MICRO_PY) -c
 	print(*(f"{k}={v}" for k, v in allocator.child_env("$(ALLOCATOR)")[0].items()))')
 MICRO_STORAGE = $(abspath $(RESULTS))/micro/$$(hostname)-$$(env $(MICRO_ENV) $(MICRO_PY) -c \
 	'from bench import backends; print(backends.detect())')
-MICRO_RUN = env $(MICRO_ENV) $(MICRO_PY) -m pytest $(MICRO_TESTS) -p no:cacheprovider --benchmark-enable \
+# Only pytest-benchmark's plugin: what else is installed (hypothesis, xdist, typeguard) neither slows nor changes them.
+MICRO_RUN = env $(MICRO_ENV) PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(MICRO_PY) -m pytest $(MICRO_TESTS) \
+	-p pytest_benchmark.plugin -p no:cacheprovider --benchmark-enable \
 	--benchmark-only --benchmark-min-rounds=10 --benchmark-max-time=3 --benchmark-name=short \
 	--benchmark-columns=median,iqr,min,max,rounds --benchmark-sort=fullname --benchmark-autosave \
 	--benchmark-storage=file://$$storage $(MICRO_ARGS)

@@ -31,11 +31,11 @@ def expand(name: str, settings: dict) -> list:
     return suite.expand(name, settings, *backends.machine(settings["backend"]))
 
 
-# The files that train end to end, longest first (make test's durations): make test hands whole files to its two
-# processes in collection order (--dist loadfile --no-loadscope-reorder), and the longest first finish together.
-LONGEST_FIRST = ("test_fastai.py", "test_distributed.py", "test_weights.py", "test_runner.py", "test_micro.py",
-                 "test_modes.py", "test_sweep.py", "test_host_reads.py", "test_schedulers.py", "test_schema.py",
-                 "test_hostile.py")  # fmt: skip
+# The files that take longest, longest first (make test's durations): make test hands whole files to its processes
+# in collection order (--dist loadfile --no-loadscope-reorder), and the longest first finish together.
+LONGEST_FIRST = ("test_modes.py", "test_runner.py", "test_micro.py", "test_distributed.py", "test_fastai.py",
+                 "test_sweep.py", "test_schedulers.py", "test_hostile.py", "test_hostlock.py", "test_schema.py",
+                 "test_host_reads.py", "test_report.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list) -> None:

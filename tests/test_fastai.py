@@ -1,6 +1,6 @@
 """The fastai workload on real MNIST PNGs: a tiny real run at fp32 (fp16-mixed refused; each precision's step:
-tests/test_micro.py) and its artifacts (pretrained weights and lr_find: tests/test_weights.py, a file of its own so
-that make test's processes share the two long runs)."""
+tests/test_micro.py) from pretrained weights in the hub cache, with lr_find's suggestion as the learning rate, and its
+artifacts (without weights: tests/test_weights.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
 
 from bench.trackers import profile
 from tests.conftest import bench_cli
@@ -46,15 +48,17 @@ def tiny_suite(tmp_path: Path, workloads, precisions, fastai: str = "") -> Path:
 
 
 @pytest.mark.slow
-def test_tiny_real_run_every_precision_artifacts_and_report(tmp_path, offline_env):
-    suite = tiny_suite(
-        tmp_path, ["fastai-resnet18", "torch-resnet18"], ["fp32", "fp16-mixed"]
-    )  # bf16-mixed's and bf16-true's fastai steps: tests/test_micro.py (the forward pass's dtypes, params included)
+def test_tiny_real_run_from_cached_weights_with_lr_find_its_artifacts_and_report(tmp_path, offline_env):
+    # A pre-seeded hub cache, as an image or an offline user has it (random weights here: the test is offline).
+    weights = Path(offline_env["TORCH_HOME"]) / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    weights.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    # bf16-mixed's and bf16-true's fastai steps: tests/test_micro.py (the forward pass's dtypes, params included)
+    suite = tiny_suite(tmp_path, ["fastai-resnet18", "torch-resnet18"], ["fp32", "fp16-mixed"], fastai='lr = "find"')
     results = tmp_path / "results"
-    # --no-pretrained over a suite whose default (pretrained) would stop offline: the flag must win
-    args = ["run", "--suite", str(suite), "--no-pretrained", "--results-dir", str(results), "--run-id", "r"]
     # make test runs beside other tests: the host is busy, and the report compares its cells all the same
-    out = bench_cli([*args, "--include-busy"], offline_env, timeout=900)
+    args = ["run", "--suite", str(suite), "--results-dir", str(results), "--run-id", "r", "--include-busy"]
+    out = bench_cli(args, offline_env, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
     recs = {(r["workload"], r["precision"]): r for r in run_records(results)}
     assert "fp16" in recs["fastai-resnet18", "fp16-mixed"]["reason"]
@@ -62,13 +66,14 @@ def test_tiny_real_run_every_precision_artifacts_and_report(tmp_path, offline_en
     r = recs["fastai-resnet18", "fp32"]
     assert r["status"] == "ok", r["reason"]
     assert r["precision_effective"] == "fp32"  # a real forward pass of the body's first conv ran in it
-    assert r["weights"] == {"source": "random initialisation", "pretrained": False}
+    assert r["weights"]["pretrained"] and r["weights"]["file"] == str(weights)
+    assert r["weights"]["checksum_ok"] is False  # not the real ImageNet file, and the record says so
     assert (r["train_samples"], r["test_samples"]) == (320, 200)
     assert [c["phase"] for c in r["curve"]] == ["frozen", "unfrozen"]
     assert r["phase_throughput"]["frozen"] > 0 and r["phase_throughput"]["unfrozen"] > 0
     assert {"setup", "loader", "lr_find", "frozen", "unfrozen", "eval", "artifacts"} <= set(r["phase_seconds"])
     assert r["loader_samples_per_s"] > r["throughput_samples_per_s"] > 0
-    assert r["lr_found"] > 0 and r["lr_used"] == 0.0209
+    assert r["lr"] == "find" and r["lr_used"] == r["lr_found"] > 0
     cell = results / "r" / "cells" / "fastai-resnet18.cpux1.fp32.r0"
     names = [Path(a).name for a in r["artifacts"]]
     assert names == ["show_batch.png", "lr_find.png", "show_results.png", "top_losses.png", "confusion_matrix.png"]

@@ -112,8 +112,10 @@ def test_bench_run_beside_another_refuses_waits_or_shares(tmp_path, mnist_dir, s
         refused = bench_cli([*args, "--run-id", "refused"], env, timeout=120)
         assert refused.returncode == 2 and "this host is in use by bench run nightly" in refused.stderr
         assert not (tmp_path / "results" / "refused" / "records.jsonl").exists()
-        waiting = subprocess.Popen([sys.executable, "-m", "bench", *args, "--run-id", "waited", "--wait"], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        # a cell this host refuses (fp16 on a CPU): its record, written once the host is free, trains nothing
+        waited = [*args, "--run-id", "waited", "--wait", "--precision", "fp16-mixed"]
+        waiting = subprocess.Popen([sys.executable, "-m", "bench", *waited], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)  # fmt: skip
         lines = [waiting.stdout.readline()]
         while lines[-1] and not lines[-1].startswith("waiting for bench run nightly"):
             lines.append(waiting.stdout.readline())

@@ -127,9 +127,11 @@ def parity_cells(workload: str, precision: str, modes: list[str]):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
 @pytest.mark.parametrize("workload", ["torch-convnet", "lightning-convnet"])
-def test_compile_trains_the_same_losses_as_eager(workload, precision, mnist_dir, cache):
+def test_compile_trains_the_same_losses_as_eager(workload, mnist_dir, cache):
+    # fp32, whose tolerance is the tightest: the harness's part (what is compiled, with which masks) is the same at
+    # every precision, and each precision's compile of the plain loop costs make test ~15 s of a 2-core machine
+    precision = "fp32"
     eager, compiled = parity_cells(workload, precision, ["eager", "compile"])
     # Inductor draws dropout masks with its own generator; fallback_random makes it draw eager's, so that the same
     # seed gives the same masks and the losses can be compared step by step.

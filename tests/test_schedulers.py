@@ -64,6 +64,7 @@ def test_the_smoke_suite_runs_as_a_two_task_slurm_job(tmp_path, slurm_cluster, m
     # whole smoke suite in the CPU image as such a job).
     args = ["slurm", "--ntasks-per-node", "2", "--wait", "--", "--suite", "smoke", "--results-dir", str(results)]
     args += ["--nodes", "2", "--workload", "torch-convnet", "--mode", "eager", "--input", "loader", "--epochs", "1"]
+    args += ["--limit-train", "1280"]  # 10 steady steps a rank: the job's path, in seconds
     args += ["--precision", "fp32,fp16-mixed"]  # one cell trains, one is refused: the job goes on past it
     out = bench_cli(args, env, cwd=tmp_path, timeout=900)
     log = "".join(p.read_text() for p in results.glob("slurm-*.out"))
