@@ -85,6 +85,13 @@ def test_no_import_runs_back_up_and_there_is_no_cycle():
                 todo += edges[m]
 
 
+def frameworks_after(code: str) -> str:
+    """The frameworks a fresh Python has imported once ``code`` ran: the last line it prints, as a sorted list."""
+    code += f"\nimport sys\nprint(sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS!r})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def test_what_describes_a_cell_imports_no_framework():
     """The CLI, the plan (settings, cells, suites), the records, the estimate and the report start without torch,
     Lightning or fastai."""
@@ -93,12 +100,7 @@ def test_what_describes_a_cell_imports_no_framework():
              "bench.cluster", "bench.cluster.slurm", "bench.cluster.k8s", "bench.run.process",
              # what `bench run` imports before it holds back torch's device backends (bench.run.process)
              "bench.run.sweep", "bench.run.planning", "bench.run.runner", "bench.trackers.contention"]  # fmt: skip
-    code = (
-        f"import sys\nfor m in {light!r}: __import__(m)\n"
-        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS!r})))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "[]", out.stdout
+    assert frameworks_after(f"for m in {light!r}: __import__(m)") == "[]"
 
 
 def test_the_plan_of_a_cpu_run_at_fp32_imports_no_framework(tmp_path):
@@ -107,12 +109,7 @@ def test_the_plan_of_a_cpu_run_at_fp32_imports_no_framework(tmp_path):
     suite = tmp_path / "s.toml"
     suite.write_text('backend = "cpu"\nworkloads = ["torch-convnet", "lightning-convnet"]\nprecisions = ["fp32"]\n')
     run = ["run", "--suite", str(suite), "--results-dir", str(tmp_path / "results"), "--dry-run"]
-    code = (
-        f"import sys\nfrom bench import cli\nassert cli.main({run!r}) == 0\n"
-        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({FRAMEWORKS!r})))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+    assert frameworks_after(f"from bench import cli\nassert cli.main({run!r}) == 0") == "[]"
 
 
 def test_every_folder_of_bench_says_what_it_owns():

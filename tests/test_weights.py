@@ -47,3 +47,4 @@ def test_bench_run_stops_before_any_cell_when_weights_are_missing(tmp_path, offl
     # the flag wins over the suite's per-workload setting: no cell needs the weights
     _, _, cells, _ = cli.build_cells(cli.parser().parse_args(["run", "--suite", str(suite), "--no-pretrained"]))
     assert [c.pretrained for c in cells] == [False]
+    assert weights.describe(cells[0].pretrained) == {"source": "random initialisation", "pretrained": False}
